@@ -1,0 +1,1 @@
+"""Converters from weight formats that PyPI packages carry into plain transformers folders."""

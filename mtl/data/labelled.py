@@ -1,0 +1,230 @@
+"""Labelled splits: canonical columns, a ClassLabel label, train/validation/test and few-shot limits.
+
+Example::
+
+    data = load_labelled(recipe.data, input_name="text", input_candidates=("text", "sentence"))
+    data.splits        # DatasetDict(train, validation, test) with columns text, label
+    data.label_names   # ['negative', 'positive']
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+from datasets import ClassLabel, Dataset, DatasetDict, Value
+
+from ..errors import DataError
+from ..recipe import DataConfig
+from .tables import read_files, read_source, to_dataset
+
+logger = logging.getLogger(__name__)
+
+LABEL_CANDIDATES = ("label", "labels", "sentiment", "class", "target", "category", "intent")
+VALIDATION_NAMES = ("validation", "valid", "dev", "val")
+
+
+@dataclass
+class LabelledData:
+    """Splits with an input column and a ClassLabel ``label`` column."""
+
+    splits: DatasetDict
+    label_names: list[str]
+    input_column: str
+
+    def summary(self) -> str:
+        sizes = ", ".join(f"{name} {len(split):,}" for name, split in self.splits.items())
+        return f"{len(self.label_names)} labels ({', '.join(self.label_names[:8])}{'...' if len(self.label_names) > 8 else ''}); {sizes}"
+
+
+def load_labelled(config: DataConfig, *, input_name: str, input_candidates: Sequence[str],
+                  label_names: Sequence[str] | None = None, raw: DatasetDict | None = None) -> LabelledData:
+    """Read the recipe's data section into labelled train/validation/test splits."""
+    if raw is None:
+        raw = read_files(config.files) if config.files else read_source(config.source, config.config)
+    raw = _pick_splits(raw, config)
+    splits = DatasetDict({
+        name: standardize(split, input_name=input_name, input_candidates=input_candidates,
+                          input_column=config.input_column, label_column=config.label_column, where=name)
+        for name, split in raw.items()
+    })
+    splits, names = encode_labels(splits, label_names or config.label_names)
+    splits = complete_splits(splits, config)
+    if config.limit_per_class:
+        splits["train"] = limit_per_class(splits["train"], config.limit_per_class, config.split_seed)
+    data = LabelledData(splits, names, input_name)
+    logger.info("data: %s", data.summary())
+    return data
+
+
+def _pick_splits(raw: DatasetDict, config: DataConfig) -> DatasetDict:
+    def named(wanted: str | None, candidates: Sequence[str], role: str) -> str | None:
+        if wanted is not None:
+            if wanted not in raw:
+                raise DataError(f"data.{role}_split: no split {wanted!r} in the data (splits: {', '.join(raw)})")
+            return wanted
+        return next((c for c in candidates if c in raw), None)
+
+    train = named(config.train_split, (), "train")
+    validation = named(config.validation_split, VALIDATION_NAMES, "validation")
+    test = named(config.test_split, ("test",), "test")
+    picked = {"train": raw[train]}
+    for role, name in (("validation", validation), ("test", test)):
+        if name is None:
+            continue
+        split = raw[name]
+        label_feature = next((c for c in (config.label_column, *LABEL_CANDIDATES) if c and c in split.column_names), None)
+        if label_feature and _all_unlabelled(split, label_feature):
+            logger.warning("data: split %r has no labels (all -1); a %s split is made from train instead", name, role)
+            continue
+        picked[role] = split
+    return DatasetDict(picked)
+
+
+def _all_unlabelled(split: Dataset, column: str) -> bool:
+    values = split.unique(column)
+    return bool(values) and all(v == -1 for v in values)
+
+
+def standardize(split: Dataset, *, input_name: str, input_candidates: Sequence[str], input_column: str | None = None,
+                label_column: str | None = None, where: str = "data", need_label: bool = True) -> Dataset:
+    """Keep the input and label columns only, renamed to ``input_name`` and ``label``."""
+    source_input = _find_column(split, input_column, input_candidates, "input", where)
+    keep = {source_input: input_name}
+    if need_label:
+        keep[_find_column(split, label_column, LABEL_CANDIDATES, "label", where)] = "label"
+    split = split.select_columns(list(keep))
+    renames = {old: new for old, new in keep.items() if old != new}
+    return split.rename_columns(renames) if renames else split
+
+
+def _find_column(split: Dataset, wanted: str | None, candidates: Sequence[str], role: str, where: str) -> str:
+    columns = split.column_names
+    if wanted is not None:
+        if wanted not in columns:
+            raise DataError(f"data.{role}_column: {where} has no column {wanted!r} (columns: {', '.join(columns)})")
+        return wanted
+    lowered = {c.lower(): c for c in columns}
+    for candidate in candidates:
+        if candidate in lowered:
+            return lowered[candidate]
+    raise DataError(f"{where}: cannot tell which column is the {role} (columns: {', '.join(columns)}; "
+                    f"looked for {', '.join(candidates)}). Set data.{role}_column in the recipe.")
+
+
+def encode_labels(splits: DatasetDict, label_names: Sequence[str] | None = None) -> tuple[DatasetDict, list[str]]:
+    """Make ``label`` a ClassLabel with names, the same mapping in every split."""
+    train = splits["train"]
+    feature = train.features["label"]
+    if isinstance(feature, ClassLabel) and label_names is not None and list(feature.names) != list(label_names):
+        splits = DatasetDict({k: _as_strings(v) for k, v in splits.items()})
+    elif isinstance(feature, ClassLabel):
+        names = list(feature.names)
+        for name, split in splits.items():
+            other = split.features["label"]
+            if not isinstance(other, ClassLabel) or list(other.names) != names:
+                return encode_labels(DatasetDict({k: _as_strings(v) for k, v in splits.items()}), names)
+        return splits, names
+    values = {name: _label_values(split, name) for name, split in splits.items()}
+    train_values = values["train"]
+    all_int = all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in train_values)
+    if label_names is not None:
+        names = list(label_names)
+        lookup = {n: i for i, n in enumerate(names)}
+        if all_int:
+            lookup.update({i: i for i in range(len(names))})
+    elif all_int:
+        ordered = sorted(train_values)
+        names = [str(v) for v in ordered]
+        lookup = {v: i for i, v in enumerate(ordered)}
+    else:
+        names = sorted(str(v) for v in train_values)
+        lookup = {n: i for i, n in enumerate(names)}
+    for split_name, split in splits.items():
+        unknown = [v for v in values[split_name] if v not in lookup and str(v) not in lookup]
+        if unknown:
+            row = _first_row(split, unknown[0])
+            raise DataError(f"{split_name} row {row}: label {unknown[0]!r} is not among the training labels "
+                            f"({', '.join(names[:20])}); fix the row or add examples of it to train")
+    new_feature = ClassLabel(names=names)
+
+    def encode(batch: dict[str, list[Any]]) -> dict[str, list[int]]:
+        return {"label": [lookup[v] if v in lookup else lookup[str(v)] for v in batch["label"]]}
+
+    encoded = DatasetDict({
+        name: split.map(encode, batched=True, features=split.features.copy() | {"label": new_feature},
+                        desc=f"encoding {name} labels")
+        for name, split in splits.items()
+    })
+    return encoded, names
+
+
+def _as_strings(split: Dataset) -> Dataset:
+    feature = split.features["label"]
+    if not isinstance(feature, ClassLabel):
+        return split
+    features = split.features.copy()
+    features["label"] = Value("string")
+    return split.map(lambda batch: {"label": feature.int2str(batch["label"])}, batched=True, features=features)
+
+
+def _label_values(split: Dataset, split_name: str) -> list[Any]:
+    values = split.unique("label")
+    if any(v is None or (isinstance(v, float) and np.isnan(v)) for v in values):
+        row = _first_row(split, None)
+        raise DataError(f"{split_name} row {row}: the label is empty; fill it in or remove the row")
+    return values
+
+
+def _first_row(split: Dataset, value: Any) -> int:
+    for index, label in enumerate(split["label"]):
+        if label == value or (value is None and (label is None or label != label)):
+            return index + 1
+    return -1
+
+
+def complete_splits(splits: DatasetDict, config: DataConfig) -> DatasetDict:
+    """Carve missing test and validation splits out of train, stratified and seeded."""
+    splits = DatasetDict(splits)
+    for role, size in (("test", config.test_size), ("validation", config.validation_size)):
+        if role in splits:
+            continue
+        splits["train"], splits[role] = hold_out(splits["train"], size, config.split_seed)
+        logger.info("data: no %s split given; held out %d training examples (%.0f%%, stratified, seed %d)",
+                    role, len(splits[role]), 100 * size, config.split_seed)
+    return DatasetDict({k: splits[k] for k in ("train", "validation", "test")})
+
+
+def hold_out(dataset: Dataset, size: float, seed: int) -> tuple[Dataset, Dataset]:
+    """Split off a stratified, seeded fraction ``size``: (rest, held out)."""
+    try:
+        parts = dataset.train_test_split(test_size=size, stratify_by_column="label", seed=seed)
+    except ValueError as error:  # a class with a single example cannot be stratified
+        logger.warning("data: stratified split impossible (%s); splitting at random", error)
+        parts = dataset.train_test_split(test_size=size, seed=seed)
+    return parts["train"], parts["test"]
+
+
+def limit_per_class(dataset: Dataset, limit: int, seed: int) -> Dataset:
+    """Keep at most ``limit`` examples of each class, chosen at random with ``seed``."""
+    labels = np.asarray(dataset["label"])
+    rng = np.random.default_rng(seed)
+    keep: list[int] = []
+    for label in np.unique(labels):
+        indices = np.flatnonzero(labels == label)
+        keep.extend(rng.permutation(indices)[:limit].tolist())
+    logger.info("data: limit_per_class=%d keeps %d of %d training examples", limit, len(keep), len(dataset))
+    return dataset.select(sorted(keep))
+
+
+def labelled_split(data: Any, *, input_name: str, input_candidates: Sequence[str], label_names: Sequence[str] | None,
+                   what: str, need_label: bool = True) -> tuple[Dataset, list[str] | None]:
+    """One split for the Python API (fit/evaluate): any table-like object, standardized and label-encoded."""
+    split = standardize(to_dataset(data, what), input_name=input_name, input_candidates=input_candidates,
+                        where=what, need_label=need_label)
+    if not need_label:
+        return split, label_names
+    encoded, names = encode_labels(DatasetDict({"train": split}), label_names)
+    return encoded["train"], names

@@ -1,0 +1,103 @@
+"""Raw tables: a data source (built-in name, Hub id, local files, Python objects) becomes a DatasetDict.
+
+Local files are read with ``datasets``' own builders, so every later ``map`` is cached by fingerprint.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any, Mapping
+
+from datasets import Dataset, DatasetDict, load_dataset
+
+from ..errors import DataError
+from .builtin import builtin_names, load_builtin
+
+_READERS: dict[str, tuple[str, dict[str, Any]]] = {
+    ".csv": ("csv", {}),
+    ".tsv": ("csv", {"delimiter": "\t", "quoting": csv.QUOTE_NONE}),
+    ".json": ("json", {}),
+    ".jsonl": ("json", {}),
+    ".parquet": ("parquet", {}),
+}
+SPLIT_FILE_STEMS = ("train", "validation", "valid", "dev", "val", "test")
+
+
+def read_files(files: Mapping[str, str | Path]) -> DatasetDict:
+    """Read ``{split: path}`` local files (CSV, TSV, JSON, JSONL or Parquet; one format) into a DatasetDict."""
+    paths = {split: Path(path).expanduser() for split, path in files.items()}
+    for split, path in paths.items():
+        if not path.is_file():
+            raise DataError(f"data.files.{split}: file {path} does not exist")
+    suffixes = {path.suffix.lower() for path in paths.values()}
+    unknown = suffixes - set(_READERS)
+    if unknown or len(suffixes) != 1:
+        raise DataError(f"data files {', '.join(str(p) for p in paths.values())}: use one of the formats "
+                        f"{', '.join(_READERS)} for all splits")
+    builder, options = _READERS[suffixes.pop()]
+    try:
+        return load_dataset(builder, data_files={s: str(p) for s, p in paths.items()}, **options)
+    except Exception as error:  # pyarrow / pandas parse errors carry the detail
+        raise DataError(f"cannot read {', '.join(str(p) for p in paths.values())}: {_short(error)}; "
+                        "check the file's format and delimiter") from None
+
+
+def read_source(source: str, config: str | None = None) -> DatasetDict:
+    """A built-in dataset, a local file or folder of split files, or a Hub dataset id."""
+    builtin = load_builtin(source)
+    if builtin is not None:
+        return builtin
+    path = Path(source).expanduser()
+    if path.is_file():
+        return read_files({"train": path})
+    if path.is_dir():
+        found = {p.stem.lower(): p for p in sorted(path.iterdir()) if p.suffix.lower() in _READERS}
+        files = {stem: found[stem] for stem in SPLIT_FILE_STEMS if stem in found}
+        if not files:
+            raise DataError(f"data.source: folder {path} holds no train/validation/test files "
+                            f"({', '.join(_READERS)}); name them train.csv, test.csv, ...")
+        return read_files(files)
+    if source.startswith((".", "/", "~")):
+        raise DataError(f"data.source: {source} does not exist; check the path")
+    return _read_hub(source, config)
+
+
+def _read_hub(source: str, config: str | None) -> DatasetDict:
+    try:
+        loaded = load_dataset(source, config)
+    except Exception as error:
+        raise DataError(
+            f"data.source: {source!r} is not a built-in dataset ({', '.join(builtin_names())}), not a local "
+            f"file or folder, and the Hub could not provide it ({_short(error)}). Check the name, or download "
+            "it where the Hub is reachable and point data.source or data.files at the files."
+        ) from None
+    return loaded if isinstance(loaded, DatasetDict) else DatasetDict({"train": loaded})
+
+
+def to_dataset(data: Any, what: str = "data") -> Dataset:
+    """A ``datasets.Dataset`` from a Dataset, pandas DataFrame, dict of columns, list of rows or file path."""
+    if isinstance(data, Dataset):
+        return data
+    if isinstance(data, DatasetDict):
+        raise DataError(f"{what}: pass one split (e.g. data['train']), not a whole DatasetDict")
+    if isinstance(data, (str, Path)):
+        return read_files({"train": data})["train"]
+    try:
+        import pandas as pd
+
+        if isinstance(data, pd.DataFrame):
+            return Dataset.from_pandas(data, preserve_index=False)
+    except ImportError:  # pandas is optional for this path
+        pass
+    if isinstance(data, Mapping):
+        return Dataset.from_dict(dict(data))
+    if isinstance(data, (list, tuple)) and data and isinstance(data[0], Mapping):
+        return Dataset.from_list(list(data))
+    raise DataError(f"{what}: cannot use a {type(data).__name__}; pass a datasets.Dataset, a pandas DataFrame, "
+                    "a dict of columns, a list of row dicts or a file path")
+
+
+def _short(error: BaseException) -> str:
+    lines = [line for line in str(error).strip().splitlines() if line.strip()]
+    return f"{type(error).__name__}: {lines[0][:300]}" if lines else type(error).__name__

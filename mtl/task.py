@@ -1,0 +1,288 @@
+"""The Task base class: the Python API every built-in task shares (fit, evaluate, predict, save).
+
+A task module in ``tasks/`` only declares its :class:`TaskSpec`, its preprocessing options and how to
+turn raw inputs into model features; training, evaluation, saving and checkpoints live here.
+
+Example::
+
+    from mtl.tasks import TextSentiment
+    task = TextSentiment()                       # sentence-transformers/all-MiniLM-L6-v2
+    task.fit(train_df, freeze="backbone", epochs=1)
+    task.evaluate(test_df)["accuracy"]
+    task.predict(["what a film"])                # [{'label': 'positive', 'score': 0.97}]
+    task.save("out/")
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Sequence
+
+import numpy as np
+import torch
+import transformers
+from datasets import Dataset
+from datasets.fingerprint import Hasher
+
+from .adapters import build_classifier
+from .batching import eval_loader
+from .data.labelled import hold_out, labelled_split
+from .errors import MtlError, OutputExistsError
+from .freezing import FreezeSpec, apply_freezing, parse_freeze
+from .metrics import scores_from_logits
+from .outputs import readable
+from .recipe import TrainConfig
+from .registry import did_you_mean
+from .sources import ResolvedCheckpoint, resolve_checkpoint
+from .train import FitResult, fit_loop, make_accelerator, predict_loader
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What a task is: its modality, transformers Auto classes, checkpoints and input columns."""
+
+    modality: str  # "text" | "image" | "audio"
+    model_class: str  # a transformers Auto class name, e.g. "AutoModelForSequenceClassification"
+    processor_class: str  # e.g. "AutoTokenizer"
+    default_checkpoint: str
+    input_column: str  # canonical input column name after loading, e.g. "text"
+    input_candidates: tuple[str, ...]  # column names auto-detected as the input
+    pipeline_tag: str  # the transformers pipeline that loads the saved folder
+    checkpoints: tuple[str, ...] = ()  # other known-good checkpoints
+    metrics: tuple[str, ...] = ("accuracy", "macro_f1")
+
+
+@dataclass
+class NoOptions:
+    """A task without preprocessing options."""
+
+
+class Task:
+    """Base class of all tasks. Subclasses set ``spec``, ``Options`` and implement ``preprocess`` and ``collate``."""
+
+    name: ClassVar[str] = ""
+    spec: ClassVar[TaskSpec]
+    Options: ClassVar[type] = NoOptions
+
+    def __init__(self, checkpoint: str | os.PathLike | None = None, *, revision: str | None = None, **options: Any):
+        self.checkpoint = str(checkpoint or self.spec.default_checkpoint)
+        self.revision = revision
+        self.options = _build_options(self.Options, options)
+        self.model: torch.nn.Module | None = None
+        self.processor: Any = None
+        self.label_names: list[str] | None = None
+        self.source: ResolvedCheckpoint | None = None
+        self.fit_result: FitResult | None = None
+        self.freeze_report = None
+        self._accelerator = None
+
+    # ---- hooks for task modules -------------------------------------------------------------------
+    def load_processor(self, folder: Path) -> Any:
+        """The tokenizer / image processor / feature extractor of a checkpoint folder."""
+        return getattr(transformers, self.spec.processor_class).from_pretrained(str(folder))
+
+    def preprocess(self, batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        """Batched features for the model from a batch of the input column (datasets.map signature)."""
+        raise NotImplementedError
+
+    def collate(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        """A padded batch of tensors from preprocessed examples."""
+        raise NotImplementedError
+
+    def lengths(self, dataset: Dataset) -> list[int] | None:
+        """Per-example lengths for length-grouped batching (None: inputs have a fixed size)."""
+        return None
+
+    def inputs_to_dataset(self, inputs: Sequence[Any]) -> Dataset:
+        """A one-column Dataset from raw inputs given to :meth:`predict`."""
+        return Dataset.from_dict({self.spec.input_column: list(inputs)})
+
+    # ---- public API ---------------------------------------------------------------------------------
+    def fit(self, train: Any, validation: Any = None, *, freeze: str | dict | FreezeSpec = "none",
+            metrics: Sequence[str] | None = None, output_dir: str | os.PathLike | None = None,
+            resume: bool = False, config: TrainConfig | None = None, **train_options: Any) -> FitResult:
+        """Fine-tune on ``train`` (evaluated on ``validation`` every epoch) and keep the best weights.
+
+        ``train_options`` are :class:`~mtl.recipe.TrainConfig` fields (epochs, batch_size, learning_rate,
+        mixed_precision, ...); ``output_dir`` receives the JSONL log and per-epoch checkpoints.
+        """
+        config = _train_config(config, train_options)
+        metrics = list(metrics or self.spec.metrics)
+        if config.metric_for_best not in {*metrics, "loss"}:
+            raise MtlError(f"metric_for_best {config.metric_for_best!r} is not among the metrics {metrics}")
+        train_set, validation_set = self._labelled_pair(train, validation)
+        self._ensure_model(self.label_names)
+        self.freeze_report = apply_freezing(self.model, parse_freeze(freeze))
+        accelerator = self._accelerator = make_accelerator(config)
+        train_features, val_features = self._features(train_set), self._features(validation_set)
+        result = fit_loop(self.model, train_features, val_features, collate=self.collate, config=config,
+                          metrics=metrics, accelerator=accelerator, train_lengths=self.lengths(train_features),
+                          eval_lengths=self.lengths(val_features),
+                          run_dir=Path(output_dir) if output_dir else None, resume=resume)
+        self.model = accelerator.unwrap_model(self.model, keep_fp32_wrapper=False)
+        self.fit_result = result
+        return result
+
+    def evaluate(self, data: Any, *, batch_size: int = 64, metrics: Sequence[str] | None = None) -> dict[str, Any]:
+        """Loss, metrics, per-class report and confusion matrix on labelled ``data``."""
+        from .metrics import classification_details
+
+        self._require_model("evaluate")
+        split, _ = labelled_split(data, input_name=self.spec.input_column, input_candidates=self.spec.input_candidates,
+                                  label_names=self.label_names, what="evaluate data")
+        features = self._features(split)
+        accelerator = self._inference_accelerator()
+        loader = accelerator.prepare(eval_loader(features, self.collate, batch_size, self.lengths(features)))
+        with accelerator.autocast():
+            logits, labels = predict_loader(self.model.to(accelerator.device), loader, accelerator)
+        scores = scores_from_logits(logits, labels, list(metrics or self.spec.metrics))
+        return {**scores, **classification_details(labels, logits.argmax(-1), self.label_names),
+                "num_examples": len(labels)}
+
+    def predict(self, inputs: Sequence[Any], *, batch_size: int = 64) -> list[dict[str, Any]]:
+        """The most likely label and its probability for each raw input."""
+        probabilities = self.predict_proba(inputs, batch_size=batch_size)
+        best = probabilities.argmax(-1)
+        return [{"label": self.label_names[i], "score": float(p[i])} for i, p in zip(best, probabilities)]
+
+    def predict_proba(self, inputs: Sequence[Any], *, batch_size: int = 64) -> np.ndarray:
+        """Class probabilities, shape (len(inputs), num_labels), columns in ``label_names`` order."""
+        self._require_model("predict")
+        features = self._features(self.inputs_to_dataset(inputs), labelled=False)
+        accelerator = self._inference_accelerator()
+        loader = accelerator.prepare(eval_loader(features, self.collate, batch_size, self.lengths(features)))
+        with accelerator.autocast():
+            logits, _ = predict_loader(self.model.to(accelerator.device), loader, accelerator)
+        return torch.softmax(torch.from_numpy(logits), -1).numpy()
+
+    def save(self, directory: str | os.PathLike, *, overwrite: bool = False) -> Path:
+        """Write a plain transformers folder (weights, config with label names, processor)."""
+        self._require_model("save")
+        directory = Path(directory)
+        if directory.exists() and any(directory.iterdir()) and not overwrite:
+            raise OutputExistsError(f"{directory} is not empty; choose another folder or pass overwrite=True")
+        return self.write_model(directory)
+
+    def write_model(self, directory: Path) -> Path:
+        """Save model and processor into ``directory`` atomically (temporary folder, then renames)."""
+        directory.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".tmp-model-", dir=directory))
+        try:
+            self.model.save_pretrained(staging, safe_serialization=True)
+            self.processor.save_pretrained(staging)
+            for item in staging.iterdir():
+                if item.is_file():
+                    readable(item)
+                target = directory / item.name
+                if target.is_dir():
+                    shutil.rmtree(target)
+                os.replace(item, target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        logger.info("saved model to %s", directory)
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike, **options: Any) -> "Task":
+        """A task holding a fine-tuned model saved by :meth:`save` (or any classifier folder)."""
+        task = cls(directory, **options)
+        task._ensure_processor()
+        model_class = getattr(transformers, cls.spec.model_class)
+        task.model = model_class.from_pretrained(str(task.source.path))
+        task.label_names = [task.model.config.id2label[i] for i in range(task.model.config.num_labels)]
+        return task
+
+    # ---- internals ----------------------------------------------------------------------------------
+    def _ensure_processor(self) -> None:
+        if self.source is None:
+            self.source = resolve_checkpoint(self.checkpoint, self.revision)
+        if self.processor is None:
+            self.processor = self.load_processor(self.source.path)
+
+    def _ensure_model(self, label_names: Sequence[str]) -> None:
+        self._ensure_processor()
+        current = self.model and [self.model.config.id2label[i] for i in range(self.model.config.num_labels)]
+        if self.model is None or current != list(label_names):
+            auto_class = getattr(transformers, self.spec.model_class)
+            self.model = build_classifier(auto_class, self.source.path, label_names)
+
+    def _labelled_pair(self, train: Any, validation: Any) -> tuple[Dataset, Dataset]:
+        kwargs = dict(input_name=self.spec.input_column, input_candidates=self.spec.input_candidates)
+        train_set, names = labelled_split(train, label_names=None, what="train data", **kwargs)
+        if validation is None:
+            train_set, validation_set = hold_out(train_set, 0.1, seed=42)
+        else:
+            validation_set, _ = labelled_split(validation, label_names=names, what="validation data", **kwargs)
+        self.label_names = list(names)
+        return train_set, validation_set
+
+    def _features(self, dataset: Dataset, labelled: bool = True) -> Dataset:
+        """Preprocess once; ``datasets`` reuses the cached result when data and preprocessing are unchanged."""
+        self._ensure_processor()
+        column = self.spec.input_column
+        fingerprint = Hasher.hash([getattr(dataset, "_fingerprint", None), self._preprocess_key()])
+        processed = {"rows": 0}
+
+        def run(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+            processed["rows"] += len(batch[column])
+            return self.preprocess(batch)
+
+        features = dataset.map(run, batched=True, remove_columns=[column], new_fingerprint=fingerprint,
+                               desc=f"preprocessing ({self.spec.processor_class})")
+        if len(dataset) and dataset.cache_files:
+            logger.info("preprocessing: %s", f"{processed['rows']:,} examples processed" if processed["rows"]
+                        else f"reused the datasets cache for {len(dataset):,} examples")
+        self.last_preprocessed_rows = processed["rows"]
+        return features
+
+    def _preprocess_key(self) -> list[Any]:
+        return [type(self).__name__, dataclasses.asdict(self.options), _folder_digest(self.source.path)]
+
+    def _inference_accelerator(self):
+        if self._accelerator is None:
+            self._accelerator = make_accelerator(TrainConfig())
+        return self._accelerator
+
+    def _require_model(self, action: str) -> None:
+        if self.model is None or self.label_names is None:
+            raise MtlError(f"cannot {action}: no trained model yet; call fit() first or use {type(self).__name__}.load(folder)")
+
+
+def _folder_digest(folder: Path) -> str:
+    """A digest of a checkpoint's small processor files (tokenizer, preprocessor config), not its weights."""
+    digest = hashlib.sha256()
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and path.suffix in {".json", ".txt", ".model"} and path.stat().st_size < 20_000_000 \
+                and path.name != "config.json":
+            digest.update(path.name.encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _build_options(options_class: type, options: dict[str, Any]) -> Any:
+    known = [f.name for f in dataclasses.fields(options_class)]
+    for key in options:
+        if key not in known:
+            raise MtlError(f"unknown option {key!r}{did_you_mean(key, known)} (options: {', '.join(known) or 'none'})")
+    return options_class(**options)
+
+
+def _train_config(config: TrainConfig | None, options: dict[str, Any]) -> TrainConfig:
+    known = [f.name for f in dataclasses.fields(TrainConfig)]
+    for key in options:
+        if key not in known:
+            raise MtlError(f"fit(): unknown training option {key!r}{did_you_mean(key, known)}")
+    try:
+        return dataclasses.replace(config or TrainConfig(), **options)
+    except ValueError as error:
+        raise MtlError(f"fit(): {error}") from None
+
