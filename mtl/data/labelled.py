@@ -153,11 +153,12 @@ def encode_labels(splits: DatasetDict, label_names: Sequence[str] | None = None)
     def encode(batch: dict[str, list[Any]]) -> dict[str, list[int]]:
         return {"label": [lookup[v] if v in lookup else lookup[str(v)] for v in batch["label"]]}
 
-    encoded = DatasetDict({
-        name: split.map(encode, batched=True, features=split.features.copy() | {"label": new_feature},
-                        desc=f"encoding {name} labels")
-        for name, split in splits.items()
-    })
+    encoded = {}
+    for name, split in splits.items():
+        features = split.features.copy()
+        features["label"] = new_feature
+        encoded[name] = split.map(encode, batched=True, features=features, desc=f"encoding {name} labels")
+    encoded = DatasetDict(encoded)
     return encoded, names
 
 

@@ -1,0 +1,91 @@
+"""Shared fixtures: tiny models built from configs (no weights downloaded) and small labelled datasets."""
+
+from __future__ import annotations
+
+import random
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+POSITIVE = ["good", "great", "wonderful", "superb", "lovely", "brilliant"]
+NEGATIVE = ["bad", "awful", "boring", "dull", "terrible", "weak"]
+FILLER = ["the", "film", "was", "a", "plot", "actors", "story", "movie", "really", "quite", "and", "with"]
+
+
+def make_sentences(count: int, seed: int = 0) -> list[dict[str, str]]:
+    """Short sentences whose label is given by the sentiment word they contain."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(count):
+        label = "positive" if i % 2 == 0 else "negative"
+        words = rng.sample(FILLER, rng.randint(2, 9)) + [rng.choice(POSITIVE if label == "positive" else NEGATIVE)]
+        rng.shuffle(words)
+        rows.append({"sentence": " ".join(words), "sentiment": label})
+    return rows
+
+
+def build_tiny_bert(folder: Path, num_labels: int | None = None) -> Path:
+    """A 2-layer BERT with a word-level vocabulary of the test words, saved as a transformers folder."""
+    from transformers import BertConfig, BertForSequenceClassification, BertModel, BertTokenizerFast
+
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *POSITIVE, *NEGATIVE, *FILLER, "what", "film", "fine"]
+    (folder / "vocab.txt").write_text("\n".join(dict.fromkeys(vocab)) + "\n")
+    tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64)
+    import torch
+
+    torch.manual_seed(0)
+    if num_labels:
+        config.num_labels = num_labels
+        model = BertForSequenceClassification(config)
+    else:
+        model = BertModel(config)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> Path:
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture(scope="session")
+def sentences_csv(tmp_path_factory) -> Path:
+    """A CSV file (sentence, sentiment) of 240 rows."""
+    import pandas as pd
+
+    path = tmp_path_factory.mktemp("data") / "reviews.csv"
+    pd.DataFrame(make_sentences(240)).to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture
+def isolated_cache(tmp_path, monkeypatch) -> Path:
+    """A private mtl cache folder for one test."""
+    monkeypatch.setenv("MTL_CACHE", str(tmp_path / "mtl-cache"))
+    return tmp_path / "mtl-cache"
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 600):
+    """Run ``python -m mtl.run ...`` in a subprocess and return the CompletedProcess."""
+    import os
+    import subprocess
+
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "mtl.run", *args], capture_output=True, text=True,
+                          cwd=cwd or REPO, env=full_env, timeout=timeout)
+
+
+def requires_shared_data(*parts: str) -> Path:
+    """The path of a folder in ../shared/data, skipping the test when it is absent."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} is not present (developer/CI data)")
+    return path

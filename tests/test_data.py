@@ -1,0 +1,139 @@
+"""Text data: files of every format, column detection, label encoding, splits and few-shot limits."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from datasets import ClassLabel, Dataset, DatasetDict
+
+from mtl.data import load_labelled
+from mtl.data.labelled import encode_labels, labelled_split, limit_per_class
+from mtl.errors import DataError
+from mtl.recipe import DataConfig
+
+from conftest import make_sentences
+
+TEXT = dict(input_name="text", input_candidates=("text", "sentence"))
+
+
+def write(rows, path):
+    frame = pd.DataFrame(rows)
+    if path.suffix == ".csv":
+        frame.to_csv(path, index=False)
+    elif path.suffix == ".tsv":  # GLUE-style: tab-separated, no quoting
+        path.write_text("\n".join("\t".join(map(str, row)) for row in [list(rows[0]), *[r.values() for r in rows]]) + "\n")
+    elif path.suffix == ".jsonl":
+        path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    elif path.suffix == ".json":
+        path.write_text(json.dumps(rows))
+    else:
+        frame.to_parquet(path)
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".json", ".jsonl", ".parquet"])
+def test_every_file_format_loads_with_auto_detected_columns(tmp_path, suffix):
+    rows = make_sentences(100)
+    rows[0]["sentence"] = '"quoted" start'  # TSV must not treat quotes specially
+    path = write(rows, tmp_path / f"reviews{suffix}")
+    data = load_labelled(DataConfig(source=str(path)), **TEXT)
+    assert data.label_names == ["negative", "positive"]
+    assert set(data.splits) == {"train", "validation", "test"}
+    assert sum(len(s) for s in data.splits.values()) == 100
+    assert data.splits["train"].column_names == ["text", "label"]
+    assert isinstance(data.splits["train"].features["label"], ClassLabel)
+    texts = set(data.splits["train"]["text"]) | set(data.splits["test"]["text"]) | set(data.splits["validation"]["text"])
+    assert '"quoted" start' in texts
+
+
+def test_missing_splits_are_carved_stratified_and_seeded(tmp_path):
+    path = write(make_sentences(200), tmp_path / "r.csv")
+    config = DataConfig(source=str(path), validation_size=0.2, test_size=0.1)
+    first = load_labelled(config, **TEXT)
+    again = load_labelled(config, **TEXT)
+    assert len(first.splits["test"]) == 20 and len(first.splits["validation"]) == 36
+    assert first.splits["test"]["text"] == again.splits["test"]["text"]
+    labels = first.splits["validation"]["label"]
+    assert labels.count(0) == labels.count(1)
+
+
+def test_split_files_and_explicit_columns(tmp_path):
+    rows = [{"review": r["sentence"], "stars": r["sentiment"], "extra": 1} for r in make_sentences(60)]
+    files = {"train": write(rows[:40], tmp_path / "train.csv"), "validation": write(rows[40:50], tmp_path / "dev.csv"),
+             "test": write(rows[50:], tmp_path / "test.csv")}
+    config = DataConfig(files={k: str(v) for k, v in files.items()}, input_column="review", label_column="stars")
+    data = load_labelled(config, **TEXT)
+    assert [len(data.splits[s]) for s in ("train", "validation", "test")] == [40, 10, 10]
+    folder = load_labelled(DataConfig(source=str(tmp_path), input_column="review", label_column="stars"), **TEXT)
+    assert [len(folder.splits[s]) for s in ("train", "validation", "test")] == [40, 10, 10]
+
+
+def test_integer_labels_get_names_from_the_recipe(tmp_path):
+    rows = [{"text": r["sentence"], "label": int(r["sentiment"] == "positive")} for r in make_sentences(50)]
+    path = write(rows, tmp_path / "r.csv")
+    plain = load_labelled(DataConfig(source=str(path)), **TEXT)
+    assert plain.label_names == ["0", "1"]
+    named = load_labelled(DataConfig(source=str(path), label_names=["neg", "pos"]), **TEXT)
+    assert named.label_names == ["neg", "pos"]
+    first = named.splits["train"][0]
+    assert (first["label"] == 1) == any(w in first["text"].split() for w in ("good", "great", "wonderful", "superb", "lovely", "brilliant"))
+
+
+def test_unknown_column_names_the_columns(tmp_path):
+    path = write([{"words": "a", "y": 1}, {"words": "b", "y": 0}], tmp_path / "r.csv")
+    with pytest.raises(DataError, match=r"cannot tell which column is the input \(columns: words, y"):
+        load_labelled(DataConfig(source=str(path)), **TEXT)
+    with pytest.raises(DataError, match="data.input_column: train has no column 'txt'"):
+        load_labelled(DataConfig(source=str(path), input_column="txt"), **TEXT)
+
+
+def test_empty_label_names_the_row(tmp_path):
+    rows = make_sentences(10)
+    rows[6]["sentiment"] = None
+    with pytest.raises(DataError, match="train row 7: the label is empty"):
+        load_labelled(DataConfig(source=str(write(rows, tmp_path / "r.csv"))), **TEXT)
+
+
+def test_label_unseen_in_train_names_split_and_row(tmp_path):
+    train = write(make_sentences(20), tmp_path / "train.csv")
+    test_rows = make_sentences(5)
+    test_rows[3]["sentiment"] = "mixed"
+    test = write(test_rows, tmp_path / "test.csv")
+    with pytest.raises(DataError, match="test row 4: label 'mixed' is not among the training labels"):
+        load_labelled(DataConfig(files={"train": str(train), "test": str(test)}), **TEXT)
+
+
+def test_limit_per_class_keeps_a_seeded_sample_of_each_class():
+    ds = Dataset.from_dict({"text": [str(i) for i in range(30)], "label": [i % 3 for i in range(30)]})
+    ds = ds.cast_column("label", ClassLabel(names=["a", "b", "c"]))
+    few = limit_per_class(ds, 4, seed=1)
+    assert sorted(few["label"]) == [0] * 4 + [1] * 4 + [2] * 4
+    assert few["text"] == limit_per_class(ds, 4, seed=1)["text"] != limit_per_class(ds, 4, seed=2)["text"]
+
+
+def test_python_objects_become_labelled_splits():
+    frame = pd.DataFrame(make_sentences(12))
+    split, names = labelled_split(frame, label_names=None, what="train", **TEXT)
+    assert names == ["negative", "positive"] and split.column_names == ["text", "label"]
+    rows, _ = labelled_split(make_sentences(4), label_names=names, what="eval", **TEXT)
+    assert rows.features["label"].names == names
+    columns, _ = labelled_split({"text": ["x", "y"], "label": ["positive", "negative"]}, label_names=names, what="x", **TEXT)
+    assert columns["label"] == [1, 0]
+
+
+def test_classlabel_names_are_kept_and_reordered_to_requested_names():
+    ds = Dataset.from_dict({"text": ["a", "b"], "label": [0, 1]}).cast_column("label", ClassLabel(names=["neg", "pos"]))
+    splits, names = encode_labels(DatasetDict({"train": ds}))
+    assert names == ["neg", "pos"]
+    splits, names = encode_labels(DatasetDict({"train": ds}), ["pos", "neg"])
+    assert names == ["pos", "neg"] and splits["train"]["label"] == [1, 0]
+
+
+def test_missing_file_and_unknown_source_are_clear(tmp_path, monkeypatch):
+    with pytest.raises(DataError, match="data.files.train: file .* does not exist"):
+        load_labelled(DataConfig(files={"train": str(tmp_path / "nope.csv")}), **TEXT)
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    with pytest.raises(DataError, match="not a built-in dataset .*vader-movie-snippets"):
+        load_labelled(DataConfig(source="someone/no-such-dataset"), **TEXT)

@@ -1,0 +1,94 @@
+"""Recipes: validation messages, overrides and the shipped recipe files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mtl.errors import RecipeError
+from mtl.recipe import load_recipe, recipe_from_dict
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPES = sorted((REPO / "recipes").glob("*.yaml"))
+MINIMAL = {"task": "text-sentiment", "data": {"source": "some.csv"}}
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
+def test_shipped_recipes_validate_and_open_with_their_command(path):
+    first = path.read_text().splitlines()[0]
+    assert first == f"# python -m mtl.run recipes/{path.name}"
+    recipe = load_recipe(path)
+    assert recipe.output.dir
+
+
+def test_misspelled_key_gives_one_line_with_the_right_spelling():
+    with pytest.raises(RecipeError) as info:
+        recipe_from_dict({**MINIMAL, "train": {"epoch": 3}})
+    message = str(info.value)
+    assert "\n" not in message
+    assert "train.epoch: unknown key; did you mean 'epochs'?" in message
+
+
+def test_wrong_type_names_the_expected_type():
+    with pytest.raises(RecipeError, match=r"train.batch_size: expected an integer, got 'big' \(str\)"):
+        recipe_from_dict({**MINIMAL, "train": {"batch_size": "big"}})
+
+
+def test_all_problems_are_collected_into_one_error():
+    raw = {"task": "text-sentimnt", "data": {"source": "x.csv", "validation_size": 3},
+           "train": {"mixed_precision": "bf17", "batch_size": 0}, "model": {"freeze": "bacbone"}, "extra": 1}
+    with pytest.raises(RecipeError) as info:
+        recipe_from_dict(raw)
+    problems = info.value.problems
+    joined = "\n".join(problems)
+    assert len(problems) == 6, joined
+    for expected in ("did you mean 'text-sentiment'", "validation_size must be a fraction", "did you mean 'bf16'",
+                     "batch_size must be at least 1", "unknown freezing spec 'bacbone'", "extra: unknown key"):
+        assert expected in joined
+
+
+def test_overrides_are_typed_and_nested():
+    recipe = recipe_from_dict(MINIMAL, ["train.epochs=1", "model.freeze={top_k: 2}", "preprocess.max_length=32",
+                                        "train.mixed_precision=bf16", "data.limit_per_class=5"])
+    assert recipe.train.epochs == 1.0 and isinstance(recipe.train.epochs, float)
+    assert recipe.freeze_spec.mode == "top_k" and recipe.freeze_spec.top_k == 2
+    assert recipe.preprocess == {"max_length": 32}
+    assert recipe.train.mixed_precision == "bf16"
+    assert recipe.data.limit_per_class == 5
+
+
+def test_override_of_unknown_key_is_an_error():
+    with pytest.raises(RecipeError, match="train.learnig_rate: unknown key; did you mean 'learning_rate'"):
+        recipe_from_dict(MINIMAL, ["train.learnig_rate=0.1"])
+    with pytest.raises(RecipeError, match="write it as key.sub=value"):
+        recipe_from_dict(MINIMAL, ["train.epochs"])
+
+
+def test_metric_for_best_must_be_computed():
+    with pytest.raises(RecipeError, match="metric_for_best: 'macro_f1' is not computed"):
+        recipe_from_dict({**MINIMAL, "metrics": ["accuracy"], "train": {"metric_for_best": "macro_f1"}})
+
+
+def test_task_options_are_validated_by_the_task():
+    with pytest.raises(RecipeError, match="preprocess.max_len: unknown key; did you mean 'max_length'"):
+        recipe_from_dict({**MINIMAL, "preprocess": {"max_len": 3}})
+
+
+def test_data_needs_source_or_files():
+    with pytest.raises(RecipeError, match="give `source`"):
+        recipe_from_dict({"task": "text-sentiment"})
+
+
+def test_invalid_yaml_names_the_line(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("task: text-sentiment\ntrain: {epochs: 3\n")
+    with pytest.raises(RecipeError, match="not valid YAML at line"):
+        load_recipe(path)
+
+
+def test_resolved_recipe_round_trips_through_yaml():
+    recipe = recipe_from_dict(MINIMAL, ["train.epochs=2"])
+    again = recipe_from_dict(yaml.safe_load(recipe.to_yaml()))
+    assert again == recipe
