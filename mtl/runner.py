@@ -60,6 +60,7 @@ def run_recipe(recipe: Recipe, *, overwrite: bool = False, resume: bool = False)
         "train_seconds": round(fit.train_seconds, 1),
         "total_seconds": round(time.perf_counter() - started, 1),
         "stopped_early": fit.stopped_early,
+        "resumed_from_epoch": fit.resumed_from_epoch,
         "environment": {"mtl": __version__, "torch": torch.__version__, "python": platform.python_version(),
                         "device": str(task._accelerator.device), "mixed_precision": recipe.train.mixed_precision},
     }

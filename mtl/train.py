@@ -43,7 +43,7 @@ class FitResult:
     global_step: int = 0
     train_seconds: float = 0.0
     stopped_early: bool = False
-    resumed_from_epoch: int | None = None
+    resumed_from_epoch: int | None = None  # epochs already finished when a resumed run picked up
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -107,7 +107,7 @@ def fit_loop(model: torch.nn.Module, train_set: Any, eval_set: Any, *, collate: 
         folder, state = found
         accelerator.load_state(str(folder))
         start_epoch, bad_epochs = state["epoch"] + 1, state["bad_epochs"]
-        result = FitResult(**{**state["result"], "resumed_from_epoch": state["epoch"]})
+        result = FitResult(**{**state["result"], "resumed_from_epoch": state["epoch"] + 1})
         logger.info("resumed from %s (epoch %d finished, step %d)", folder, state["epoch"] + 1, result.global_step)
 
     progress = tqdm(total=total_steps, initial=result.global_step, desc="training", unit="step",

@@ -57,6 +57,7 @@ def test_overrides_are_typed_and_nested():
     assert recipe.preprocess == {"max_length": 32}
     assert recipe.train.mixed_precision == "bf16"
     assert recipe.data.limit_per_class == 5
+    assert recipe_from_dict(MINIMAL, ["train.learning_rate=1e-4"]).train.learning_rate == 1e-4
 
 
 def test_override_of_unknown_key_is_an_error():

@@ -1,0 +1,84 @@
+"""The command line: exit code 2 and one clear message on bad input, dry runs, output protection."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REPO, make_sentences, run_cli
+
+
+@pytest.fixture
+def recipe(tmp_path, tiny_bert):
+    data = tmp_path / "reviews.csv"
+    pd.DataFrame(make_sentences(160)).to_csv(data, index=False)
+    raw = {"task": "text-sentiment", "model": {"checkpoint": str(tiny_bert), "freeze": "none"},
+           "data": {"source": str(data)}, "preprocess": {"max_length": 32},
+           "train": {"epochs": 2, "batch_size": 16, "learning_rate": 1e-3}, "output": {"dir": str(tmp_path / "out")}}
+    path = tmp_path / "recipe.yaml"
+    path.write_text("# python -m mtl.run recipe.yaml\n" + yaml.safe_dump(raw))
+    return path
+
+
+def assert_clean_failure(done, *fragments):
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    for fragment in fragments:
+        assert fragment in done.stderr
+
+
+def test_misspelled_key_exits_2_with_one_line(recipe):
+    done = run_cli(str(recipe), "train.epoch=1")
+    assert_clean_failure(done, "train.epoch: unknown key; did you mean 'epochs'?")
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_missing_recipe_bad_data_and_bad_checkpoint_exit_2(recipe, tmp_path):
+    assert_clean_failure(run_cli(str(tmp_path / "nope.yaml")), "cannot read recipe")
+    assert_clean_failure(run_cli(str(recipe), f"data.source={tmp_path / 'missing.csv'}"), "does not exist")
+    assert_clean_failure(run_cli(str(recipe), "data.input_column=words"), "data.input_column: train has no column 'words'")
+    assert_clean_failure(run_cli(str(recipe), f"model.checkpoint={tmp_path / 'no-model'}"), "does not exist")
+    assert_clean_failure(run_cli(str(recipe), "model.freeze={top_k: 9}"), "has only 2 blocks")
+
+
+def test_dry_run_prints_the_resolved_recipe(recipe, tmp_path):
+    done = run_cli(str(recipe), "--dry-run", "train.epochs=5")
+    assert done.returncode == 0, done.stderr
+    resolved = yaml.safe_load(done.stdout)
+    assert resolved["train"]["epochs"] == 5 and resolved["train"]["batch_size"] == 16
+    assert resolved["preprocess"] == {"max_length": 32}
+    assert not (tmp_path / "out").exists()
+
+
+def test_run_writes_a_complete_folder_and_refuses_to_overwrite_it(recipe, tmp_path):
+    done = run_cli(str(recipe))
+    assert done.returncode == 0, done.stderr
+    assert "test accuracy:" in done.stdout
+    out = tmp_path / "out"
+    names = {p.name for p in out.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "metrics.json", "recipe.yaml",
+            "train_log.jsonl"} <= names
+    assert not any(n.startswith(".tmp") for n in names) and "checkpoints" not in names
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["test"]) >= {"accuracy", "macro_f1", "loss", "per_class", "confusion_matrix"}
+    assert metrics["checkpoint_source"] == "local folder"
+    assert yaml.safe_load((out / "recipe.yaml").read_text())["train"]["epochs"] == 2
+    config = json.loads((out / "config.json").read_text())
+    assert config["id2label"] == {"0": "negative", "1": "positive"}
+    before = (out / "model.safetensors").stat().st_mtime_ns
+    again = run_cli(str(recipe))
+    assert_clean_failure(again, "is not empty; pass --overwrite")
+    assert (out / "model.safetensors").stat().st_mtime_ns == before
+    replaced = run_cli(str(recipe), "--overwrite", "train.epochs=1")
+    assert replaced.returncode == 0, replaced.stderr
+    assert len(json.loads((out / "metrics.json").read_text())["history"]) == 1
+
+
+def test_readme_commands_are_what_ci_runs():
+    readme = (REPO / "README.md").read_text()
+    blocks = [b.split("```", 1)[0].strip() for b in readme.split("```bash\n")[1:3]]
+    assert blocks[0] == "pip install -e . && python -m mtl.run recipes/sentiment.yaml"
+    assert blocks[1] in (REPO / ".ci" / "run").read_text().splitlines()

@@ -1,0 +1,161 @@
+"""Training on a tiny BERT built from a config: learning, the pipeline round trip, caching, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+import yaml
+from datasets import load_dataset
+
+from mtl.errors import MtlError, OutputExistsError
+from mtl.tasks import TextSentiment
+
+from conftest import REPO, make_sentences
+
+FAST = dict(epochs=6, batch_size=16, learning_rate=1e-3, warmup_ratio=0.0)
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_bert):
+    task = TextSentiment(tiny_bert, max_length=32)
+    frame = pd.DataFrame(make_sentences(400, seed=1))
+    result = task.fit(frame[:320], frame[320:], **FAST)
+    return task, result
+
+
+def test_fit_learns_and_keeps_the_best_epoch(trained):
+    task, result = trained
+    losses = [h["loss"] for h in result.history]
+    assert losses[-1] < losses[0]
+    assert result.best_metric == max(h["accuracy"] for h in result.history) >= 0.9
+    assert task.label_names == ["negative", "positive"]
+    scores = task.evaluate(pd.DataFrame(make_sentences(100, seed=7)))
+    assert scores["accuracy"] >= 0.9 and len(scores["confusion_matrix"]) == 2
+    assert sum(map(sum, scores["confusion_matrix"])) == scores["num_examples"] == 100
+
+
+def test_predict_agrees_with_plain_transformers_pipeline(trained, tmp_path):
+    task, _ = trained
+    task.save(tmp_path / "model")
+    texts = ["the film was wonderful", "awful boring plot", "what a superb story", "dull"]
+    ours = task.predict(texts)
+    script = (
+        "import json, sys; from transformers import pipeline\n"
+        "clf = pipeline('text-classification', model=sys.argv[1])\n"
+        "print(json.dumps(clf(json.loads(sys.argv[2]))))\n"
+        "assert not any(m == 'mtl' or m.startswith('mtl.') for m in sys.modules), 'mtl was imported'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "model"), json.dumps(texts)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    theirs = json.loads(done.stdout.strip().splitlines()[-1])
+    assert [o["label"] for o in ours] == [t["label"] for t in theirs]
+    for o, t in zip(ours, theirs):
+        assert o["score"] == pytest.approx(t["score"], abs=1e-4)
+    with pytest.raises(OutputExistsError):
+        task.save(tmp_path / "model")
+
+
+def test_loaded_model_predicts_the_same(trained, tmp_path):
+    task, _ = trained
+    task.save(tmp_path / "again")
+    loaded = TextSentiment.load(tmp_path / "again")
+    texts = ["great actors", "terrible story really"]
+    assert loaded.predict(texts) == pytest.approx(task.predict(texts)) or \
+        [p["label"] for p in loaded.predict(texts)] == [p["label"] for p in task.predict(texts)]
+    assert loaded.label_names == task.label_names
+
+
+def test_unknown_fit_option_and_predict_before_fit_are_clear(tiny_bert):
+    task = TextSentiment(tiny_bert)
+    with pytest.raises(MtlError, match="cannot predict: no trained model yet"):
+        task.predict(["x"])
+    with pytest.raises(MtlError, match="unknown training option 'epoch'; did you mean 'epochs'"):
+        task.fit(make_sentences(20), epoch=1)
+    with pytest.raises(MtlError, match="unknown option 'max_len'"):
+        TextSentiment(tiny_bert, max_len=3)
+
+
+def test_second_run_on_unchanged_data_tokenizes_nothing(tiny_bert, sentences_csv):
+    split = load_dataset("csv", data_files=str(sentences_csv))["train"].rename_column("sentence", "text")
+    first = TextSentiment(tiny_bert, max_length=24)
+    first._features(split)
+    again = TextSentiment(tiny_bert, max_length=24)
+    again._features(split)
+    assert first.last_preprocessed_rows in (0, len(split))  # 0 when an earlier test session cached it
+    assert again.last_preprocessed_rows == 0
+    changed = TextSentiment(tiny_bert, max_length=25)
+    changed._features(split)
+    assert changed.last_preprocessed_rows in (0, len(split))
+
+
+def test_mixed_precision_bf16_trains(tiny_bert):
+    task = TextSentiment(tiny_bert, max_length=32)
+    frame = pd.DataFrame(make_sentences(200, seed=3))
+    result = task.fit(frame[:160], frame[160:], mixed_precision="bf16", **FAST)
+    assert result.best_metric >= 0.8
+
+
+def write_recipe(folder, tiny_bert, data_csv, **train):
+    recipe = {
+        "task": "text-sentiment",
+        "model": {"checkpoint": str(tiny_bert)},
+        "data": {"source": str(data_csv)},
+        "preprocess": {"max_length": 32},
+        "train": {"epochs": 3, "batch_size": 4, "learning_rate": 1e-3, "log_every": 50, **train},
+        "output": {"dir": str(folder / "out")},
+    }
+    path = folder / "recipe.yaml"
+    path.write_text("# python -m mtl.run recipe.yaml\n" + yaml.safe_dump(recipe))
+    return path
+
+
+def run(*args, **kwargs):
+    return subprocess.run([sys.executable, "-m", "mtl.run", *args], capture_output=True, text=True,
+                          cwd=REPO, timeout=600, **kwargs)
+
+
+def test_killed_run_resumes_and_ends_like_an_uninterrupted_one(tiny_bert, tmp_path):
+    data = tmp_path / "big.csv"
+    pd.DataFrame(make_sentences(1500, seed=5)).to_csv(data, index=False)
+    reference = tmp_path / "reference"
+    reference.mkdir()
+    done = run(str(write_recipe(reference, tiny_bert, data)))
+    assert done.returncode == 0, done.stderr
+    expected = json.loads((reference / "out" / "metrics.json").read_text())
+
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    recipe = write_recipe(killed, tiny_bert, data)
+    process = subprocess.Popen([sys.executable, "-m", "mtl.run", str(recipe)], cwd=REPO,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoints = killed / "out" / "checkpoints"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (checkpoints / "epoch-0").is_dir():
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (killed / "out" / "metrics.json").exists(), "the run finished before it could be killed"
+    assert not list(checkpoints.glob(".tmp-*")) or (checkpoints / "epoch-0").is_dir()
+
+    refused = run(str(recipe))
+    assert refused.returncode == 2 and "--resume" in refused.stderr
+    resumed = run(str(recipe), "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    got = json.loads((killed / "out" / "metrics.json").read_text())
+    assert [h["epoch"] for h in got["history"]] == [1, 2, 3]
+    assert got["resumed_from_epoch"] in (1, 2)  # epochs finished before the kill
+    kept = got["resumed_from_epoch"]
+    for mine, theirs in zip(got["history"][:kept], expected["history"][:kept]):  # carried over, not re-run
+        assert mine["loss"] == pytest.approx(theirs["loss"], rel=1e-3, abs=1e-5)
+    assert got["test"]["accuracy"] == pytest.approx(expected["test"]["accuracy"], abs=0.02)
+    assert not checkpoints.exists()  # removed after a successful run
+    log = [json.loads(line) for line in (killed / "out" / "train_log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log if r["type"] == "eval"][-3:] == [1, 2, 3]
