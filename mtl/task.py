@@ -176,6 +176,9 @@ class Task:
         """Save model and processor into ``directory`` atomically (temporary folder, then renames)."""
         directory.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".tmp-model-", dir=directory))
+        # plain transformers ignores these; Task.load reads them back so predictions match training
+        self.model.config.mtl_task = self.name
+        self.model.config.mtl_options = dataclasses.asdict(self.options)
         try:
             self.model.save_pretrained(staging, safe_serialization=True)
             self.processor.save_pretrained(staging)
@@ -194,7 +197,10 @@ class Task:
     @classmethod
     def load(cls, directory: str | os.PathLike, **options: Any) -> "Task":
         """A task holding a fine-tuned model saved by :meth:`save` (or any classifier folder)."""
-        task = cls(directory, **options)
+        import json
+
+        saved = json.loads((Path(directory) / "config.json").read_text()) if (Path(directory) / "config.json").is_file() else {}
+        task = cls(directory, **{**saved.get("mtl_options", {}), **options})
         task._ensure_processor()
         model_class = getattr(transformers, cls.spec.model_class)
         task.model = model_class.from_pretrained(str(task.source.path))
