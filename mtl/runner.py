@@ -31,15 +31,16 @@ logger = logging.getLogger(__name__)
 def run_recipe(recipe: Recipe, *, overwrite: bool = False, resume: bool = False) -> dict[str, Any]:
     """Train and evaluate as the recipe says; write the model folder and reports; return the metrics."""
     out = Path(recipe.output.dir)
-    prepare_output_dir(out, overwrite=overwrite, resume=resume)
-    _check_resumed_recipe(out, recipe, resume)
-    write_text_atomic(out / RECIPE_FILE, recipe.to_yaml())
     started = time.perf_counter()
-
     task_cls = get_task(recipe.task)
+    # data and checkpoint problems surface before anything is written to the output folder
     data = load_labelled(recipe.data, input_name=task_cls.spec.input_column,
                          input_candidates=task_cls.spec.input_candidates)
     task = task_cls(recipe.model.checkpoint, revision=recipe.model.revision, **recipe.preprocess)
+    task._ensure_processor()
+    prepare_output_dir(out, overwrite=overwrite, resume=resume)
+    _check_resumed_recipe(out, recipe, resume)
+    write_text_atomic(out / RECIPE_FILE, recipe.to_yaml())
     fit = task.fit(data.splits["train"], data.splits["validation"], freeze=recipe.model.freeze,
                    metrics=recipe.metrics, output_dir=out, resume=resume, config=recipe.train)
     test = task.evaluate(data.splits["test"], batch_size=recipe.train.eval_batch_size or 2 * recipe.train.batch_size,

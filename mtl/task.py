@@ -28,6 +28,7 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 import torch
 import transformers
+from accelerate.utils import set_seed
 from datasets import Dataset
 from datasets.fingerprint import Hasher
 
@@ -120,6 +121,7 @@ class Task:
         if config.metric_for_best not in {*metrics, "loss"}:
             raise MtlError(f"metric_for_best {config.metric_for_best!r} is not among the metrics {metrics}")
         train_set, validation_set = self._labelled_pair(train, validation)
+        set_seed(config.seed)  # before the new head is initialised, so runs are reproducible
         self._ensure_model(self.label_names)
         self.freeze_report = apply_freezing(self.model, parse_freeze(freeze))
         accelerator = self._accelerator = make_accelerator(config)
