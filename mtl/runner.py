@@ -37,7 +37,7 @@ def run_recipe(recipe: Recipe, *, overwrite: bool = False, resume: bool = False)
     data = load_labelled(recipe.data, input_name=task_cls.spec.input_column,
                          input_candidates=task_cls.spec.input_candidates)
     task = task_cls(recipe.model.checkpoint, revision=recipe.model.revision, **recipe.preprocess)
-    task._ensure_processor()
+    task.prepare()
     prepare_output_dir(out, overwrite=overwrite, resume=resume)
     _check_resumed_recipe(out, recipe, resume)
     write_text_atomic(out / RECIPE_FILE, recipe.to_yaml())

@@ -142,8 +142,3 @@ def _show(value: Any) -> str:
         text = text[:57] + "..."
     return f"{text} ({type(value).__name__})"
 
-
-def field_names(cls: type) -> list[str]:
-    """The init field names of a dataclass."""
-    return [f.name for f in dataclasses.fields(cls) if f.init]
-

@@ -203,21 +203,22 @@ class Task:
 
         saved = json.loads((Path(directory) / "config.json").read_text()) if (Path(directory) / "config.json").is_file() else {}
         task = cls(directory, **{**saved.get("mtl_options", {}), **options})
-        task._ensure_processor()
+        task.prepare()
         model_class = getattr(transformers, cls.spec.model_class)
         task.model = model_class.from_pretrained(str(task.source.path))
         task.label_names = [task.model.config.id2label[i] for i in range(task.model.config.num_labels)]
         return task
 
     # ---- internals ----------------------------------------------------------------------------------
-    def _ensure_processor(self) -> None:
+    def prepare(self) -> None:
+        """Resolve the checkpoint (log which source served it) and load its processor; no model yet."""
         if self.source is None:
             self.source = resolve_checkpoint(self.checkpoint, self.revision)
         if self.processor is None:
             self.processor = self.load_processor(self.source.path)
 
     def _ensure_model(self, label_names: Sequence[str]) -> None:
-        self._ensure_processor()
+        self.prepare()
         current = self.model and [self.model.config.id2label[i] for i in range(self.model.config.num_labels)]
         if self.model is None or current != list(label_names):
             auto_class = getattr(transformers, self.spec.model_class)
@@ -235,7 +236,7 @@ class Task:
 
     def _features(self, dataset: Dataset, labelled: bool = True) -> Dataset:
         """Preprocess once; ``datasets`` reuses the cached result when data and preprocessing are unchanged."""
-        self._ensure_processor()
+        self.prepare()
         column = self.spec.input_column
         fingerprint = Hasher.hash([getattr(dataset, "_fingerprint", None), self._preprocess_key()])
         processed = {"rows": 0}
