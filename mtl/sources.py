@@ -88,7 +88,7 @@ def _from_hub(repo_id: str, revision: str | None) -> ResolvedCheckpoint:
         raise CheckpointError(f"The Hub refused it: {type(error).__name__}; check the id, the revision and "
                               "your token (`hf auth login`).") from None
     except (hub_errors.LocalEntryNotFoundError, hub_errors.OfflineModeIsEnabled, OSError) as error:
-        why = "HF_HUB_OFFLINE is set and it is not in the Hub cache." if offline else \
+        why = "Offline mode is on (HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE) and it is not in the Hub cache." if offline else \
             f"The Hub is unreachable ({_first_line(error)})."
         raise CheckpointError(why) from None
     folder = Path(path)

