@@ -141,11 +141,7 @@ class Task:
         self._require_model("evaluate")
         split, _ = labelled_split(data, input_name=self.spec.input_column, input_candidates=self.spec.input_candidates,
                                   label_names=self.label_names, what="evaluate data")
-        features = self._features(split)
-        accelerator = self._inference_accelerator()
-        loader = accelerator.prepare(eval_loader(features, self.collate, batch_size, self.lengths(features)))
-        with accelerator.autocast():
-            logits, labels = predict_loader(self.model.to(accelerator.device), loader, accelerator)
+        logits, labels = self._logits(self._features(split), batch_size)
         scores = scores_from_logits(logits, labels, list(metrics or self.spec.metrics))
         return {**scores, **classification_details(labels, logits.argmax(-1), self.label_names),
                 "num_examples": len(labels)}
@@ -159,11 +155,7 @@ class Task:
     def predict_proba(self, inputs: Sequence[Any], *, batch_size: int = 64) -> np.ndarray:
         """Class probabilities, shape (len(inputs), num_labels), columns in ``label_names`` order."""
         self._require_model("predict")
-        features = self._features(self.inputs_to_dataset(inputs), labelled=False)
-        accelerator = self._inference_accelerator()
-        loader = accelerator.prepare(eval_loader(features, self.collate, batch_size, self.lengths(features)))
-        with accelerator.autocast():
-            logits, _ = predict_loader(self.model.to(accelerator.device), loader, accelerator)
+        logits, _ = self._logits(self._features(self.inputs_to_dataset(inputs)), batch_size)
         return torch.softmax(torch.from_numpy(logits), -1).numpy()
 
     def save(self, directory: str | os.PathLike, *, overwrite: bool = False) -> Path:
@@ -234,7 +226,14 @@ class Task:
         self.label_names = list(names)
         return train_set, validation_set
 
-    def _features(self, dataset: Dataset, labelled: bool = True) -> Dataset:
+    def _logits(self, features: Dataset, batch_size: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Logits (and labels, when present) for preprocessed examples, in their order."""
+        accelerator = self._inference_accelerator()
+        loader = accelerator.prepare(eval_loader(features, self.collate, batch_size, self.lengths(features)))
+        with accelerator.autocast():
+            return predict_loader(self.model.to(accelerator.device), loader, accelerator)
+
+    def _features(self, dataset: Dataset) -> Dataset:
         """Preprocess once; ``datasets`` reuses the cached result when data and preprocessing are unchanged."""
         self.prepare()
         column = self.spec.input_column

@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from mtl.data.builtin import load_builtin
-from mtl.sources import resolve_checkpoint
 from mtl.tasks import TextSentiment
 
 pytestmark = pytest.mark.pretrained
