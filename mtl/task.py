@@ -16,6 +16,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import logging
 import os
@@ -73,6 +74,7 @@ class Task:
     name: ClassVar[str] = ""
     spec: ClassVar[TaskSpec]
     Options: ClassVar[type] = NoOptions
+    transforms_on_the_fly: ClassVar[bool] = False  # True: features come from transform() when examples are read
 
     def __init__(self, checkpoint: str | os.PathLike | None = None, *, revision: str | None = None, **options: Any):
         self.checkpoint = str(checkpoint or self.spec.default_checkpoint)
@@ -93,6 +95,11 @@ class Task:
 
     def preprocess(self, batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
         """Batched features for the model from a batch of the input column (datasets.map signature)."""
+        raise NotImplementedError
+
+    def transform(self, batch: dict[str, list[Any]], *, train: bool) -> dict[str, Any]:
+        """Features computed when examples are read (images, audio), augmented when ``train``; used instead of
+        the cached :meth:`preprocess` by tasks that set ``transforms_on_the_fly``."""
         raise NotImplementedError
 
     def collate(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
@@ -125,7 +132,7 @@ class Task:
         self._ensure_model(self.label_names)
         self.freeze_report = apply_freezing(self.model, parse_freeze(freeze))
         accelerator = self._accelerator = make_accelerator(config)
-        train_features, val_features = self._features(train_set), self._features(validation_set)
+        train_features, val_features = self._features(train_set, train=True), self._features(validation_set)
         result = fit_loop(self.model, train_features, val_features, collate=self.collate, config=config,
                           metrics=metrics, accelerator=accelerator, train_lengths=self.lengths(train_features),
                           eval_lengths=self.lengths(val_features),
@@ -233,9 +240,11 @@ class Task:
         with accelerator.autocast():
             return predict_loader(self.model.to(accelerator.device), loader, accelerator)
 
-    def _features(self, dataset: Dataset) -> Dataset:
+    def _features(self, dataset: Dataset, *, train: bool = False) -> Dataset:
         """Preprocess once; ``datasets`` reuses the cached result when data and preprocessing are unchanged."""
         self.prepare()
+        if self.transforms_on_the_fly:
+            return dataset.with_transform(functools.partial(self.transform, train=train))
         column = self.spec.input_column
         fingerprint = Hasher.hash([getattr(dataset, "_fingerprint", None), self._preprocess_key()])
         processed = {"rows": 0}

@@ -2,9 +2,10 @@
 
 Example::
 
-    from mtl.tasks import TextSentiment
+    from mtl.tasks import ImageClassification, TextSentiment
 """
 
+from .image_classification import ImageClassification
 from .text_sentiment import TextSentiment
 
-__all__ = ["TextSentiment"]
+__all__ = ["ImageClassification", "TextSentiment"]

@@ -12,11 +12,12 @@ from mtl.registry import get_task, known_tasks, register_task
 from mtl.task import Task
 
 
-def test_builtin_task_is_registered_and_importable_from_mtl_tasks():
-    from mtl.tasks import TextSentiment
+def test_builtin_tasks_are_registered_and_importable_from_mtl_tasks():
+    from mtl.tasks import ImageClassification, TextSentiment
 
     assert get_task("text-sentiment") is TextSentiment
-    assert "text-sentiment" in known_tasks()
+    assert get_task("image-classification") is ImageClassification
+    assert {"text-sentiment", "image-classification"} <= set(known_tasks())
 
 
 def test_unknown_task_lists_known_ones_with_did_you_mean():
@@ -45,4 +46,8 @@ def test_task_contract(name):
     assert spec.pipeline_tag and spec.metrics
     assert dataclasses.is_dataclass(cls.Options)
     cls.Options()  # defaults are valid
-    assert cls.preprocess is not Task.preprocess and cls.collate is not Task.collate
+    if cls.transforms_on_the_fly:
+        assert cls.transform is not Task.transform
+    else:
+        assert cls.preprocess is not Task.preprocess
+    assert cls.collate is not Task.collate

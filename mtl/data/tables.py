@@ -54,6 +54,8 @@ def read_source(source: str, config: str | None = None) -> DatasetDict:
     if path.is_dir():
         found = {p.stem.lower(): p for p in sorted(path.iterdir()) if p.suffix.lower() in _READERS}
         files = {stem: found[stem] for stem in SPLIT_FILE_STEMS if stem in found}
+        if not files and _holds_images(path):
+            return load_dataset("imagefolder", data_dir=str(path))  # <split>/<label>/x.jpg or <label>/x.jpg
         if not files:
             raise DataError(f"data.source: folder {path} holds no train/validation/test files "
                             f"({', '.join(_READERS)}); name them train.csv, test.csv, ...")
@@ -61,6 +63,13 @@ def read_source(source: str, config: str | None = None) -> DatasetDict:
     if source.startswith((".", "/", "~")):
         raise DataError(f"data.source: {source} does not exist; check the path")
     return _read_hub(source, config)
+
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+def _holds_images(folder: Path) -> bool:
+    return any(p.suffix.lower() in IMAGE_SUFFIXES for p in folder.rglob("*") if p.is_file())
 
 
 def _read_hub(source: str, config: str | None) -> DatasetDict:

@@ -1,0 +1,113 @@
+"""Image classification: a pretrained image model (ViT, ResNet, ConvNeXt, EfficientNet, timm) with a new head.
+
+Images are turned into tensors when they are read, never cached as floats: RGB, optional augmentation
+(train only), then the checkpoint's own image processor (resize, crop, normalise with its mean/std).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from datasets import Dataset, Features, Image as ImageFeature
+from PIL import Image
+
+from mtl.errors import DataError
+from mtl.registry import register_task
+from mtl.task import Task, TaskSpec
+
+
+@dataclass
+class ImageOptions:
+    """Train-time augmentation (recipe section ``preprocess``); evaluation is always deterministic."""
+
+    random_resized_crop: bool = True  # crop 60-100% of the area at a random place, resized back
+    horizontal_flip: bool = False  # off by default: digits and text-like images change meaning when flipped
+    rotation: float = 0.0  # at most this many degrees either way
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.rotation <= 180:
+            raise ValueError(f"rotation must be between 0 and 180 degrees, got {self.rotation}")
+
+
+def to_rgb(image: Any, where: str = "image") -> Image.Image:
+    """A PIL RGB image from a PIL image, a numpy array (HxW or HxWxC, uint8 or [0, 1] floats) or a file path."""
+    if isinstance(image, (str, Path)):
+        try:
+            with Image.open(image) as opened:
+                image = opened.copy()
+        except OSError as error:
+            raise DataError(f"{where}: cannot read image {image}: {error}") from None
+    elif isinstance(image, np.ndarray):
+        array = image
+        if array.dtype != np.uint8:
+            array = np.clip(array * (255.0 if array.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
+        if array.ndim == 3 and array.shape[-1] == 1:
+            array = array[..., 0]
+        image = Image.fromarray(array)
+    if not isinstance(image, Image.Image):
+        raise DataError(f"{where}: expected a PIL image, numpy array or file path, got {type(image).__name__}")
+    return image.convert("RGB")
+
+
+@register_task("image-classification")
+class ImageClassification(Task):
+    """Classify images into the user's labels."""
+
+    spec = TaskSpec(
+        modality="image",
+        model_class="AutoModelForImageClassification",
+        processor_class="AutoImageProcessor",
+        default_checkpoint="timm/tf_efficientnet_lite0.in1k",
+        checkpoints=("google/vit-base-patch16-224-in21k", "microsoft/resnet-50", "facebook/convnext-tiny-224"),
+        input_column="image",
+        input_candidates=("image", "img", "picture", "photo", "pixel_values"),
+        pipeline_tag="image-classification",
+    )
+    Options = ImageOptions
+    transforms_on_the_fly = True
+
+    def transform(self, batch: dict[str, list[Any]], *, train: bool) -> dict[str, Any]:
+        images = [to_rgb(image) for image in batch["image"]]
+        if train:
+            augment = self._augmentation()
+            images = [augment(image) for image in images] if augment else images
+        features = {"pixel_values": self.processor(images, return_tensors="pt")["pixel_values"]}
+        if "label" in batch:
+            features["labels"] = torch.as_tensor(batch["label"])
+        return features
+
+    def collate(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        batch = {"pixel_values": torch.stack([f["pixel_values"] for f in features])}
+        if "labels" in features[0]:
+            batch["labels"] = torch.stack([torch.as_tensor(f["labels"]) for f in features])
+        return batch
+
+    def inputs_to_dataset(self, inputs: Sequence[Any]) -> Dataset:
+        images = [to_rgb(image, f"input {i + 1}") for i, image in enumerate(inputs)]
+        return Dataset.from_dict({"image": images}, features=Features({"image": ImageFeature()}))
+
+    def _augmentation(self):
+        if not hasattr(self, "_augment"):
+            from torchvision.transforms import v2
+
+            steps = []
+            if self.options.rotation:
+                steps.append(v2.RandomRotation(self.options.rotation))
+            if self.options.horizontal_flip:
+                steps.append(v2.RandomHorizontalFlip())
+            self._augment = (v2.Compose(steps) if steps else None), self.options.random_resized_crop
+        transform, crop = self._augment
+        if not crop:
+            return transform
+
+        def crop_then(image: Image.Image) -> Image.Image:
+            from torchvision.transforms import v2
+
+            image = v2.RandomResizedCrop(image.size[::-1], scale=(0.6, 1.0), antialias=True)(image)
+            return transform(image) if transform else image
+
+        return crop_then
