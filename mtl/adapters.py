@@ -41,6 +41,8 @@ def build_classifier(auto_class: Any, checkpoint: str | Path, label_names: Seque
         )
     except (OSError, ValueError, KeyError) as error:
         raise CheckpointError(f"cannot load {checkpoint} as {auto_class.__name__}: {str(error).splitlines()[0]}") from None
+    if hasattr(model.config, "label_names"):  # timm-wrapper configs save labels here, not as id2label
+        model.config.label_names = list(label_names)
     fresh = sorted(set(info.get("missing_keys", [])) | {k[0] if isinstance(k, tuple) else k
                                                         for k in info.get("mismatched_keys", [])})
     if fresh:

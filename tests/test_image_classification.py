@@ -111,3 +111,22 @@ def test_inputs_become_rgb_and_bad_inputs_are_named(tmp_path):
         ImageClassification("unused").inputs_to_dataset([np.zeros((4, 4, 3), dtype=np.uint8), str(broken)])
     with pytest.raises(DataError, match="expected a PIL image"):
         to_rgb(42)
+
+
+@pytest.mark.pretrained
+def test_real_efficientnet_head_names_reach_the_pipeline(tmp_path):
+    """timm-wrapper configs keep labels in ``label_names``; the saved folder must name the user's labels."""
+    task = ImageClassification()  # EfficientNet-Lite0 through its PyPI mirror
+    task.fit(colour_images(32, 0), colour_images(16, 1), freeze="backbone", epochs=1, batch_size=16,
+             learning_rate=1e-2)
+    assert task.freeze_report.trainable == 1280 * 2 + 2
+    task.save(tmp_path / "saved")
+    images = colour_images(4, 3)["image"]
+    ours = task.predict(images)
+    from transformers import pipeline
+
+    clf = pipeline("image-classification", model=str(tmp_path / "saved"))
+    theirs = [clf(image, top_k=1)[0] for image in images]
+    assert [t["label"] for t in theirs] == [o["label"] for o in ours]
+    assert {t["label"] for t in theirs} <= {"dark", "red"}
+    assert [o["score"] for o in ours] == pytest.approx([t["score"] for t in theirs], abs=1e-4)
