@@ -13,6 +13,7 @@ from datasets import Dataset, DatasetDict, load_dataset
 
 from ..errors import DataError
 from .builtin import builtin_names, load_builtin
+from .pixels import looks_like_pixel_csv, read_pixel_csv
 
 _READERS: dict[str, tuple[str, dict[str, Any]]] = {
     ".csv": ("csv", {}),
@@ -30,6 +31,8 @@ def read_files(files: Mapping[str, str | Path]) -> DatasetDict:
     for split, path in paths.items():
         if not path.is_file():
             raise DataError(f"data.files.{split}: file {path} does not exist")
+    if all(looks_like_pixel_csv(path) for path in paths.values()):
+        return DatasetDict({split: read_pixel_csv(path) for split, path in paths.items()})
     suffixes = {path.suffix.lower() for path in paths.values()}
     unknown = suffixes - set(_READERS)
     if unknown or len(suffixes) != 1:
