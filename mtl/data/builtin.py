@@ -38,4 +38,4 @@ def load_builtin(name: str) -> DatasetDict | None:
 
 
 def _import_all() -> None:
-    from . import vader  # noqa: F401  (registers vader-movie-snippets)
+    from . import mnist5k, vader  # noqa: F401  (registering imports)
