@@ -88,3 +88,23 @@ def requires_shared_data(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is not present (developer/CI data)")
     return path
+
+
+PIPELINE_SCRIPT = """
+import json, sys
+from transformers import pipeline
+classify = pipeline(sys.argv[1], model=sys.argv[2])
+print(json.dumps([classify(item, top_k=1)[0] for item in json.loads(sys.argv[3])]))
+assert not any(m == "mtl" or m.startswith("mtl.") for m in sys.modules), "mtl was imported"
+"""
+
+
+def pipeline_top1(pipeline_tag: str, folder: Path, inputs: list) -> list[dict]:
+    """Top-1 predictions of plain ``transformers.pipeline`` on a saved folder, in a fresh interpreter without mtl."""
+    import json
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-c", PIPELINE_SCRIPT, pipeline_tag, str(folder), json.dumps(inputs)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -15,6 +12,8 @@ from mtl.errors import DataError
 from mtl.recipe import DataConfig
 from mtl.tasks import ImageClassification
 from mtl.tasks.image_classification import to_rgb
+
+from conftest import pipeline_top1
 
 
 def colour_images(count: int, seed: int) -> dict[str, list]:
@@ -60,14 +59,7 @@ def test_fit_learns_and_pipeline_agrees_with_predict(kind, tmp_path):
         paths.append(str(tmp_path / f"probe{i}.png"))
         image.save(paths[-1])
     ours = task.predict(paths)
-    script = ("import json, sys; from transformers import pipeline; "
-              "clf = pipeline('image-classification', model=sys.argv[1]); "
-              "print(json.dumps([clf(p, top_k=1)[0] for p in json.loads(sys.argv[2])])); "
-              "assert 'mtl' not in sys.modules")
-    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "saved"), json.dumps(paths)],
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    theirs = json.loads(done.stdout.strip().splitlines()[-1])
+    theirs = pipeline_top1("image-classification", tmp_path / "saved", paths)
     assert [o["label"] for o in ours] == [t["label"] for t in theirs]
     assert [o["score"] for o in ours] == pytest.approx([t["score"] for t in theirs], abs=1e-4)
 

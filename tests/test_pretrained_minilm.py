@@ -13,6 +13,8 @@ import torch
 from mtl.data.builtin import load_builtin
 from mtl.tasks import TextSentiment
 
+from conftest import pipeline_top1
+
 pytestmark = pytest.mark.pretrained
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -68,11 +70,6 @@ def test_pipeline_loads_the_saved_folder_and_agrees_with_predict(vader, tmp_path
     task.save(tmp_path / "model")
     texts = vader["test"]["text"][:12]
     ours = task.predict(texts)
-    script = ("import json, sys; from transformers import pipeline; "
-              "print(json.dumps(pipeline('text-classification', model=sys.argv[1])(json.loads(sys.argv[2]))))")
-    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "model"), json.dumps(texts)],
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    theirs = json.loads(done.stdout.strip().splitlines()[-1])
+    theirs = pipeline_top1("text-classification", tmp_path / "model", texts)
     assert [o["label"] for o in ours] == [t["label"] for t in theirs]
     assert [o["score"] for o in ours] == pytest.approx([t["score"] for t in theirs], abs=1e-4)

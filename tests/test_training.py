@@ -17,7 +17,7 @@ from datasets import load_dataset
 from mtl.errors import MtlError, OutputExistsError
 from mtl.tasks import TextSentiment
 
-from conftest import REPO, make_sentences
+from conftest import REPO, make_sentences, pipeline_top1
 
 FAST = dict(epochs=6, batch_size=16, learning_rate=1e-3, warmup_ratio=0.0)
 
@@ -46,16 +46,7 @@ def test_predict_agrees_with_plain_transformers_pipeline(trained, tmp_path):
     task.save(tmp_path / "model")
     texts = ["the film was wonderful", "awful boring plot", "what a superb story", "dull"]
     ours = task.predict(texts)
-    script = (
-        "import json, sys; from transformers import pipeline\n"
-        "clf = pipeline('text-classification', model=sys.argv[1])\n"
-        "print(json.dumps(clf(json.loads(sys.argv[2]))))\n"
-        "assert not any(m == 'mtl' or m.startswith('mtl.') for m in sys.modules), 'mtl was imported'\n"
-    )
-    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "model"), json.dumps(texts)],
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    theirs = json.loads(done.stdout.strip().splitlines()[-1])
+    theirs = pipeline_top1("text-classification", tmp_path / "model", texts)
     assert [o["label"] for o in ours] == [t["label"] for t in theirs]
     for o, t in zip(ours, theirs):
         assert o["score"] == pytest.approx(t["score"], abs=1e-4)
