@@ -13,6 +13,7 @@ from datasets import Dataset, DatasetDict, load_dataset
 
 from ..errors import DataError
 from .builtin import builtin_names, load_builtin
+from .idx import idx_pairs, read_idx_folder
 from .pixels import looks_like_pixel_csv, read_pixel_csv
 
 _READERS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -57,6 +58,8 @@ def read_source(source: str, config: str | None = None) -> DatasetDict:
     if path.is_dir():
         found = {p.stem.lower(): p for p in sorted(path.iterdir()) if p.suffix.lower() in _READERS}
         files = {stem: found[stem] for stem in SPLIT_FILE_STEMS if stem in found}
+        if not files and idx_pairs(path):
+            return read_idx_folder(path)  # MNIST's IDX files
         if not files and _holds_images(path):
             return load_dataset("imagefolder", data_dir=str(path))  # <split>/<label>/x.jpg or <label>/x.jpg
         if not files:
