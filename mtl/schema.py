@@ -16,7 +16,7 @@ import dataclasses
 import re
 import types
 import typing
-from typing import Any, Literal, Union
+from typing import Any, Callable, Literal, Union
 
 from .registry import did_you_mean
 
@@ -25,8 +25,12 @@ _FLOAT_TEXT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 _TYPE_NAMES = {bool: "a boolean (true/false)", int: "an integer", float: "a number", str: "a string"}
 
 
-def build(cls: type, raw: Any, path: str, problems: list[str]) -> Any:
-    """Build dataclass ``cls`` from ``raw``; append ``"path.key: message"`` lines to ``problems``."""
+def build(cls: type, raw: Any, path: str, problems: list[str],
+          unknown: Callable[[str, str], str] | None = None) -> Any:
+    """Build dataclass ``cls`` from ``raw``; append ``"path.key: message"`` lines to ``problems``.
+
+    ``unknown(key, did_you_mean_suffix)`` phrases the problem for a key the dataclass lacks.
+    """
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -40,8 +44,11 @@ def build(cls: type, raw: Any, path: str, problems: list[str]) -> Any:
         where = f"{path}.{key}" if path else str(key)
         if key not in fields:
             hint = did_you_mean(str(key), list(fields))
-            problems.append(f"{where}: unknown key{hint}" if hint else
-                            f"{where}: unknown key; valid keys: {', '.join(fields)}")
+            if unknown is not None:
+                problems.append(unknown(str(key), hint or f" (valid: {', '.join(fields)})"))
+            else:
+                problems.append(f"{where}: unknown key{hint}" if hint else
+                                f"{where}: unknown key; valid keys: {', '.join(fields)}")
             continue
         values[key] = convert(hints[key], value, where, problems)
     for name, field in fields.items():

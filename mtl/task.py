@@ -24,7 +24,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Sequence
 
 import numpy as np
 import torch
@@ -41,7 +41,7 @@ from .freezing import FreezeSpec, apply_freezing, parse_freeze
 from .metrics import scores_from_logits
 from .outputs import readable
 from .recipe import TrainConfig
-from .registry import did_you_mean
+from . import schema
 from .sources import ResolvedCheckpoint, resolve_checkpoint
 from .train import FitResult, fit_loop, make_accelerator, predict_loader
 
@@ -215,6 +215,7 @@ class Task:
             self.source = resolve_checkpoint(self.checkpoint, self.revision)
         if self.processor is None:
             self.processor = self.load_processor(self.source.path)
+            self._processor_digest = _folder_digest(self.source.path)  # part of every preprocessing cache key
 
     def _ensure_model(self, label_names: Sequence[str]) -> None:
         self.prepare()
@@ -262,7 +263,7 @@ class Task:
         return features
 
     def _preprocess_key(self) -> list[Any]:
-        return [type(self).__name__, dataclasses.asdict(self.options), _folder_digest(self.source.path)]
+        return [type(self).__name__, dataclasses.asdict(self.options), self._processor_digest]
 
     def _inference_accelerator(self):
         if self._accelerator is None:
@@ -286,20 +287,19 @@ def _folder_digest(folder: Path) -> str:
 
 
 def _build_options(options_class: type, options: dict[str, Any]) -> Any:
-    known = [f.name for f in dataclasses.fields(options_class)]
-    for key in options:
-        if key not in known:
-            raise MtlError(f"unknown option {key!r}{did_you_mean(key, known)} (options: {', '.join(known) or 'none'})")
-    return options_class(**options)
+    return _validated(options_class, options, "option", lambda key, hint: f"unknown option {key!r}{hint}")
 
 
 def _train_config(config: TrainConfig | None, options: dict[str, Any]) -> TrainConfig:
-    known = [f.name for f in dataclasses.fields(TrainConfig)]
-    for key in options:
-        if key not in known:
-            raise MtlError(f"fit(): unknown training option {key!r}{did_you_mean(key, known)}")
-    try:
-        return dataclasses.replace(config or TrainConfig(), **options)
-    except ValueError as error:
-        raise MtlError(f"fit(): {error}") from None
+    base = dataclasses.asdict(config) if config is not None else {}
+    return _validated(TrainConfig, {**base, **options}, "fit()",
+                      lambda key, hint: f"fit(): unknown training option {key!r}{hint}")
 
+
+def _validated(cls: type, values: dict[str, Any], where: str, unknown: Callable[[str, str], str]) -> Any:
+    """Keyword arguments checked like a recipe section: unknown names get a did-you-mean, types are checked."""
+    problems: list[str] = []
+    built = schema.build(cls, values, where, problems, unknown)
+    if problems:
+        raise MtlError("; ".join(problems))
+    return built
