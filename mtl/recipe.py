@@ -24,6 +24,7 @@ import yaml
 from . import schema
 from .errors import MtlError, RecipeError
 from .freezing import FreezeSpec, parse_freeze
+from .heads import HeadConfig
 from .registry import get_task
 
 
@@ -33,6 +34,7 @@ class ModelConfig:
 
     checkpoint: str | None = None  # Hub id or local folder; None = the task's default checkpoint
     freeze: str | dict[str, Any] = "none"  # none | backbone | {top_k: N} | {patterns: [glob, ...]}
+    head: HeadConfig = field(default_factory=HeadConfig)  # {type: linear} or {type: mlp, hidden: [1024], ...}
     revision: str | None = None  # Hub revision (branch, tag or commit)
 
 
@@ -43,6 +45,7 @@ class DataConfig:
     source: str | None = None  # built-in dataset name, Hub dataset id, local file or folder
     config: str | None = None  # Hub dataset configuration name
     files: dict[str, str] | None = None  # split name -> local file, instead of `source`
+    test_source: str | None = None  # evaluate on this source's test split (or its only split) instead
     train_split: str = "train"
     validation_split: str | None = None  # None: auto-detect validation/valid/dev, else carve from train
     test_split: str | None = None  # None: auto-detect test, else carve from train
@@ -85,6 +88,7 @@ class TrainConfig:
     log_every: int = 20  # optimizer steps between loss lines in the JSONL log
     group_by_length: bool = True  # batch examples of similar length together (less padding)
     cpu: bool = False  # train on the CPU even when an accelerator is present
+    feature_cache: bool = True  # when only the head trains: run the frozen backbone once, train the head on its outputs
 
     def __post_init__(self) -> None:
         problems = [f"{name} must be at least 1, got {getattr(self, name)}"
@@ -111,6 +115,32 @@ class OutputConfig:
 
 
 @dataclass
+class HubConfig:
+    """Publishing the output folder on the Hugging Face Hub after a successful run."""
+
+    push: bool = False  # push the output folder (model, card, reports) as one commit at the end of the run
+    repo_id: str | None = None  # owner/name, or name alone for the token's own namespace
+    private: bool = True  # create the repository private
+    license: str | None = None  # license in the model card; None: the base model's, else "other"
+
+
+@dataclass
+class CompareConfig:
+    """Transfer versus scratch: the same architecture from random weights and from pretrained ones."""
+
+    scratch: bool = False  # also train the architecture from random initialisation
+    label_fractions: list[float] = field(default_factory=list)  # fractions of the training labels, each in (0, 1]
+
+    def __post_init__(self) -> None:
+        bad = [f for f in self.label_fractions or [] if isinstance(f, float) and not 0 < f <= 1]
+        _raise_all([f"label_fractions must be fractions in (0, 1], got {bad}"] if bad else [])
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.scratch or self.label_fractions)
+
+
+@dataclass
 class Recipe:
     """A whole run: task, model, data, task-specific preprocessing, training, metrics and outputs."""
 
@@ -121,6 +151,8 @@ class Recipe:
     train: TrainConfig = field(default_factory=TrainConfig)
     metrics: list[str] = field(default_factory=lambda: ["accuracy", "macro_f1"])
     output: OutputConfig = field(default_factory=OutputConfig)
+    hub: HubConfig = field(default_factory=HubConfig)
+    compare: CompareConfig = field(default_factory=CompareConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -210,6 +242,15 @@ def _check_cross_fields(recipe: Recipe, problems: list[str]) -> None:
             recipe.train.metric_for_best not in {*recipe.metrics, "loss"}:
         problems.append(f"train.metric_for_best: {recipe.train.metric_for_best!r} is not computed; choose one of "
                         f"{', '.join([*recipe.metrics, 'loss'])} or add it to metrics")
+    hub = recipe.hub
+    if hub is not None and hub.push and not hub.repo_id:
+        problems.append("hub.repo_id: hub.push is true but no repo_id is given; set hub.repo_id=owner/name "
+                        "(or pass --push-to-hub owner/name)")
+    elif hub is not None and hub.repo_id:
+        from .hub import repo_id_problem
+
+        if problem := repo_id_problem(hub.repo_id):
+            problems.append(f"hub.repo_id: {problem}")
     data = recipe.data
     if data is not None and data.source is None and not data.files:
         problems.append("data: give `source` (a built-in dataset, Hub id, file or folder) or `files` "

@@ -22,6 +22,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Sequence
@@ -37,13 +38,15 @@ from .adapters import build_classifier
 from .batching import eval_loader
 from .data.labelled import hold_out, labelled_split
 from .errors import MtlError, OutputExistsError
+from .feature_cache import CachedInputs, HeadOnly, collate_cached, head_module_name
 from .freezing import FreezeSpec, apply_freezing, parse_freeze
+from .heads import HeadConfig, attach_mlp_head, remote_code_map, with_mlp_head
 from .metrics import scores_from_logits
 from .outputs import readable
 from .recipe import TrainConfig
 from . import schema
 from .sources import ResolvedCheckpoint, resolve_checkpoint
-from .train import FitResult, fit_loop, make_accelerator, predict_loader
+from .train import FitResult, Predictions, fit_loop, make_accelerator, predict_loader
 
 logger = logging.getLogger(__name__)
 
@@ -116,28 +119,42 @@ class Task:
 
     # ---- public API ---------------------------------------------------------------------------------
     def fit(self, train: Any, validation: Any = None, *, freeze: str | dict | FreezeSpec = "none",
-            metrics: Sequence[str] | None = None, output_dir: str | os.PathLike | None = None,
-            resume: bool = False, config: TrainConfig | None = None, **train_options: Any) -> FitResult:
+            head: str | dict | HeadConfig = "linear", metrics: Sequence[str] | None = None,
+            output_dir: str | os.PathLike | None = None, resume: bool = False, config: TrainConfig | None = None,
+            **train_options: Any) -> FitResult:
         """Fine-tune on ``train`` (evaluated on ``validation`` every epoch) and keep the best weights.
 
-        ``train_options`` are :class:`~mtl.recipe.TrainConfig` fields (epochs, batch_size, learning_rate,
-        mixed_precision, ...); ``output_dir`` receives the JSONL log and per-epoch checkpoints.
+        ``head`` is ``"linear"``, ``"mlp"`` or a :class:`~mtl.heads.HeadConfig` mapping such as
+        ``{"type": "mlp", "hidden": [1024], "dropout": 0.2}``. ``train_options`` are
+        :class:`~mtl.recipe.TrainConfig` fields (epochs, batch_size, learning_rate, mixed_precision, ...);
+        ``output_dir`` receives the JSONL log and per-epoch checkpoints.
         """
         config = _train_config(config, train_options)
+        head = _head_config(head)
         metrics = list(metrics or self.spec.metrics)
         if config.metric_for_best not in {*metrics, "loss"}:
             raise MtlError(f"metric_for_best {config.metric_for_best!r} is not among the metrics {metrics}")
         train_set, validation_set = self._labelled_pair(train, validation)
         set_seed(config.seed)  # before the new head is initialised, so runs are reproducible
-        self._ensure_model(self.label_names)
+        self._ensure_model(self.label_names, head)
         self.freeze_report = apply_freezing(self.model, parse_freeze(freeze))
         accelerator = self._accelerator = make_accelerator(config)
-        train_features, val_features = self._features(train_set, train=True), self._features(validation_set)
-        result = fit_loop(self.model, train_features, val_features, collate=self.collate, config=config,
-                          metrics=metrics, accelerator=accelerator, train_lengths=self.lengths(train_features),
-                          eval_lengths=self.lengths(val_features),
+        head_name = head_module_name(self.model) if config.feature_cache else None
+        if head_name is not None:  # only the head trains: run the backbone once, train the head on its outputs
+            batch_size = config.eval_batch_size or 2 * config.batch_size
+            trained = HeadOnly(self.model.get_submodule(head_name))
+            train_features, val_features = (self._cached_head_inputs(split, head_name, batch_size, what)
+                                            for split, what in ((train_set, "train"), (validation_set, "validation")))
+            collate, train_lengths, eval_lengths = collate_cached, None, None
+        else:
+            trained = self.model
+            train_features, val_features = self._features(train_set, train=True), self._features(validation_set)
+            collate, train_lengths, eval_lengths = self.collate, self.lengths(train_features), self.lengths(val_features)
+        result = fit_loop(trained, train_features, val_features, collate=collate, config=config, metrics=metrics,
+                          accelerator=accelerator, train_lengths=train_lengths, eval_lengths=eval_lengths,
                           run_dir=Path(output_dir) if output_dir else None, resume=resume)
-        self.model = accelerator.unwrap_model(self.model, keep_fp32_wrapper=False)
+        if head_name is None:
+            self.model = accelerator.unwrap_model(self.model, keep_fp32_wrapper=False)
         self.fit_result = result
         return result
 
@@ -173,6 +190,17 @@ class Task:
             raise OutputExistsError(f"{directory} is not empty; choose another folder or pass overwrite=True")
         return self.write_model(directory)
 
+    def push_to_hub(self, repo_id: str, *, private: bool = True, token: str | None = None) -> str:
+        """Write the model and its card into a temporary folder and push it to the Hub as one commit; return its URL."""
+        from .hub import check_push_target, push_folder
+        from .model_card import write_task_card
+
+        self._require_model("push")
+        repo_id = check_push_target(repo_id, token)
+        with tempfile.TemporaryDirectory() as folder:
+            write_task_card(self, self.write_model(Path(folder)), repo_id=repo_id)
+            return push_folder(folder, repo_id, private=private, token=token)
+
     def write_model(self, directory: Path) -> Path:
         """Save model and processor into ``directory`` atomically (temporary folder, then renames)."""
         directory.mkdir(parents=True, exist_ok=True)
@@ -180,9 +208,13 @@ class Task:
         # plain transformers ignores these; Task.load reads them back so predictions match training
         self.model.config.mtl_task = self.name
         self.model.config.mtl_options = dataclasses.asdict(self.options)
+        if getattr(self.model.config, "mtl_head", None):  # an MLP head loads with trust_remote_code=True
+            self.model.config.auto_map = remote_code_map(self.model, self.spec.model_class)
         try:
             self.model.save_pretrained(staging, safe_serialization=True)
             self.processor.save_pretrained(staging)
+            if getattr(self.model.config, "mtl_head", None):
+                shutil.copyfile(Path(__file__).with_name("heads.py"), staging / "mtl_head.py")
             for item in staging.iterdir():
                 if item.is_file():
                     readable(item)
@@ -203,7 +235,9 @@ class Task:
         saved = json.loads((Path(directory) / "config.json").read_text()) if (Path(directory) / "config.json").is_file() else {}
         task = cls(directory, **{**saved.get("mtl_options", {}), **options})
         task.prepare()
-        model_class = getattr(transformers, cls.spec.model_class)
+        mlp_head = saved.get("mtl_head")
+        model_class = with_mlp_head(getattr(transformers, mlp_head["base_class"])) if mlp_head else \
+            getattr(transformers, cls.spec.model_class)
         task.model = model_class.from_pretrained(str(task.source.path))
         task.label_names = [task.model.config.id2label[i] for i in range(task.model.config.num_labels)]
         return task
@@ -217,12 +251,20 @@ class Task:
             self.processor = self.load_processor(self.source.path)
             self._processor_digest = _folder_digest(self.source.path)  # part of every preprocessing cache key
 
-    def _ensure_model(self, label_names: Sequence[str]) -> None:
+    def _ensure_model(self, label_names: Sequence[str], head: HeadConfig) -> None:
         self.prepare()
         current = self.model and [self.model.config.id2label[i] for i in range(self.model.config.num_labels)]
-        if self.model is None or current != list(label_names):
+        current_head = getattr(self.model, "config", None) and getattr(self.model.config, "mtl_head", None)
+        wanted_head = {"hidden": list(head.hidden), "activation": head.activation, "dropout": head.dropout} \
+            if head.type == "mlp" else None
+        if current_head:
+            current_head = {key: current_head[key] for key in ("hidden", "activation", "dropout")}
+        if self.model is None or current != list(label_names) or current_head != wanted_head:
             auto_class = getattr(transformers, self.spec.model_class)
             self.model = build_classifier(auto_class, self.source.path, label_names)
+            if head.type == "mlp":
+                logger.info("head: MLP %s -> %d labels (%s, dropout %.2f) replaces %s", head.hidden,
+                            len(label_names), head.activation, head.dropout, attach_mlp_head(self.model, head))
 
     def _labelled_pair(self, train: Any, validation: Any) -> tuple[Dataset, Dataset]:
         kwargs = dict(input_name=self.spec.input_column, input_candidates=self.spec.input_candidates)
@@ -236,10 +278,23 @@ class Task:
 
     def _logits(self, features: Dataset, batch_size: int) -> tuple[np.ndarray, np.ndarray | None]:
         """Logits (and labels, when present) for preprocessed examples, in their order."""
+        predicted = self._predict(features, batch_size)
+        return predicted.logits, predicted.labels
+
+    def _predict(self, features: Dataset, batch_size: int, capture: torch.nn.Module | None = None) -> Predictions:
         accelerator = self._inference_accelerator()
         loader = accelerator.prepare(eval_loader(features, self.collate, batch_size, self.lengths(features)))
         with accelerator.autocast():
-            return predict_loader(self.model.to(accelerator.device), loader, accelerator)
+            return predict_loader(self.model.to(accelerator.device), loader, accelerator, capture)
+
+    def _cached_head_inputs(self, split: Dataset, head_name: str, batch_size: int, what: str) -> CachedInputs:
+        """Run the frozen backbone once over ``split`` (no augmentation) and keep what enters the head."""
+        started = time.perf_counter()
+        predicted = self._predict(self._features(split), batch_size, capture=self.model.get_submodule(head_name))
+        logger.info("feature cache: the frozen backbone ran once over %d %s examples (%.0f s); the head (%s) trains "
+                    "on its %s outputs without train-time augmentation", len(split), what,
+                    time.perf_counter() - started, head_name, "x".join(map(str, predicted.captured.shape[1:])))
+        return CachedInputs(predicted.captured, torch.as_tensor(predicted.labels))
 
     def _features(self, dataset: Dataset, *, train: bool = False) -> Dataset:
         """Preprocess once; ``datasets`` reuses the cached result when data and preprocessing are unchanged."""
@@ -284,6 +339,13 @@ def _folder_digest(folder: Path) -> str:
             digest.update(path.name.encode())
             digest.update(path.read_bytes())
     return digest.hexdigest()
+
+
+def _head_config(head: str | dict | HeadConfig) -> HeadConfig:
+    if isinstance(head, HeadConfig):
+        return head
+    return _validated(HeadConfig, {"type": head} if isinstance(head, str) else dict(head), "head",
+                      lambda key, hint: f"head: unknown key {key!r}{hint}")
 
 
 def _build_options(options_class: type, options: dict[str, Any]) -> Any:

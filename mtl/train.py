@@ -181,27 +181,45 @@ def fit_loop(model: torch.nn.Module, train_set: Any, eval_set: Any, *, collate: 
     return result
 
 
+@dataclass
+class Predictions:
+    """Logits (float32) and labels for every example in dataset order, and the recorded inputs of one module."""
+
+    logits: np.ndarray
+    labels: np.ndarray | None
+    captured: torch.Tensor | None = None
+
+
 @torch.no_grad()
-def predict_loader(model: torch.nn.Module, loader: Any, accelerator: Accelerator) -> tuple[np.ndarray, np.ndarray | None]:
-    """Logits (float32) and labels for every example, back in dataset order."""
+def predict_loader(model: torch.nn.Module, loader: Any, accelerator: Accelerator,
+                   capture: torch.nn.Module | None = None, desc: str = "predicting") -> Predictions:
+    """Run ``model`` over ``loader``; with ``capture``, also record that module's input for each example."""
     model.eval()
-    logits_parts, label_parts, index_parts = [], [], []
-    for batch in loader:
-        indices = batch.pop(INDEX_KEY)
-        labels = batch.pop("labels", None)
-        logits = model(**batch).logits.float()
-        gathered = accelerator.gather_for_metrics((logits, indices) if labels is None else (logits, indices, labels))
-        logits_parts.append(gathered[0].cpu())
-        index_parts.append(gathered[1].cpu())
-        if labels is not None:
-            label_parts.append(gathered[2].cpu())
-    order = torch.cat(index_parts).argsort()
-    logits = torch.cat(logits_parts)[order].numpy()
-    labels = torch.cat(label_parts)[order].numpy() if label_parts else None
-    return logits, labels
+    seen: dict[str, torch.Tensor] = {}
+    hook = capture.register_forward_hook(lambda module, args, output: seen.update(x=args[0])) if capture else None
+    parts: dict[str, list[torch.Tensor]] = {"logits": [], "indices": [], "labels": [], "captured": []}
+    try:
+        for batch in tqdm(loader, desc=desc, unit="batch", leave=False,
+                          disable=not accelerator.is_local_main_process or len(loader) < 4):
+            step = {"indices": batch.pop(INDEX_KEY)}
+            labels = batch.pop("labels", None)
+            step["logits"] = model(**batch).logits.float()
+            if labels is not None:
+                step["labels"] = labels
+            if capture is not None:
+                step["captured"] = seen.pop("x").detach().float()
+            for key, value in accelerator.gather_for_metrics(step).items():
+                parts[key].append(value.cpu())
+    finally:
+        if hook is not None:
+            hook.remove()
+    order = torch.cat(parts["indices"]).argsort()
+    joined = {key: torch.cat(values)[order] if values else None for key, values in parts.items()}
+    return Predictions(joined["logits"].numpy(), None if joined["labels"] is None else joined["labels"].numpy(),
+                       joined["captured"])
 
 
 def evaluate_loader(model: torch.nn.Module, loader: Any, accelerator: Accelerator, metrics: Sequence[str]) -> dict[str, float]:
     """Loss and the named metrics over a labelled loader."""
-    logits, labels = predict_loader(model, loader, accelerator)
-    return scores_from_logits(logits, labels, metrics)
+    predicted = predict_loader(model, loader, accelerator, desc="evaluating")
+    return scores_from_logits(predicted.logits, predicted.labels, metrics)

@@ -27,10 +27,13 @@ class ImageOptions:
     random_resized_crop: bool = True  # crop 60-100% of the area at a random place, resized back
     horizontal_flip: bool = False  # off by default: digits and text-like images change meaning when flipped
     rotation: float = 0.0  # at most this many degrees either way
+    image_size: int | None = None  # resize and center-crop to this many pixels (default: the checkpoint's size)
 
     def __post_init__(self) -> None:
         if not 0 <= self.rotation <= 180:
             raise ValueError(f"rotation must be between 0 and 180 degrees, got {self.rotation}")
+        if self.image_size is not None and not 16 <= self.image_size <= 1024:
+            raise ValueError(f"image_size must be between 16 and 1024 pixels, got {self.image_size}")
 
 
 def to_rgb(image: Any, where: str = "image") -> Image.Image:
@@ -53,6 +56,28 @@ def to_rgb(image: Any, where: str = "image") -> Image.Image:
     return image.convert("RGB")
 
 
+def with_image_size(processor: Any, size: int) -> Any:
+    """The same image processor (mean, std, interpolation, crop ratio kept) producing ``size`` x ``size`` inputs.
+
+    Convolutional backbones (ResNet, ConvNeXt, EfficientNet) accept any size; ViT-style models need their own.
+    """
+    if _is_timm(processor):
+        config = {**processor.data_config, "input_size": (3, size, size)}
+        return type(processor)(pretrained_cfg=config, architecture=processor.architecture)
+    crop = getattr(processor, "crop_size", None) if getattr(processor, "do_center_crop", False) else None
+    if crop:
+        old_size = processor.size.get("shortest_edge") or processor.size.get("height")
+        processor.size = {"shortest_edge": round(size * old_size / crop["height"])}
+        processor.crop_size = {"height": size, "width": size}
+    else:
+        processor.size = {"height": size, "width": size}
+    return processor
+
+
+def _is_timm(processor: Any) -> bool:
+    return type(processor).__name__ == "TimmWrapperImageProcessor"
+
+
 @register_task("image-classification")
 class ImageClassification(Task):
     """Classify images into the user's labels."""
@@ -69,6 +94,17 @@ class ImageClassification(Task):
     )
     Options = ImageOptions
     transforms_on_the_fly = True
+
+    def load_processor(self, folder: Path) -> Any:
+        processor = super().load_processor(folder)
+        return with_image_size(processor, self.options.image_size) if self.options.image_size else processor
+
+    def write_model(self, directory: Path) -> Path:
+        if _is_timm(self.processor):  # transformers rebuilds a timm processor from the model config's pretrained_cfg
+            data = self.processor.data_config
+            self.model.config.pretrained_cfg = {**self.model.config.pretrained_cfg, **data,
+                                                "input_size": list(data["input_size"])}
+        return super().write_model(directory)
 
     def transform(self, batch: dict[str, list[Any]], *, train: bool) -> dict[str, Any]:
         images = [to_rgb(image) for image in batch["image"]]

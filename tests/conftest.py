@@ -92,19 +92,26 @@ def requires_shared_data(*parts: str) -> Path:
 
 PIPELINE_SCRIPT = """
 import json, sys
+import numpy as np
 from transformers import pipeline
-classify = pipeline(sys.argv[1], model=sys.argv[2])
-print(json.dumps([classify(item, top_k=1)[0] for item in json.loads(sys.argv[3])]))
+classify = pipeline(sys.argv[1], model=sys.argv[2], trust_remote_code=sys.argv[3:] == ["trust_remote_code"])
+def raw(item):  # audio given as {"raw": [floats], "sampling_rate": n} becomes the numpy array pipelines take
+    return {**item, "raw": np.asarray(item["raw"], dtype=np.float32)} if isinstance(item, dict) else item
+print(json.dumps([classify(raw(item), top_k=1)[0] for item in json.load(sys.stdin)]))
 assert not any(m == "mtl" or m.startswith("mtl.") for m in sys.modules), "mtl was imported"
 """
 
 
-def pipeline_top1(pipeline_tag: str, folder: Path, inputs: list) -> list[dict]:
-    """Top-1 predictions of plain ``transformers.pipeline`` on a saved folder, in a fresh interpreter without mtl."""
+def pipeline_top1(pipeline_tag: str, folder: Path, inputs: list, trust_remote_code: bool = False) -> list[dict]:
+    """Top-1 predictions of plain ``transformers.pipeline`` on a saved folder, in a fresh interpreter without mtl.
+
+    Audio inputs are ``{"raw": list_of_floats, "sampling_rate": n}`` dicts (JSON carries no arrays).
+    """
     import json
     import subprocess
 
-    done = subprocess.run([sys.executable, "-c", PIPELINE_SCRIPT, pipeline_tag, str(folder), json.dumps(inputs)],
+    flags = ["trust_remote_code"] if trust_remote_code else []
+    done = subprocess.run([sys.executable, "-c", PIPELINE_SCRIPT, pipeline_tag, str(folder), *flags], input=json.dumps(inputs),
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])

@@ -29,12 +29,23 @@ def colour_images(count: int, seed: int) -> dict[str, list]:
     return {"image": images, "label": labels}
 
 
+TIMM_PREPROCESSING = {"input_size": (3, 32, 32), "interpolation": "bilinear", "crop_pct": 1.0, "crop_mode": "center",
+                      "mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25)}
+
+
 def build_model(kind: str, folder):
-    from transformers import (ResNetConfig, ResNetForImageClassification, ViTConfig, ViTForImageClassification,
-                              ViTImageProcessor)
+    """A tiny random image classifier folder: ``vit``, ``resnet`` or ``timm`` (timm's test_efficientnet, wrapped)."""
+    from transformers import (ResNetConfig, ResNetForImageClassification, TimmWrapperConfig,
+                              TimmWrapperForImageClassification, TimmWrapperImageProcessor, ViTConfig,
+                              ViTForImageClassification, ViTImageProcessor)
     import torch
 
     torch.manual_seed(0)
+    if kind == "timm":
+        config = TimmWrapperConfig(architecture="test_efficientnet", num_labels=3, pretrained_cfg=TIMM_PREPROCESSING)
+        TimmWrapperForImageClassification(config).save_pretrained(folder)
+        TimmWrapperImageProcessor(pretrained_cfg=TIMM_PREPROCESSING, architecture="test_efficientnet").save_pretrained(folder)
+        return folder
     if kind == "vit":
         model = ViTForImageClassification(ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2,
                                                     num_attention_heads=2, intermediate_size=64))
@@ -45,7 +56,7 @@ def build_model(kind: str, folder):
     return folder
 
 
-@pytest.mark.parametrize("kind", ["vit", "resnet"])
+@pytest.mark.parametrize("kind", ["vit", "resnet", "timm"])
 def test_fit_learns_and_pipeline_agrees_with_predict(kind, tmp_path):
     task = ImageClassification(build_model(kind, tmp_path / kind))
     result = task.fit(colour_images(160, 0), colour_images(40, 1), epochs=6, batch_size=16, learning_rate=2e-3,
@@ -122,3 +133,85 @@ def test_real_efficientnet_head_names_reach_the_pipeline(tmp_path):
     assert [t["label"] for t in theirs] == [o["label"] for o in ours]
     assert {t["label"] for t in theirs} <= {"dark", "red"}
     assert [o["score"] for o in ours] == pytest.approx([t["score"] for t in theirs], abs=1e-4)
+
+
+def save_probes(folder, count: int = 6) -> list[str]:
+    paths = []
+    for i, image in enumerate(colour_images(count, 3)["image"]):
+        paths.append(str(folder / f"probe{i}.png"))
+        image.save(paths[-1])
+    return paths
+
+
+def test_mlp_head_trains_saves_and_loads_back_in_mtl_and_plain_transformers(tmp_path):
+    task = ImageClassification(build_model("timm", tmp_path / "timm"), image_size=48)
+    task.fit(colour_images(160, 0), colour_images(40, 1), head={"type": "mlp", "hidden": [24], "dropout": 0.1},
+             epochs=6, batch_size=16, learning_rate=2e-3, warmup_ratio=0.0)
+    head = task.model.timm_model.classifier
+    assert [type(m).__name__ for m in head.layers] == ["Linear", "ReLU", "Dropout", "Linear"]
+    assert head.layers[0].out_features == 24 and head.layers[-1].out_features == 2
+    assert task.evaluate(colour_images(40, 2))["accuracy"] >= 0.9
+    task.save(tmp_path / "saved")
+    paths = save_probes(tmp_path)
+    ours = task.predict(paths)
+    again = ImageClassification.load(tmp_path / "saved").predict(paths)
+    assert [o["score"] for o in again] == pytest.approx([o["score"] for o in ours], abs=1e-6)
+    theirs = pipeline_top1("image-classification", tmp_path / "saved", paths, trust_remote_code=True)
+    assert [o["label"] for o in ours] == [t["label"] for t in theirs]
+    assert [o["score"] for o in ours] == pytest.approx([t["score"] for t in theirs], abs=1e-4)
+
+
+def test_image_size_reaches_the_saved_processor(tmp_path):
+    task = ImageClassification(build_model("timm", tmp_path / "timm"), image_size=40)
+    task.prepare()
+    assert task.processor.data_config["mean"] == (0.5, 0.5, 0.5)  # the checkpoint's own normalisation is kept
+    batch = task.transform({"image": colour_images(2, 0)["image"]}, train=False)
+    assert batch["pixel_values"].shape == (2, 3, 40, 40)
+    from transformers import AutoImageProcessor
+
+    task.fit(colour_images(16, 0), colour_images(8, 1), epochs=1, batch_size=8)
+    task.save(tmp_path / "saved")
+    reloaded = AutoImageProcessor.from_pretrained(tmp_path / "saved")
+    assert reloaded(colour_images(1, 0)["image"], return_tensors="pt")["pixel_values"].shape == (1, 3, 40, 40)
+
+
+def count_backbone_examples(model) -> list[int]:
+    seen = [0]
+    backbone = getattr(model, model.base_model_prefix)
+    backbone.register_forward_hook(lambda module, args, output: seen.__setitem__(0, seen[0] + len(args[0])))
+    return seen
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_frozen_backbone_runs_once_per_example_with_the_feature_cache(cache, tmp_path):
+    task = ImageClassification(build_model("resnet", tmp_path / "resnet"), random_resized_crop=False)
+    train, validation = colour_images(96, 0), colour_images(32, 1)
+    options = dict(freeze="backbone", batch_size=16, learning_rate=5e-2, warmup_ratio=0.0, feature_cache=cache)
+    task.fit(train, validation, epochs=1, **options)  # builds the model with the right labels; the next fit reuses it
+    backbone_before = {k: v.clone() for k, v in task.model.resnet.state_dict().items()}
+    head_before = task.model.classifier[1].weight.detach().clone()
+    seen = count_backbone_examples(task.model)
+    result = task.fit(train, validation, epochs=4, **options)
+    assert seen[0] == (96 + 32 if cache else 4 * (96 + 32))
+    assert all((task.model.resnet.state_dict()[k] == v).all() for k, v in backbone_before.items())
+    assert not (task.model.classifier[1].weight == head_before).all()
+    assert result.best_metric >= 0.9
+    assert task.evaluate(colour_images(40, 2))["accuracy"] >= 0.9
+
+
+def test_test_split_can_come_from_another_source(tmp_path):
+    write_folder(tmp_path / "a", [""])
+    write_folder(tmp_path / "b", ["test"])
+    options = dict(input_name="image", input_candidates=ImageClassification.spec.input_candidates)
+    data = load_labelled(DataConfig(source=str(tmp_path / "a"), test_source=str(tmp_path / "b"),
+                                    validation_size=0.25), **options)
+    assert len(data.splits["test"]) == 24 and len(data.splits["train"]) + len(data.splits["validation"]) == 24
+
+
+def test_a_corrupt_image_is_named_before_training(tmp_path):
+    write_folder(tmp_path / "photos", ["train"])
+    broken = tmp_path / "photos" / "train" / "red" / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 truncated jpeg")
+    options = dict(input_name="image", input_candidates=ImageClassification.spec.input_candidates)
+    with pytest.raises(DataError, match=r"train row \d+ \(.*broken\.jpg\): the image cannot be decoded"):
+        load_labelled(DataConfig(source=str(tmp_path / "photos")), **options)

@@ -18,6 +18,7 @@ from datasets import ClassLabel, Dataset, DatasetDict, Value
 
 from ..errors import DataError
 from ..recipe import DataConfig
+from .images import verify_images
 from .tables import read_files, read_source, to_dataset
 
 logger = logging.getLogger(__name__)
@@ -45,6 +46,8 @@ def load_labelled(config: DataConfig, *, input_name: str, input_candidates: Sequ
     if raw is None:
         raw = read_files(config.files) if config.files else read_source(config.source, config.config)
     raw = _pick_splits(raw, config)
+    if config.test_source:
+        raw["test"] = _test_split_of(config.test_source)
     splits = DatasetDict({
         name: standardize(split, input_name=input_name, input_candidates=input_candidates,
                           input_column=config.input_column, label_column=config.label_column, where=name)
@@ -83,6 +86,17 @@ def _pick_splits(raw: DatasetDict, config: DataConfig) -> DatasetDict:
     return DatasetDict(picked)
 
 
+def _test_split_of(source: str) -> Dataset:
+    """The ``test`` split of another source (or its only split), for ``data.test_source``."""
+    other = read_source(source)
+    if "test" in other:
+        return other["test"]
+    if len(other) == 1:
+        return next(iter(other.values()))
+    raise DataError(f"data.test_source: {source} has splits {', '.join(other)} but none called 'test'; "
+                    "point it at one file or a folder with a test split")
+
+
 def _all_unlabelled(split: Dataset, column: str) -> bool:
     values = split.unique(column)
     return bool(values) and all(v == -1 for v in values)
@@ -97,7 +111,9 @@ def standardize(split: Dataset, *, input_name: str, input_candidates: Sequence[s
         keep[_find_column(split, label_column, LABEL_CANDIDATES, "label", where)] = "label"
     split = split.select_columns(list(keep))
     renames = {old: new for old, new in keep.items() if old != new}
-    return split.rename_columns(renames) if renames else split
+    split = split.rename_columns(renames) if renames else split
+    verify_images(split, input_name, where)
+    return split
 
 
 def _find_column(split: Dataset, wanted: str | None, candidates: Sequence[str], role: str, where: str) -> str:
