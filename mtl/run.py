@@ -1,4 +1,5 @@
-"""Command line: ``python -m mtl.run RECIPE.yaml [key.sub=value ...] [--dry-run] [--overwrite] [--resume]``.
+"""Command line: ``python -m mtl.run RECIPE.yaml [key.sub=value ...] [--dry-run] [--overwrite] [--resume]
+[--push-to-hub REPO]``.
 
 A thin shell over :func:`mtl.runner.run_recipe`. Bad input exits with code 2 and one clear message.
 """
@@ -24,6 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dry-run", action="store_true", help="validate and print the resolved recipe, then stop")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
     parser.add_argument("--resume", action="store_true", help="continue a killed run from its last epoch checkpoint")
+    parser.add_argument("--push-to-hub", metavar="REPO", help="push the output folder to this Hub repo (owner/name); "
+                        "the token comes from HF_TOKEN or `hf auth login`")
     parser.add_argument("--quiet", action="store_true", help="only warnings and the final summary")
     return parser
 
@@ -34,7 +37,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .recipe import load_recipe
 
     try:
-        recipe = load_recipe(args.recipe, args.overrides)
+        overrides = [*args.overrides, *(["hub.push=true", f"hub.repo_id={args.push_to_hub}"] if args.push_to_hub else [])]
+        recipe = load_recipe(args.recipe, overrides)
         if args.dry_run:
             print(recipe.to_yaml(), end="")
             return 0
@@ -50,6 +54,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(format_summary(summary))
     print(f"test accuracy: {summary['test'].get('accuracy', float('nan')):.4f}")
     print(f"model saved to {recipe.output.dir}")
+    if summary.get("pushed"):
+        print(f"pushed to the Hub: {summary['pushed']}")
     return 0
 
 

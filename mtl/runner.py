@@ -10,6 +10,7 @@ Example::
 from __future__ import annotations
 
 import logging
+import os
 import platform
 import time
 from pathlib import Path
@@ -20,18 +21,27 @@ import yaml
 
 from . import __version__, checkpoints
 from .data import load_labelled
+from .data.labelled import labelled_split
 from .errors import MtlError
+from .metrics import classification_details, scores_from_logits
 from .outputs import METRICS_FILE, RECIPE_FILE, prepare_output_dir, write_json, write_text_atomic
 from .recipe import Recipe
 from .registry import get_task
+from .report import predictions_table, readable_inputs, write_reports
 
 logger = logging.getLogger(__name__)
 
 
-def run_recipe(recipe: Recipe, *, overwrite: bool = False, resume: bool = False) -> dict[str, Any]:
-    """Train and evaluate as the recipe says; write the model folder and reports; return the metrics."""
+def run_recipe(recipe: Recipe, *, overwrite: bool = False, resume: bool = False,
+               token: str | None = None) -> dict[str, Any]:
+    """Train and evaluate as the recipe says; write the model folder, reports and card; push; return the metrics."""
+    from .hub import check_push_target, push_folder
+    from .model_card import base_license, write_card
+
     out = Path(recipe.output.dir)
     started = time.perf_counter()
+    # the token and repo id are checked before anything else: no hour of training lost to a typo
+    repo_id = check_push_target(recipe.hub.repo_id, token) if recipe.hub.push else None
     task_cls = get_task(recipe.task)
     # data and checkpoint problems surface before anything is written to the output folder
     data = load_labelled(recipe.data, input_name=task_cls.spec.input_column,
@@ -42,9 +52,8 @@ def run_recipe(recipe: Recipe, *, overwrite: bool = False, resume: bool = False)
     _check_resumed_recipe(out, recipe, resume)
     write_text_atomic(out / RECIPE_FILE, recipe.to_yaml())
     fit = task.fit(data.splits["train"], data.splits["validation"], freeze=recipe.model.freeze,
-                   metrics=recipe.metrics, output_dir=out, resume=resume, config=recipe.train)
-    test = task.evaluate(data.splits["test"], batch_size=recipe.train.eval_batch_size or 2 * recipe.train.batch_size,
-                         metrics=recipe.metrics)
+                   head=recipe.model.head, metrics=recipe.metrics, output_dir=out, resume=resume, config=recipe.train)
+    test, predictions = _test_with_predictions(task, data.splits["test"], recipe)
     task.write_model(out)
     summary = {
         "task": recipe.task,
@@ -63,12 +72,44 @@ def run_recipe(recipe: Recipe, *, overwrite: bool = False, resume: bool = False)
         "stopped_early": fit.stopped_early,
         "resumed_from_epoch": fit.resumed_from_epoch,
         "environment": {"mtl": __version__, "torch": torch.__version__, "python": platform.python_version(),
-                        "device": str(task._accelerator.device), "mixed_precision": recipe.train.mixed_precision},
+                        "device": str(task._accelerator.device), "hardware": _hardware(task._accelerator.device),
+                        "mixed_precision": recipe.train.mixed_precision},
     }
-    write_json(out / METRICS_FILE, summary)
+    if recipe.compare.enabled:
+        from .compare import run_compare, variant_row
+
+        main_run = variant_row(recipe, "pretrained", 1.0, len(data.splits["train"]), recipe.model.freeze, test,
+                               fit.train_seconds, fit.history)
+        table = run_compare(recipe, task_cls, data, out, {("pretrained", 1.0): main_run})
+        summary["compare"] = table.to_dict("records")
+    main_process = task._accelerator.is_main_process
+    if main_process:  # reports, card and push once, from the main process of a multi-process run
+        write_json(out / METRICS_FILE, summary)
+        summary["reports"] = write_reports(out, summary, predictions)
+        write_card(out, summary, recipe.to_dict(), task_cls.spec, repo_id=repo_id,
+                   license=recipe.hub.license or base_license(task.source.path))
     if not recipe.output.keep_checkpoints:
         checkpoints.remove_tree(out / "checkpoints")
+    if repo_id and main_process:
+        summary["pushed"] = push_folder(out, repo_id, private=recipe.hub.private, token=token)
     return summary
+
+
+def _test_with_predictions(task: Any, test: Any, recipe: Recipe) -> tuple[dict[str, Any], Any]:
+    """Test metrics (as ``task.evaluate`` gives them) and the per-example predictions, from one inference pass."""
+    split, _ = labelled_split(test, input_name=task.spec.input_column, input_candidates=task.spec.input_candidates,
+                              label_names=task.label_names, what="test data")
+    logits, labels = task._logits(task._features(split), recipe.train.eval_batch_size or 2 * recipe.train.batch_size)
+    metrics = {**scores_from_logits(logits, labels, recipe.metrics),
+               **classification_details(labels, logits.argmax(-1), task.label_names), "num_examples": len(labels)}
+    inputs = readable_inputs(split, task.spec.input_column)
+    return metrics, predictions_table(inputs, labels, logits, task.label_names)
+
+
+def _hardware(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores"
 
 
 def _check_resumed_recipe(out: Path, recipe: Recipe, resume: bool) -> None:
@@ -89,5 +130,16 @@ def format_summary(summary: dict[str, Any]) -> str:
             ("freeze", summary["freeze"]), ("examples", ", ".join(f"{k} {v:,}" for k, v in summary["data"].items())),
             ("train time", f"{summary['train_seconds']:.0f} s"), ("best validation", str(summary["validation_best"]))]
     rows += [(f"test {name}", f"{value:.4f}") for name, value in test.items() if isinstance(value, float)]
+    if summary.get("reports"):
+        rows.append(("reports", ", ".join(summary["reports"]) + ", README.md"))
+    if summary.get("pushed"):
+        rows.append(("pushed", summary["pushed"]))
     width = max(len(name) for name, _ in rows)
-    return "\n".join(f"{name.ljust(width)}  {value}" for name, value in rows)
+    text = "\n".join(f"{name.ljust(width)}  {value}" for name, value in rows)
+    if summary.get("compare"):
+        import pandas as pd
+
+        from .compare import format_compare
+
+        text += "\n\ntransfer versus scratch:\n" + format_compare(pd.DataFrame(summary["compare"]))
+    return text

@@ -1,0 +1,91 @@
+"""Hub push errors (no token, bad token, bad repo id, foreign namespace) fail before training, in one clear line;
+the Python-API path (write the model and its card into a folder, push it) reaches the stand-in Hub."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from conftest import make_sentences
+from hub_stand_in import GOOD_TOKEN, StandInHub
+from mtl.errors import RecipeError
+from mtl.hub import HubError, check_push_target, push_folder
+from mtl.recipe import recipe_from_dict
+
+
+@pytest.fixture
+def hub(monkeypatch, tmp_path):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-login" / "token"))  # no login cache
+    with StandInHub() as server:
+        monkeypatch.setenv("HF_ENDPOINT", server.url)
+        monkeypatch.setenv("HF_TOKEN", GOOD_TOKEN)
+        yield server
+
+
+def test_no_token_bad_token_and_foreign_namespace_are_clear(hub, monkeypatch):
+    assert check_push_target("tiny") == "tester/tiny"
+    with pytest.raises(HubError, match="belongs to 'tester', who cannot write to namespace 'someone'"):
+        check_push_target("someone/tiny")
+    monkeypatch.setenv("HF_TOKEN", "hf_wrong")
+    with pytest.raises(HubError, match="HTTP 401"):
+        check_push_target("team/tiny")
+    monkeypatch.delenv("HF_TOKEN")
+    with pytest.raises(HubError, match="no Hugging Face token found: set HF_TOKEN or run `hf auth login`"):
+        check_push_target("team/tiny")
+    assert not any("/repos/create" in path for path in hub.paths())
+
+
+def test_bad_repo_ids_are_recipe_errors_before_any_request(hub):
+    base = {"task": "text-sentiment", "data": {"source": "x.csv"}}
+    with pytest.raises(RecipeError, match="hub.repo_id: 'bad repo/na me' is not a valid Hub repository id"):
+        recipe_from_dict({**base, "hub": {"push": True, "repo_id": "bad repo/na me"}})
+    with pytest.raises(RecipeError, match="hub.repo_id: 'a/b/c' is not a Hub repository id"):
+        recipe_from_dict(base, ["hub.push=true", "hub.repo_id=a/b/c"])
+    with pytest.raises(RecipeError, match="hub.push is true but no repo_id"):
+        recipe_from_dict(base, ["hub.push=true"])
+    with pytest.raises(RecipeError, match="label_fractions must be fractions in"):
+        recipe_from_dict({**base, "compare": {"label_fractions": [0.1, 1.5]}})
+    assert hub.requests == []
+
+
+def test_cli_checks_the_token_before_loading_data_or_training(hub, monkeypatch, tmp_path, tiny_bert, capsys):
+    import yaml
+
+    from mtl.run import main
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump({"task": "text-sentiment", "model": {"checkpoint": str(tiny_bert)},
+                                      "data": {"source": str(tmp_path / "not-read-yet.csv")},
+                                      "output": {"dir": str(tmp_path / "out")}}))
+    monkeypatch.setenv("HF_TOKEN", "hf_wrong")
+    assert main([str(recipe), "--push-to-hub", "team/x"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot check the Hugging Face token") and "Traceback" not in err
+    assert "hf_wrong" not in err and not (tmp_path / "out").exists()
+    assert main([str(recipe), "--push-to-hub", "not a repo"]) == 2
+    assert "hub.repo_id: 'not a repo' is not a valid Hub repository id" in capsys.readouterr().err
+
+
+def test_task_folder_with_card_is_pushed_as_one_commit(hub, tiny_bert, tmp_path):
+    """What Task.push_to_hub does: write_model, write_task_card, push_folder."""
+    from huggingface_hub import ModelCard
+
+    from mtl.model_card import write_task_card
+    from mtl.tasks import TextSentiment
+
+    task = TextSentiment(tiny_bert, max_length=16)
+    task.fit(make_sentences(40), epochs=1, batch_size=20)
+    folder = tmp_path / "push"
+    task.write_model(folder)
+    write_task_card(task, folder, repo_id="tester/api-model")
+    url = push_folder(folder, check_push_target("api-model"), private=False)
+    assert url.startswith(hub.url) and "tester/api-model/commit/" in url
+    (commit,) = hub.commits()
+    files = {line["value"]["path"]: line["value"] for line in commit if line["key"] == "file"}
+    assert set(files) == {p.name for p in folder.iterdir()}
+    card = ModelCard(base64.b64decode(files["README.md"]["content"]).decode())
+    assert card.data.pipeline_tag == "text-classification" and card.data.model_name == "api-model"
+    assert "## Results on the test split" not in card.text and "## How to use" in card.text
