@@ -21,16 +21,17 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 
 
 def head_module_name(model: nn.Module) -> str | None:
-    """The innermost module holding every trainable parameter, or None when that is the whole model."""
+    """The module that holds exactly the trainable parameters while the rest is frozen, or None (nothing to cache)."""
+    names = [name for name, _ in model.named_parameters()]
     trainable = {name for name, parameter in model.named_parameters() if parameter.requires_grad}
-    if not trainable:
+    if not trainable or len(trainable) == len(names):
         return None
-    innermost = ""
+    innermost, owned_by_innermost = None, set()
     for name, module in model.named_modules():  # pre-order: the last container of all of them is the innermost
         owned = {f"{name}.{n}" if name else n for n, _ in module.named_parameters()}
         if trainable <= owned:
-            innermost = name
-    return innermost or None
+            innermost, owned_by_innermost = name, owned
+    return innermost if innermost and owned_by_innermost == trainable else None
 
 
 class CachedInputs(torch.utils.data.Dataset):

@@ -46,6 +46,7 @@ class DataConfig:
     config: str | None = None  # Hub dataset configuration name
     files: dict[str, str] | None = None  # split name -> local file, instead of `source`
     test_source: str | None = None  # evaluate on this source's test split (or its only split) instead
+    keywords: list[str] | None = None  # audio: labels not listed become _unknown_ (_silence_ stays)
     train_split: str = "train"
     validation_split: str | None = None  # None: auto-detect validation/valid/dev, else carve from train
     test_split: str | None = None  # None: auto-detect test, else carve from train
@@ -89,6 +90,7 @@ class TrainConfig:
     group_by_length: bool = True  # batch examples of similar length together (less padding)
     cpu: bool = False  # train on the CPU even when an accelerator is present
     feature_cache: bool = True  # when only the head trains: run the frozen backbone once, train the head on its outputs
+    head_first_epochs: int = 0  # first train only the head for this many epochs (frozen features), then as `freeze` says
 
     def __post_init__(self) -> None:
         problems = [f"{name} must be at least 1, got {getattr(self, name)}"

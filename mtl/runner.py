@@ -16,14 +16,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import yaml
 
 from . import __version__, checkpoints
 from .data import load_labelled
-from .data.labelled import labelled_split
 from .errors import MtlError
-from .metrics import classification_details, scores_from_logits
 from .outputs import METRICS_FILE, RECIPE_FILE, prepare_output_dir, write_json, write_text_atomic
 from .recipe import Recipe
 from .registry import get_task
@@ -97,13 +96,11 @@ def run_recipe(recipe: Recipe, *, overwrite: bool = False, resume: bool = False,
 
 def _test_with_predictions(task: Any, test: Any, recipe: Recipe) -> tuple[dict[str, Any], Any]:
     """Test metrics (as ``task.evaluate`` gives them) and the per-example predictions, from one inference pass."""
-    split, _ = labelled_split(test, input_name=task.spec.input_column, input_candidates=task.spec.input_candidates,
-                              label_names=task.label_names, what="test data")
-    logits, labels = task._logits(task._features(split), recipe.train.eval_batch_size or 2 * recipe.train.batch_size)
-    metrics = {**scores_from_logits(logits, labels, recipe.metrics),
-               **classification_details(labels, logits.argmax(-1), task.label_names), "num_examples": len(labels)}
+    metrics, split, logits = task.evaluate_with_logits(
+        test, batch_size=recipe.train.eval_batch_size or 2 * recipe.train.batch_size, metrics=recipe.metrics,
+        what="test data")
     inputs = readable_inputs(split, task.spec.input_column)
-    return metrics, predictions_table(inputs, labels, logits, task.label_names)
+    return metrics, predictions_table(inputs, np.asarray(split["label"]), logits, task.label_names)
 
 
 def _hardware(device: torch.device) -> str:

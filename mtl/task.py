@@ -137,10 +137,26 @@ class Task:
         train_set, validation_set = self._labelled_pair(train, validation)
         set_seed(config.seed)  # before the new head is initialised, so runs are reproducible
         self._ensure_model(self.label_names, head)
-        self.freeze_report = apply_freezing(self.model, parse_freeze(freeze))
+        spec = parse_freeze(freeze)
+        if config.head_first_epochs and spec.mode != "backbone":  # linear probe first, then fine-tune (LP-FT)
+            apply_freezing(self.model, "backbone")
+            probe = dataclasses.replace(config, epochs=config.head_first_epochs, max_steps=None, warmup_ratio=0.0,
+                                        learning_rate=config.head_learning_rate or config.learning_rate,
+                                        early_stopping_patience=None)
+            first = self._fit_stage(train_set, validation_set, probe, metrics, make_accelerator(probe), None, False)
+            logger.info("head first: %d epochs on frozen features, best validation %s %.4f; now training %s",
+                        config.head_first_epochs, config.metric_for_best, first.best_metric, spec.describe())
+        self.freeze_report = apply_freezing(self.model, spec)
         accelerator = self._accelerator = make_accelerator(config)
+        self.fit_result = self._fit_stage(train_set, validation_set, config, metrics, accelerator,
+                                          Path(output_dir) if output_dir else None, resume)
+        return self.fit_result
+
+    def _fit_stage(self, train_set: Dataset, validation_set: Dataset, config: TrainConfig, metrics: list[str],
+                   accelerator: Any, run_dir: Path | None, resume: bool) -> FitResult:
+        """One fit_loop over the model as frozen now; only the head trains: the backbone runs once (cached)."""
         head_name = head_module_name(self.model) if config.feature_cache else None
-        if head_name is not None:  # only the head trains: run the backbone once, train the head on its outputs
+        if head_name is not None:
             batch_size = config.eval_batch_size or 2 * config.batch_size
             trained = HeadOnly(self.model.get_submodule(head_name))
             train_features, val_features = (self._cached_head_inputs(split, head_name, batch_size, what)
@@ -152,23 +168,27 @@ class Task:
             collate, train_lengths, eval_lengths = self.collate, self.lengths(train_features), self.lengths(val_features)
         result = fit_loop(trained, train_features, val_features, collate=collate, config=config, metrics=metrics,
                           accelerator=accelerator, train_lengths=train_lengths, eval_lengths=eval_lengths,
-                          run_dir=Path(output_dir) if output_dir else None, resume=resume)
+                          run_dir=run_dir, resume=resume)
         if head_name is None:
             self.model = accelerator.unwrap_model(self.model, keep_fp32_wrapper=False)
-        self.fit_result = result
         return result
 
     def evaluate(self, data: Any, *, batch_size: int = 64, metrics: Sequence[str] | None = None) -> dict[str, Any]:
         """Loss, metrics, per-class report and confusion matrix on labelled ``data``."""
+        return self.evaluate_with_logits(data, batch_size=batch_size, metrics=metrics)[0]
+
+    def evaluate_with_logits(self, data: Any, *, batch_size: int = 64, metrics: Sequence[str] | None = None,
+                             what: str = "evaluate data") -> tuple[dict[str, Any], Dataset, np.ndarray]:
+        """What :meth:`evaluate` returns, plus the labelled split and its logits (one inference pass)."""
         from .metrics import classification_details
 
         self._require_model("evaluate")
         split, _ = labelled_split(data, input_name=self.spec.input_column, input_candidates=self.spec.input_candidates,
-                                  label_names=self.label_names, what="evaluate data")
+                                  label_names=self.label_names, what=what)
         logits, labels = self._logits(self._features(split), batch_size)
         scores = scores_from_logits(logits, labels, list(metrics or self.spec.metrics))
-        return {**scores, **classification_details(labels, logits.argmax(-1), self.label_names),
-                "num_examples": len(labels)}
+        return ({**scores, **classification_details(labels, logits.argmax(-1), self.label_names),
+                 "num_examples": len(labels)}, split, logits)
 
     def predict(self, inputs: Sequence[Any], *, batch_size: int = 64) -> list[dict[str, Any]]:
         """The most likely label and its probability for each raw input."""

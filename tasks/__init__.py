@@ -2,10 +2,11 @@
 
 Example::
 
-    from mtl.tasks import ImageClassification, TextSentiment
+    from mtl.tasks import ImageClassification, KeywordSpotting, TextSentiment
 """
 
 from .image_classification import ImageClassification
+from .keyword_spotting import KeywordSpotting
 from .text_sentiment import TextSentiment
 
-__all__ = ["ImageClassification", "TextSentiment"]
+__all__ = ["ImageClassification", "KeywordSpotting", "TextSentiment"]

@@ -215,3 +215,16 @@ def test_a_corrupt_image_is_named_before_training(tmp_path):
     options = dict(input_name="image", input_candidates=ImageClassification.spec.input_candidates)
     with pytest.raises(DataError, match=r"train row \d+ \(.*broken\.jpg\): the image cannot be decoded"):
         load_labelled(DataConfig(source=str(tmp_path / "photos")), **options)
+
+
+def test_head_first_epochs_probe_on_cached_features_then_fine_tune(tmp_path):
+    task = ImageClassification(build_model("resnet", tmp_path / "resnet"), random_resized_crop=False)
+    train, validation = colour_images(96, 0), colour_images(32, 1)
+    options = dict(batch_size=16, learning_rate=1e-2, warmup_ratio=0.0)
+    task.fit(train, validation, freeze="backbone", epochs=1, **options)
+    seen = count_backbone_examples(task.model)
+    stem_before = task.model.resnet.embedder.embedder.convolution.weight.detach().clone()
+    result = task.fit(train, validation, freeze="none", epochs=2, head_first_epochs=3, **options)
+    assert seen[0] == (96 + 32) + 2 * (96 + 32)  # one cached pass for the 3 head epochs, then 2 full epochs
+    assert not (task.model.resnet.embedder.embedder.convolution.weight == stem_before).all()  # the backbone trained
+    assert len(result.history) == 2 and task.freeze_report.trainable == task.freeze_report.total

@@ -18,8 +18,11 @@ MINIMAL = {"task": "text-sentiment", "data": {"source": "some.csv"}}
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
 def test_shipped_recipes_validate_and_open_with_their_command(path):
     first = path.read_text().splitlines()[0]
-    assert first == f"# python -m mtl.run recipes/{path.name}"
-    recipe = load_recipe(path)
+    command = f"# python -m mtl.run recipes/{path.name}"
+    assert first == command or first.startswith(command + " ")
+    overrides = first[len(command):].split()  # e.g. data.source=/path/to/folder for recipes on the user's data
+    assert all("=" in item for item in overrides), first
+    recipe = load_recipe(path, overrides)
     assert recipe.output.dir
 
 

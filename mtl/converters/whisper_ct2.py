@@ -319,38 +319,51 @@ def build_folder(out_dir: Path) -> Path:
 
 
 def shorten_for_clips(folder: Path, out_dir: Path, clip_seconds: float = 1.0) -> Path:
-    """Copy a converted folder for ``clip_seconds``-long audio (whole seconds, 1-30).
+    """Copy a Whisper folder for ``clip_seconds``-long audio (whole seconds, 1-30).
 
     The encoder keeps the first ``50 * clip_seconds`` rows of its positional table and the feature extractor
-    pads to ``clip_seconds`` instead of 30 s, so the encoder costs a fraction of the full window. Loads as
-    ``WhisperForConditionalGeneration`` or (with a fresh head) ``WhisperForAudioClassification``.
+    pads to ``clip_seconds`` instead of 30 s, so the encoder costs a fraction of the full window. Any Whisper
+    folder works (speech-to-text or audio classification, with or without a tokenizer); the result loads as
+    its own architecture or, with a fresh head, as ``WhisperForAudioClassification``.
     """
-    from transformers import WhisperFeatureExtractor, WhisperForConditionalGeneration, WhisperProcessor
+    import transformers
+    from transformers import AutoConfig, WhisperFeatureExtractor, WhisperProcessor
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
     folder, out_dir = Path(folder), Path(out_dir)
     if float(clip_seconds) != int(clip_seconds) or not 1 <= clip_seconds <= 30:
         raise ValueError(f"clip_seconds must be a whole number of seconds from 1 to 30, got {clip_seconds}")
     seconds = int(clip_seconds)
     positions = 50 * seconds
-    model = WhisperForConditionalGeneration.from_pretrained(folder)
-    table = model.model.encoder.embed_positions
-    if positions > table.num_embeddings:
-        raise ValueError(f"{folder} has only {table.num_embeddings} encoder positions")
-    shorter = torch.nn.Embedding(positions, table.embedding_dim)
-    shorter.weight.data.copy_(table.weight.data[:positions])
-    shorter.requires_grad_(False)
-    model.model.encoder.embed_positions = shorter
-    model.model.encoder.max_source_positions = positions
+    config = AutoConfig.from_pretrained(folder)
+    architecture = (config.architectures or ["WhisperForConditionalGeneration"])[0]
+    model = getattr(transformers, architecture).from_pretrained(folder)
+    encoders = [module for module in model.modules() if isinstance(module, WhisperEncoder)]
+    if not encoders:
+        raise CheckpointError(f"{folder}: {architecture} has no Whisper encoder to shorten")
+    for encoder in encoders:
+        table = encoder.embed_positions
+        if positions > table.num_embeddings:
+            raise ValueError(f"{folder} has only {table.num_embeddings} encoder positions")
+        shorter = torch.nn.Embedding(positions, table.embedding_dim)
+        shorter.weight.data.copy_(table.weight.data[:positions])
+        shorter.requires_grad_(False)
+        encoder.embed_positions = shorter
+        encoder.max_source_positions = positions
     model.config.max_source_positions = positions
-    processor = WhisperProcessor.from_pretrained(folder)
-    fe = processor.feature_extractor
-    processor.feature_extractor = WhisperFeatureExtractor(
-        feature_size=fe.feature_size, sampling_rate=fe.sampling_rate, hop_length=fe.hop_length,
-        chunk_length=seconds, n_fft=fe.n_fft, padding_value=fe.padding_value)
+    fe = WhisperFeatureExtractor.from_pretrained(folder)
+    fe = WhisperFeatureExtractor(feature_size=fe.feature_size, sampling_rate=fe.sampling_rate,
+                                 hop_length=fe.hop_length, chunk_length=seconds, n_fft=fe.n_fft,
+                                 padding_value=fe.padding_value)
+    processor = fe
+    if (folder / "tokenizer_config.json").is_file():  # processor_config.json embeds the extractor: rewrite it
+        processor = WhisperProcessor.from_pretrained(folder)
+        processor.feature_extractor = fe
 
     def write(tmp: Path) -> None:
-        for item in folder.iterdir():
-            if item.is_file() and item.name != "preprocessor_config.json":  # the processor writes its own
+        for item in folder.iterdir():  # tokenizer, generation config, marker; weights and processor come below
+            if item.is_file() and item.name not in ("preprocessor_config.json", "processor_config.json") and \
+                    not item.name.endswith((".safetensors", ".bin", ".safetensors.index.json")):
                 shutil.copy2(item, tmp / item.name)
         model.save_pretrained(tmp)
         processor.save_pretrained(tmp)

@@ -18,7 +18,9 @@ from datasets import ClassLabel, Dataset, DatasetDict, Value
 
 from ..errors import DataError
 from ..recipe import DataConfig
+from .audio import check_readable, relabel_keywords
 from .images import verify_images
+from .speakers import hold_out_by_speaker
 from .tables import read_files, read_source, to_dataset
 
 logger = logging.getLogger(__name__)
@@ -53,6 +55,8 @@ def load_labelled(config: DataConfig, *, input_name: str, input_candidates: Sequ
                           input_column=config.input_column, label_column=config.label_column, where=name)
         for name, split in raw.items()
     })
+    if config.keywords:
+        splits = DatasetDict({name: relabel_keywords(split, config.keywords) for name, split in splits.items()})
     splits, names = encode_labels(splits, label_names or config.label_names)
     splits = complete_splits(splits, config)
     if config.limit_per_class:
@@ -113,6 +117,8 @@ def standardize(split: Dataset, *, input_name: str, input_candidates: Sequence[s
     renames = {old: new for old, new in keep.items() if old != new}
     split = split.rename_columns(renames) if renames else split
     verify_images(split, input_name, where)
+    if input_name == "audio":  # file paths: every file is opened before training starts
+        check_readable(split, input_name, where)
     return split
 
 
@@ -215,7 +221,13 @@ def complete_splits(splits: DatasetDict, config: DataConfig) -> DatasetDict:
 
 
 def hold_out(dataset: Dataset, size: float, seed: int) -> tuple[Dataset, Dataset]:
-    """Split off a stratified, seeded fraction ``size``: (rest, held out)."""
+    """Split off a stratified, seeded fraction ``size``: (rest, held out); speaker-disjoint when file names carry
+    speaker ids (Speech Commands' ``<speaker>_nohash_<n>.wav``)."""
+    by_speaker = hold_out_by_speaker(dataset, size, seed)
+    if by_speaker is not None and len(by_speaker[1]):
+        return by_speaker
+    if by_speaker is not None:
+        logger.warning("data: too few speakers for a speaker-disjoint split of %.0f%%; splitting by clip", 100 * size)
     try:
         parts = dataset.train_test_split(test_size=size, stratify_by_column="label", seed=seed)
     except ValueError as error:  # a class with a single example cannot be stratified

@@ -12,6 +12,7 @@ from typing import Any, Mapping
 from datasets import Dataset, DatasetDict, load_dataset
 
 from ..errors import DataError
+from .audio import holds_audio, read_audio_folder, without_audio_decoding
 from .builtin import builtin_names, load_builtin
 from .idx import idx_pairs, read_idx_folder
 from .pixels import looks_like_pixel_csv, read_pixel_csv
@@ -62,6 +63,8 @@ def read_source(source: str, config: str | None = None) -> DatasetDict:
             return read_idx_folder(path)  # MNIST's IDX files
         if not files and _holds_images(path):
             return load_dataset("imagefolder", data_dir=str(path))  # <split>/<label>/x.jpg or <label>/x.jpg
+        if not files and holds_audio(path):
+            return read_audio_folder(path)  # <split>/<label>/x.wav or <label>/x.wav, audio kept as paths
         if not files:
             raise DataError(f"data.source: folder {path} holds no train/validation/test files "
                             f"({', '.join(_READERS)}); name them train.csv, test.csv, ...")
@@ -87,13 +90,14 @@ def _read_hub(source: str, config: str | None) -> DatasetDict:
             f"file or folder, and the Hub could not provide it ({_short(error)}). Check the name, or download "
             "it where the Hub is reachable and point data.source or data.files at the files."
         ) from None
-    return loaded if isinstance(loaded, DatasetDict) else DatasetDict({"train": loaded})
+    loaded = loaded if isinstance(loaded, DatasetDict) else DatasetDict({"train": loaded})
+    return without_audio_decoding(loaded)  # Audio columns stay bytes/paths; mtl decodes them with soundfile
 
 
 def to_dataset(data: Any, what: str = "data") -> Dataset:
     """A ``datasets.Dataset`` from a Dataset, pandas DataFrame, dict of columns, list of rows or file path."""
     if isinstance(data, Dataset):
-        return data
+        return without_audio_decoding(data)
     if isinstance(data, DatasetDict):
         raise DataError(f"{what}: pass one split (e.g. data['train']), not a whole DatasetDict")
     if isinstance(data, (str, Path)):

@@ -1,0 +1,219 @@
+"""Audio: decode with ``soundfile``, mix down to mono, resample with torchaudio, pad or crop to a clip.
+
+``datasets``' own Audio decoding needs torchcodec and FFmpeg; here audio is stored as file paths (a
+string column) or float arrays and decoded when examples are read. A path may end in a media-fragment
+``#t=START,END`` (seconds) to name a segment of a longer file, as cut from background-noise recordings.
+
+Example::
+
+    clip = load_clip("yes/0a7c2a8d_nohash_0.wav", rate=16_000, samples=16_000)   # float32, shape (16000,)
+    data = read_audio_folder(Path("speech_commands"))   # DatasetDict: audio (path), label (folder name)
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import torch
+from datasets import Audio, Dataset, DatasetDict, Value
+
+from ..errors import DataError
+
+logger = logging.getLogger(__name__)
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
+NOISE_FOLDER = "_background_noise_"  # Speech Commands: long noise recordings, not a label
+SILENCE, UNKNOWN = "_silence_", "_unknown_"
+SPLIT_FOLDERS = ("train", "validation", "valid", "dev", "val", "test")
+_FRAGMENT = re.compile(r"^(?P<path>.+)#t=(?P<start>[0-9.]+),(?P<end>[0-9.]+)$")
+
+
+def holds_audio(folder: Path) -> bool:
+    """Whether ``folder`` (recursively) holds WAV, FLAC or OGG files."""
+    return any(p.suffix.lower() in AUDIO_SUFFIXES for p in folder.rglob("*") if p.is_file())
+
+
+def audio_files(folder: Path) -> list[Path]:
+    """The audio files under ``folder``, sorted."""
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+
+
+def read_audio_folder(folder: Path) -> DatasetDict:
+    """``<label>/*.wav`` or ``<split>/<label>/*.wav`` as splits with an ``audio`` path and a ``label`` column.
+
+    A ``_background_noise_`` folder is not a label: when no ``_silence_`` folder exists, one-second
+    ``_silence_`` examples are cut from its recordings (as many as the median class has).
+    """
+    folder = Path(folder)
+    children = [p for p in sorted(folder.iterdir()) if p.is_dir()]
+    splits = [p for p in children if p.name.lower() in SPLIT_FOLDERS]
+    if splits:
+        return DatasetDict({p.name.lower(): _label_folders(p) for p in splits})
+    return DatasetDict({"train": _label_folders(folder)})
+
+
+def _label_folders(folder: Path) -> Dataset:
+    rows: dict[str, list[str]] = {"audio": [], "label": []}
+    counts: list[int] = []
+    for label_dir in sorted(p for p in folder.iterdir() if p.is_dir() and p.name != NOISE_FOLDER):
+        files = audio_files(label_dir)
+        rows["audio"] += [str(f) for f in files]
+        rows["label"] += [label_dir.name] * len(files)
+        counts.append(len(files))
+    noise = folder / NOISE_FOLDER
+    if noise.is_dir() and not (folder / SILENCE).is_dir() and counts:
+        cut = silence_segments(audio_files(noise), int(np.median(counts)))
+        rows["audio"] += cut
+        rows["label"] += [SILENCE] * len(cut)
+    if not rows["audio"]:
+        raise DataError(f"data.source: folder {folder} has no <label>/ subfolders with {', '.join(AUDIO_SUFFIXES)} "
+                        "files; lay it out as <label>/clip.wav or <split>/<label>/clip.wav")
+    return Dataset.from_dict(rows)
+
+
+def silence_segments(noise_files: Sequence[Path], count: int, seconds: float = 1.0, seed: int = 0) -> list[str]:
+    """``count`` random ``path#t=start,end`` segments of ``seconds`` cut from background-noise recordings."""
+    import soundfile
+
+    durations = {str(p): soundfile.info(str(p)).duration for p in noise_files}
+    usable = [p for p, d in durations.items() if d >= seconds]
+    if not usable:
+        return []
+    rng = np.random.default_rng(seed)
+    segments = []
+    for i in range(count):
+        path = usable[i % len(usable)]
+        start = round(float(rng.uniform(0, durations[path] - seconds)), 3)
+        segments.append(f"{path}#t={start},{start + seconds:.3f}")
+    return segments
+
+
+def relabel_keywords(dataset: Dataset, keywords: Sequence[str], column: str = "label") -> Dataset:
+    """Every label that is not a keyword (nor ``_silence_``) becomes ``_unknown_``; string labels only."""
+    keep = {*keywords, SILENCE, UNKNOWN}
+    if getattr(dataset.features[column], "dtype", None) != "string":
+        names = getattr(dataset.features[column], "names", None)
+        if names is None:
+            raise DataError(f"data.keywords: the {column} column holds numbers; keywords need label names")
+        features = dataset.features.copy()
+        features[column] = Value("string")
+        dataset = dataset.map(lambda b: {column: [names[i] for i in b[column]]}, batched=True, features=features)
+    return dataset.map(lambda b: {column: [v if v in keep else UNKNOWN for v in b[column]]}, batched=True,
+                       desc="keywords: other words become _unknown_")
+
+
+# ---- decoding -------------------------------------------------------------------------------------------------
+def decode(source: Any, where: str = "audio") -> tuple[np.ndarray, int | None]:
+    """``(mono float32 samples, sampling rate)`` from a path, bytes, a ``{"array"|"raw", "sampling_rate"}``
+    or ``{"bytes", "path"}`` dict, or a numpy array / list (rate None: the caller's rate is assumed)."""
+    import soundfile
+
+    start = end = None
+    if isinstance(source, dict):
+        if source.get("array") is not None or source.get("raw") is not None:
+            array = source.get("array") if source.get("array") is not None else source["raw"]
+            return _mono(np.asarray(array, dtype=np.float32), where), int(source["sampling_rate"])
+        source = source.get("bytes") or source.get("path")
+    if isinstance(source, (str, Path)):
+        match = _FRAGMENT.match(str(source))
+        if match and not Path(source).exists():
+            source, start, end = match["path"], float(match["start"]), float(match["end"])
+    elif isinstance(source, (np.ndarray, list, tuple, torch.Tensor)):
+        return _mono(np.asarray(source, dtype=np.float32), where), None
+    if not isinstance(source, (str, Path, bytes)):
+        raise DataError(f"{where}: expected an audio file path, bytes, a numpy array or a dict with 'array' and "
+                        f"'sampling_rate', got {type(source).__name__}")
+    try:
+        handle = io.BytesIO(source) if isinstance(source, bytes) else str(source)
+        with soundfile.SoundFile(handle) as audio:
+            rate = audio.samplerate
+            if start is not None:
+                audio.seek(min(int(start * rate), audio.frames))
+            frames = -1 if end is None else int((end - start) * rate)
+            samples = audio.read(frames, dtype="float32", always_2d=True)
+    except (soundfile.LibsndfileError, RuntimeError, OSError) as error:
+        name = "audio bytes" if isinstance(source, bytes) else str(source)
+        reason = str(error).replace(f"Error opening {name!r}: ", "").rstrip(".")
+        raise DataError(f"{where}: cannot read {name}: {reason}; replace or remove the file") from None
+    return _mono(samples, where), rate
+
+
+def _mono(samples: np.ndarray, where: str) -> np.ndarray:
+    if samples.ndim == 2:  # (frames, channels) from soundfile; a (channels, frames) array has few rows
+        samples = samples.mean(axis=0 if samples.shape[0] < samples.shape[1] and samples.shape[0] <= 8 else 1)
+    if samples.ndim != 1:
+        raise DataError(f"{where}: expected mono or multi-channel audio, got an array of shape {samples.shape}")
+    return np.ascontiguousarray(samples, dtype=np.float32)
+
+
+def resample(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
+    """``samples`` at ``target`` Hz (torchaudio's sinc resampler, as transformers' pipelines use)."""
+    if rate == target:
+        return samples
+    import torchaudio.functional as F
+
+    return F.resample(torch.from_numpy(samples), rate, target).numpy()
+
+
+def fit_length(samples: np.ndarray, length: int, offset: int | None = None) -> np.ndarray:
+    """Pad with zeros at the end, or crop to ``length`` samples (centred unless ``offset`` is given)."""
+    if len(samples) < length:
+        return np.pad(samples, (0, length - len(samples)))
+    start = (len(samples) - length) // 2 if offset is None else min(max(offset, 0), len(samples) - length)
+    return samples[start:start + length]
+
+
+def load_clip(source: Any, rate: int, samples: int | None, where: str = "audio",
+              rng: np.random.Generator | None = None) -> np.ndarray:
+    """Decode, mono, resample to ``rate`` and pad/crop to ``samples`` (a random crop when ``rng`` is given)."""
+    audio, source_rate = decode(source, where)
+    audio = resample(audio, source_rate or rate, rate)
+    if samples is None:
+        return audio
+    offset = int(rng.integers(0, len(audio) - samples + 1)) if rng is not None and len(audio) > samples else None
+    return fit_length(audio, samples, offset)
+
+
+def find_unreadable(sources: Iterable[Any], limit: int = 10) -> list[str]:
+    """``"path (reason)"`` for audio paths that soundfile cannot open (header check only; fast)."""
+    import soundfile
+
+    bad = []
+    for source in sources:
+        if not isinstance(source, str):
+            continue
+        match = _FRAGMENT.match(source)
+        path = match["path"] if match and not Path(source).exists() else source
+        try:
+            info = soundfile.info(path)
+            if info.frames == 0:
+                raise RuntimeError("no audio frames")
+        except Exception as error:  # libsndfile errors, missing files, empty files
+            bad.append(f"{path} ({str(error).splitlines()[0][:120]})")
+            if len(bad) >= limit:
+                break
+    return bad
+
+
+def check_readable(dataset: Dataset, column: str, where: str) -> None:
+    """Raise one DataError naming the unreadable audio files of ``column`` (before any training starts)."""
+    if getattr(dataset.features[column], "dtype", None) != "string":
+        return  # arrays or undecoded Audio bytes: decoding errors name the row when it is read
+    bad = find_unreadable(dataset[column])
+    if bad:
+        raise DataError(f"{where}: {len(bad)}{'+' if len(bad) >= 10 else ''} audio files cannot be read: "
+                        f"{'; '.join(bad)}. Replace or remove them.")
+
+
+def without_audio_decoding(dataset: Dataset | DatasetDict) -> Dataset | DatasetDict:
+    """Columns of ``datasets.Audio`` type keep their bytes/path undecoded (decoding needs torchcodec)."""
+    splits = dataset.values() if isinstance(dataset, DatasetDict) else [dataset]
+    columns = {name for split in splits for name, f in split.features.items() if isinstance(f, Audio) and f.decode}
+    for name in columns:
+        dataset = dataset.cast_column(name, Audio(decode=False))
+    return dataset

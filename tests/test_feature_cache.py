@@ -1,0 +1,35 @@
+"""Which module the feature cache trains: exactly the trainable parameters, and only when the rest is frozen."""
+
+from __future__ import annotations
+
+import pytest
+
+from mtl.feature_cache import head_module_name
+from mtl.freezing import apply_freezing
+from mtl.heads import HeadConfig, attach_mlp_head
+
+from test_image_classification import build_model
+
+
+@pytest.mark.parametrize("kind, head", [("resnet", "classifier.1"), ("timm", "timm_model.classifier"),
+                                        ("vit", "classifier")])
+def test_cache_applies_only_when_just_the_head_trains(kind, head, tmp_path):
+    from transformers import AutoModelForImageClassification
+
+    model = AutoModelForImageClassification.from_pretrained(build_model(kind, tmp_path / kind))
+    apply_freezing(model, "none")
+    assert head_module_name(model) is None  # a wrapper holding every parameter is not a head (timm_model)
+    apply_freezing(model, "backbone")
+    assert head_module_name(model) == head
+    apply_freezing(model, {"top_k": 1})
+    assert head_module_name(model) is None  # trainable blocks inside a frozen backbone: nothing to cache
+
+
+def test_an_mlp_head_is_cached_whole(tmp_path):
+    from transformers import AutoModelForImageClassification
+
+    model = AutoModelForImageClassification.from_pretrained(build_model("resnet", tmp_path / "resnet"))
+    attach_mlp_head(model, HeadConfig(type="mlp", hidden=[8]))
+    apply_freezing(model, "backbone")
+    name = head_module_name(model)
+    assert name.startswith("classifier.1") and type(model.get_submodule(name)).__name__ in ("MlpHead", "Sequential")
