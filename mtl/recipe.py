@@ -15,6 +15,7 @@ All problems are collected into one :class:`~mtl.errors.RecipeError`; unknown ke
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -26,6 +27,23 @@ from .errors import MtlError, RecipeError
 from .freezing import FreezeSpec, parse_freeze
 from .heads import HeadConfig
 from .registry import get_task
+
+
+class _RecipeLoader(yaml.SafeLoader):
+    """YAML with 1.2 booleans: only true/false; yes/no/on/off stay words (they are Speech Commands keywords)."""
+
+
+_RecipeLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_RecipeLoader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                                    list("tTfF"))
+
+
+def parse_yaml(text: str) -> Any:
+    """Parse recipe YAML (``yaml.safe_load`` with YAML 1.2 booleans)."""
+    return yaml.load(text, Loader=_RecipeLoader)
 
 
 @dataclass
@@ -175,7 +193,7 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     except OSError as error:
         raise MtlError(f"cannot read recipe {path}: {error.strerror}. Pass the path of a YAML recipe.") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = parse_yaml(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -205,7 +223,7 @@ def _apply_override(raw: dict[str, Any], override: str, problems: list[str]) -> 
         problems.append(f"override {override!r}: write it as key.sub=value, e.g. train.epochs=1")
         return
     try:
-        parsed = yaml.safe_load(value) if value.strip() else None
+        parsed = parse_yaml(value) if value.strip() else None
     except yaml.YAMLError:
         parsed = value
     node = raw

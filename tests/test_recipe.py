@@ -96,3 +96,13 @@ def test_resolved_recipe_round_trips_through_yaml():
     recipe = recipe_from_dict(MINIMAL, ["train.epochs=2"])
     again = recipe_from_dict(yaml.safe_load(recipe.to_yaml()))
     assert again == recipe
+
+
+def test_yes_no_on_off_stay_words_and_true_false_stay_booleans(tmp_path):
+    path = tmp_path / "kw.yaml"
+    path.write_text("task: keyword-spotting\ndata: {source: clips, keywords: [yes, no, on, off, stop]}\n"
+                    "train: {group_by_length: false, cpu: True}\n")
+    recipe = load_recipe(path, ["preprocess.augment=false"])
+    assert recipe.data.keywords == ["yes", "no", "on", "off", "stop"]
+    assert recipe.train.group_by_length is False and recipe.train.cpu is True
+    assert recipe.preprocess["augment"] is False
