@@ -149,3 +149,15 @@ def _show(value: Any) -> str:
         text = text[:57] + "..."
     return f"{text} ({type(value).__name__})"
 
+
+
+def validated(cls: type, values: dict[str, Any], where: str, unknown: Callable[[str, str], str]) -> Any:
+    """Keyword arguments checked like a recipe section: unknown names get a did-you-mean, types are checked;
+    every problem in one :class:`~mtl.errors.MtlError`."""
+    from .errors import MtlError
+
+    problems: list[str] = []
+    built = build(cls, values, where, problems, unknown)
+    if problems:
+        raise MtlError("; ".join(problems))
+    return built

@@ -20,12 +20,10 @@ import functools
 import hashlib
 import logging
 import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Sequence
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
 import torch
@@ -37,12 +35,12 @@ from datasets.fingerprint import Hasher
 from .adapters import build_classifier
 from .batching import eval_loader
 from .data.labelled import hold_out, labelled_split
-from .errors import MtlError, OutputExistsError
+from .errors import MtlError
 from .feature_cache import CachedInputs, HeadOnly, collate_cached, head_module_name
 from .freezing import FreezeSpec, apply_freezing, parse_freeze
-from .heads import HeadConfig, attach_mlp_head, remote_code_map, with_mlp_head
+from .heads import HeadConfig, attach_mlp_head
+from .model_folder import load_task, push_task, save_task, write_model_folder
 from .metrics import scores_from_logits
-from .outputs import readable
 from .recipe import TrainConfig
 from . import schema
 from .sources import ResolvedCheckpoint, resolve_checkpoint
@@ -205,62 +203,21 @@ class Task:
     def save(self, directory: str | os.PathLike, *, overwrite: bool = False) -> Path:
         """Write a plain transformers folder (weights, config with label names, processor)."""
         self._require_model("save")
-        directory = Path(directory)
-        if directory.exists() and any(directory.iterdir()) and not overwrite:
-            raise OutputExistsError(f"{directory} is not empty; choose another folder or pass overwrite=True")
-        return self.write_model(directory)
+        return save_task(self, directory, overwrite)
 
     def push_to_hub(self, repo_id: str, *, private: bool = True, token: str | None = None) -> str:
-        """Write the model and its card into a temporary folder and push it to the Hub as one commit; return its URL."""
-        from .hub import check_push_target, push_folder
-        from .model_card import write_task_card
-
+        """Push the model and its card to the Hub as one commit (token: argument, HF_TOKEN or login); return its URL."""
         self._require_model("push")
-        repo_id = check_push_target(repo_id, token)
-        with tempfile.TemporaryDirectory() as folder:
-            write_task_card(self, self.write_model(Path(folder)), repo_id=repo_id)
-            return push_folder(folder, repo_id, private=private, token=token)
+        return push_task(self, repo_id, private, token)
 
     def write_model(self, directory: Path) -> Path:
         """Save model and processor into ``directory`` atomically (temporary folder, then renames)."""
-        directory.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".tmp-model-", dir=directory))
-        # plain transformers ignores these; Task.load reads them back so predictions match training
-        self.model.config.mtl_task = self.name
-        self.model.config.mtl_options = dataclasses.asdict(self.options)
-        if getattr(self.model.config, "mtl_head", None):  # an MLP head loads with trust_remote_code=True
-            self.model.config.auto_map = remote_code_map(self.model, self.spec.model_class)
-        try:
-            self.model.save_pretrained(staging, safe_serialization=True)
-            self.processor.save_pretrained(staging)
-            if getattr(self.model.config, "mtl_head", None):
-                shutil.copyfile(Path(__file__).with_name("heads.py"), staging / "mtl_head.py")
-            for item in staging.iterdir():
-                if item.is_file():
-                    readable(item)
-                target = directory / item.name
-                if target.is_dir():
-                    shutil.rmtree(target)
-                os.replace(item, target)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-        logger.info("saved model to %s", directory)
-        return directory
+        return write_model_folder(self, directory)
 
     @classmethod
     def load(cls, directory: str | os.PathLike, **options: Any) -> "Task":
         """A task holding a fine-tuned model saved by :meth:`save` (or any classifier folder)."""
-        import json
-
-        saved = json.loads((Path(directory) / "config.json").read_text()) if (Path(directory) / "config.json").is_file() else {}
-        task = cls(directory, **{**saved.get("mtl_options", {}), **options})
-        task.prepare()
-        mlp_head = saved.get("mtl_head")
-        model_class = with_mlp_head(getattr(transformers, mlp_head["base_class"])) if mlp_head else \
-            getattr(transformers, cls.spec.model_class)
-        task.model = model_class.from_pretrained(str(task.source.path))
-        task.label_names = [task.model.config.id2label[i] for i in range(task.model.config.num_labels)]
-        return task
+        return load_task(cls, directory, options)
 
     # ---- internals ----------------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -271,8 +228,9 @@ class Task:
             self.processor = self.load_processor(self.source.path)
             self._processor_digest = _folder_digest(self.source.path)  # part of every preprocessing cache key
 
-    def _ensure_model(self, label_names: Sequence[str], head: HeadConfig) -> None:
+    def _ensure_model(self, label_names: Sequence[str], head: HeadConfig | None = None) -> None:
         self.prepare()
+        head = head or HeadConfig()
         current = self.model and [self.model.config.id2label[i] for i in range(self.model.config.num_labels)]
         current_head = getattr(self.model, "config", None) and getattr(self.model.config, "mtl_head", None)
         wanted_head = {"hidden": list(head.hidden), "activation": head.activation, "dropout": head.dropout} \
@@ -364,24 +322,15 @@ def _folder_digest(folder: Path) -> str:
 def _head_config(head: str | dict | HeadConfig) -> HeadConfig:
     if isinstance(head, HeadConfig):
         return head
-    return _validated(HeadConfig, {"type": head} if isinstance(head, str) else dict(head), "head",
-                      lambda key, hint: f"head: unknown key {key!r}{hint}")
+    return schema.validated(HeadConfig, {"type": head} if isinstance(head, str) else dict(head), "head",
+                            lambda key, hint: f"head: unknown key {key!r}{hint}")
 
 
 def _build_options(options_class: type, options: dict[str, Any]) -> Any:
-    return _validated(options_class, options, "option", lambda key, hint: f"unknown option {key!r}{hint}")
+    return schema.validated(options_class, options, "option", lambda key, hint: f"unknown option {key!r}{hint}")
 
 
 def _train_config(config: TrainConfig | None, options: dict[str, Any]) -> TrainConfig:
     base = dataclasses.asdict(config) if config is not None else {}
-    return _validated(TrainConfig, {**base, **options}, "fit()",
-                      lambda key, hint: f"fit(): unknown training option {key!r}{hint}")
-
-
-def _validated(cls: type, values: dict[str, Any], where: str, unknown: Callable[[str, str], str]) -> Any:
-    """Keyword arguments checked like a recipe section: unknown names get a did-you-mean, types are checked."""
-    problems: list[str] = []
-    built = schema.build(cls, values, where, problems, unknown)
-    if problems:
-        raise MtlError("; ".join(problems))
-    return built
+    return schema.validated(TrainConfig, {**base, **options}, "fit()",
+                            lambda key, hint: f"fit(): unknown training option {key!r}{hint}")

@@ -215,7 +215,7 @@ def complete_splits(splits: DatasetDict, config: DataConfig) -> DatasetDict:
         if role in splits:
             continue
         splits["train"], splits[role] = hold_out(splits["train"], size, config.split_seed)
-        logger.info("data: no %s split given; held out %d training examples (%.0f%%, stratified, seed %d)",
+        logger.info("data: no %s split given; held out %d training examples (%.0f%%, seed %d)",
                     role, len(splits[role]), 100 * size, config.split_seed)
     return DatasetDict({k: splits[k] for k in ("train", "validation", "test")})
 
