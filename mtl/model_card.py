@@ -35,12 +35,13 @@ def build_card(summary: dict[str, Any], recipe: dict[str, Any] | None, spec: Any
 
     name = (repo_id or Path((recipe or {}).get("output", {}).get("dir", "model")).name).split("/")[-1]
     source = _data_source(recipe)
+    test_source = ((recipe or {}).get("data") or {}).get("test_source") or source
     base = summary["checkpoint"] if _is_hub_id(summary["checkpoint"]) else None
     data = ModelCardData(
         license=license or "other", library_name="transformers",
         tags=["mtl", spec.modality, spec.pipeline_tag, "transfer-learning"], pipeline_tag=spec.pipeline_tag,
         base_model=base, datasets=[source] if _is_hub_id(source) else None,
-        model_name=name, eval_results=_eval_results(summary, spec, source) or None,
+        model_name=name, eval_results=_eval_results(summary, spec, test_source) or None,
     )
     body = _body(summary, recipe, spec, name, repo_id, base)
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}")
@@ -61,21 +62,24 @@ def write_task_card(task: Any, folder: Path, *, repo_id: str | None = None, lice
                "freeze": str(report) if report else "unknown (loaded model)",
                "train_seconds": round(fit.train_seconds, 1) if fit else None,
                "validation_best": {"epoch": fit.best_epoch, fit.metric_name: fit.best_metric} if fit else {}}
-    license = license or base_license(task.source.path if task.source else None)
+    license = license or base_license(task.source.path if task.source else None, task.checkpoint)
     return write_card(folder, summary, None, task.spec, repo_id=repo_id, license=license)
 
 
-def base_license(checkpoint_folder: str | Path | None) -> str | None:
-    """The license in the base checkpoint's own model card, when its folder has one."""
+def base_license(checkpoint_folder: str | Path | None, hub_id: str | None = None) -> str | None:
+    """The license in the base checkpoint's own model card, else the one the offline mirror catalog records."""
     from huggingface_hub import ModelCard
 
+    from .mirrors import MIRRORS
+
     card = Path(checkpoint_folder) / CARD_FILE if checkpoint_folder else None
-    if not card or not card.is_file():
-        return None
-    try:
-        return ModelCard.load(card).data.license
-    except Exception:  # a malformed upstream card must not stop a run
-        return None
+    if card and card.is_file():
+        try:
+            return ModelCard.load(card).data.license
+        except Exception:  # a malformed upstream card must not stop a run
+            pass
+    mirror = MIRRORS.get(hub_id or "")
+    return mirror.license if mirror else None
 
 
 def _is_hub_id(value: Any) -> bool:
@@ -107,7 +111,8 @@ def _body(summary: dict[str, Any], recipe: dict[str, Any] | None, spec: Any, nam
     base_text = f"[{base}](https://huggingface.co/{base})" if base else f"`{summary['checkpoint']}` (a local folder)"
     test = summary.get("test") or {}
     lines = [f"# {name}", "",
-             f"A {spec.modality} classifier ({spec.pipeline_tag}) fine-tuned from {base_text} with "
+             f"{'An' if spec.modality[0] in 'aeiou' else 'A'} {spec.modality} classifier ({spec.pipeline_tag}) "
+             f"fine-tuned from {base_text} with "
              f"mtl (task `{summary['task']}`).", "",
              "## Task and labels", "", f"{len(labels)} labels: " + ", ".join(f"`{label}`" for label in labels), ""]
     if summary.get("data"):
@@ -134,10 +139,17 @@ def _body(summary: dict[str, Any], recipe: dict[str, Any] | None, spec: Any, nam
         lines += ["", f"![Confusion matrix]({CONFUSION_FILE})", ""]
         lines += [f"![Learning curves]({CURVES_FILE})", ""] if summary.get("history") else []
     where = repo_id or "path/to/this/folder"
-    example = {"text": '"a gorgeous, moving film"', "image": '"photo.jpg"', "audio": '"clip.wav"'}
-    lines += ["## How to use", "", "```python", "from transformers import pipeline", "",
-              f'classifier = pipeline("{spec.pipeline_tag}", model="{where}")',
-              f"classifier({example.get(spec.modality, 'inputs')})", "```", "",
+    example = {"text": '"a gorgeous, moving film"', "image": '"photo.jpg"',
+               "audio": '{"raw": samples, "sampling_rate": rate})  # a file path works too where ffmpeg is installed'}
+    remote = ((recipe or {}).get("model") or {}).get("head", {}).get("type") == "mlp"
+    lines += ["## How to use", "", "```python", "from transformers import pipeline", ""]
+    lines += ["import soundfile", "samples, rate = soundfile.read(\"clip.wav\", dtype=\"float32\")", ""] \
+        if spec.modality == "audio" else []
+    lines += [f'classifier = pipeline("{spec.pipeline_tag}", model="{where}"'
+              + (", trust_remote_code=True)  # the MLP head's code (mtl_head.py) ships in the folder" if remote
+                 else ")"),
+              f"classifier({example.get(spec.modality, 'inputs')}" + ("" if spec.modality == "audio" else ")"),
+              "```", "",
               "## Intended use and limits", "",
               f"Made for {_USES.get(spec.modality, 'inputs like the training data')}, to tell apart exactly the "
               f"labels above. It has no 'none of these' answer: every input gets one of the {len(labels)} labels. "

@@ -86,7 +86,7 @@ def run_recipe(recipe: Recipe, *, overwrite: bool = False, resume: bool = False,
         write_json(out / METRICS_FILE, summary)
         summary["reports"] = write_reports(out, summary, predictions)
         write_card(out, summary, recipe.to_dict(), task_cls.spec, repo_id=repo_id,
-                   license=recipe.hub.license or base_license(task.source.path))
+                   license=recipe.hub.license or base_license(task.source.path, task.checkpoint))
     if not recipe.output.keep_checkpoints:
         checkpoints.remove_tree(out / "checkpoints")
     if repo_id and main_process:

@@ -284,3 +284,18 @@ def test_windows_cover_the_recording_and_merge_per_keyword():
                      [0.1, 0.1, 0.8], [0.0, 0.95, 0.05]])
     events = merge_windows([0.0, 0.5, 1.0, 1.5, 2.0, 4.0], 1.0, rows, names, threshold=0.6, ignore=["_silence_"])
     assert events == [("yes", 0.5, 2.0, 0.9), ("no", 2.0, 3.0, 0.8), ("yes", 4.0, 5.0, 0.95)]
+
+
+def test_recipe_keywords_relabel_an_8khz_folder_and_clips_are_resampled(trained, tmp_path):
+    rng = np.random.default_rng(3)
+    for word in ("yes", "no", "bed", "cat"):
+        (tmp_path / word).mkdir()
+        for i in range(4):
+            sf.write(tmp_path / word / f"{word}{i}_nohash_0.wav", tone("high", rng, 8_000), 8_000)
+    data = load_labelled(DataConfig(source=str(tmp_path), keywords=["yes", "no"], validation_size=0.25,
+                                    test_size=0.25), input_name="audio",
+                         input_candidates=KeywordSpotting.spec.input_candidates)
+    assert data.label_names == ["_unknown_", "no", "yes"]
+    task = trained["whisper"]
+    features = task.transform({"audio": data.splits["train"]["audio"][:2]}, train=False)["input_features"]
+    assert features.shape == (2, 16, 100)  # 8 kHz files resampled to the extractor's 16 kHz, one-second window
