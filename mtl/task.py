@@ -136,6 +136,7 @@ class Task:
         set_seed(config.seed)  # before the new head is initialised, so runs are reproducible
         self._ensure_model(self.label_names, head)
         spec = parse_freeze(freeze)
+        started, head_first_seconds = time.perf_counter(), 0.0
         if config.head_first_epochs and spec.mode != "backbone":  # linear probe first, then fine-tune (LP-FT)
             apply_freezing(self.model, "backbone")
             probe = dataclasses.replace(config, epochs=config.head_first_epochs, max_steps=None, warmup_ratio=0.0,
@@ -144,10 +145,15 @@ class Task:
             first = self._fit_stage(train_set, validation_set, probe, metrics, make_accelerator(probe), None, False)
             logger.info("head first: %d epochs on frozen features, best validation %s %.4f; now training %s",
                         config.head_first_epochs, config.metric_for_best, first.best_metric, spec.describe())
+            head_first_seconds = time.perf_counter() - started
         self.freeze_report = apply_freezing(self.model, spec)
         accelerator = self._accelerator = make_accelerator(config)
         self.fit_result = self._fit_stage(train_set, validation_set, config, metrics, accelerator,
                                           Path(output_dir) if output_dir else None, resume)
+        if head_first_seconds:  # timings count the head-first stage (its feature extraction included)
+            self.fit_result.train_seconds += head_first_seconds
+            for record in self.fit_result.history:
+                record["seconds"] = round(record["seconds"] + head_first_seconds, 1)
         return self.fit_result
 
     def _fit_stage(self, train_set: Dataset, validation_set: Dataset, config: TrainConfig, metrics: list[str],
