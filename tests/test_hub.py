@@ -10,7 +10,7 @@ import pytest
 from conftest import make_sentences
 from hub_stand_in import GOOD_TOKEN, StandInHub
 from mtl.errors import RecipeError
-from mtl.hub import HubError, check_push_target, push_folder
+from mtl.hub import HubError, check_push_target
 from mtl.recipe import recipe_from_dict
 
 
@@ -69,23 +69,20 @@ def test_cli_checks_the_token_before_loading_data_or_training(hub, monkeypatch, 
     assert "hub.repo_id: 'not a repo' is not a valid Hub repository id" in capsys.readouterr().err
 
 
-def test_task_folder_with_card_is_pushed_as_one_commit(hub, tiny_bert, tmp_path):
-    """What Task.push_to_hub does: write_model, write_task_card, push_folder."""
+def test_task_push_to_hub_sends_model_and_card_as_one_commit(hub, tiny_bert, tmp_path):
+    """Task.push_to_hub: the model folder and its card, one commit, the repo id completed from the token's user."""
     from huggingface_hub import ModelCard
 
-    from mtl.model_card import write_task_card
     from mtl.tasks import TextSentiment
 
     task = TextSentiment(tiny_bert, max_length=16)
     task.fit(make_sentences(40), epochs=1, batch_size=20)
-    folder = tmp_path / "push"
-    task.write_model(folder)
-    write_task_card(task, folder, repo_id="tester/api-model")
-    url = push_folder(folder, check_push_target("api-model"), private=False)
+    url = task.push_to_hub("api-model", private=False)
     assert url.startswith(hub.url) and "tester/api-model/commit/" in url
     (commit,) = hub.commits()
     files = {line["value"]["path"]: line["value"] for line in commit if line["key"] == "file"}
-    assert set(files) == {p.name for p in folder.iterdir()}
+    task.write_model(tmp_path / "local")
+    assert set(files) == {p.name for p in (tmp_path / "local").iterdir()} | {"README.md"}
     card = ModelCard(base64.b64decode(files["README.md"]["content"]).decode())
     assert card.data.pipeline_tag == "text-classification" and card.data.model_name == "api-model"
     assert "## Results on the test split" not in card.text and "## How to use" in card.text

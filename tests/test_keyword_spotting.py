@@ -299,3 +299,14 @@ def test_recipe_keywords_relabel_an_8khz_folder_and_clips_are_resampled(trained,
     task = trained["whisper"]
     features = task.transform({"audio": data.splits["train"]["audio"][:2]}, train=False)["input_features"]
     assert features.shape == (2, 16, 100)  # 8 kHz files resampled to the extractor's 16 kHz, one-second window
+
+
+def test_onnx_export_of_an_audio_model_matches_pytorch(trained, tones, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from mtl.export import export_onnx
+
+    trained["whisper"].save(tmp_path / "model")
+    clips = sorted(str(p) for p in (tones[1] / "high").iterdir())[:3]
+    result = export_onnx(tmp_path / "model", samples=clips)
+    assert result.input_names == ["input_features"] and result.num_inputs == 3
+    assert result.max_abs_diff <= 1e-4
