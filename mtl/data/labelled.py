@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 LABEL_CANDIDATES = ("label", "labels", "sentiment", "class", "target", "category", "intent")
 VALIDATION_NAMES = ("validation", "valid", "dev", "val")
+INPUT_CHECKS = {"image": verify_images, "audio": check_readable}  # canonical input column -> check(split, column, where)
 
 
 @dataclass
@@ -116,9 +117,9 @@ def standardize(split: Dataset, *, input_name: str, input_candidates: Sequence[s
     split = split.select_columns(list(keep))
     renames = {old: new for old, new in keep.items() if old != new}
     split = split.rename_columns(renames) if renames else split
-    verify_images(split, input_name, where)
-    if input_name == "audio":  # file paths: every file is opened before training starts
-        check_readable(split, input_name, where)
+    check = INPUT_CHECKS.get(input_name)
+    if check is not None:  # every image or audio file is opened before training starts
+        check(split, input_name, where)
     return split
 
 
