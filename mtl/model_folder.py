@@ -20,7 +20,7 @@ import transformers
 
 from .errors import OutputExistsError
 from .heads import remote_code_map, with_mlp_head
-from .outputs import readable
+from .outputs import mark_as_output, readable, refuse_to_replace, remove_folder
 
 if TYPE_CHECKING:
     from .task import Task
@@ -56,10 +56,15 @@ def write_model_folder(task: Task, directory: Path) -> Path:
 
 
 def save_task(task: Task, directory: str | os.PathLike, overwrite: bool) -> Path:
-    """:func:`write_model_folder`, refusing a non-empty folder unless ``overwrite``."""
-    directory = Path(directory)
-    if directory.exists() and any(directory.iterdir()) and not overwrite:
-        raise OutputExistsError(f"{directory} is not empty; choose another folder or pass overwrite=True")
+    """:func:`write_model_folder`, refusing a non-empty folder unless ``overwrite`` (and then only one mtl wrote)."""
+    directory = Path(directory).expanduser()
+    if directory.exists() and any(directory.iterdir()):
+        if not overwrite:
+            raise OutputExistsError(f"{directory} is not empty; choose another folder or pass overwrite=True")
+        refuse_to_replace(directory, [task.source.path] if task.source else [])
+        remove_folder(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    mark_as_output(directory)
     return task.write_model(directory)
 
 

@@ -23,7 +23,7 @@ import yaml
 from . import __version__, checkpoints
 from .data import load_labelled
 from .errors import MtlError
-from .outputs import METRICS_FILE, RECIPE_FILE, prepare_output_dir, write_json, write_text_atomic
+from .outputs import METRICS_FILE, RECIPE_FILE, clean_failed_run, prepare_output_dir, write_json, write_text_atomic
 from .recipe import Recipe
 from .registry import get_task
 from .report import predictions_table, readable_inputs, write_reports
@@ -34,10 +34,9 @@ logger = logging.getLogger(__name__)
 def run_recipe(recipe: Recipe, *, overwrite: bool = False, resume: bool = False,
                token: str | None = None) -> dict[str, Any]:
     """Train and evaluate as the recipe says; write the model folder, reports and card; push; return the metrics."""
-    from .hub import check_push_target, push_folder
-    from .model_card import base_license, write_card
+    from .hub import check_push_target
 
-    out = Path(recipe.output.dir)
+    out = Path(recipe.output.dir).expanduser()
     started = time.perf_counter()
     # the token and repo id are checked before anything else: no hour of training lost to a typo
     repo_id = check_push_target(recipe.hub.repo_id, token) if recipe.hub.push else None
@@ -47,8 +46,27 @@ def run_recipe(recipe: Recipe, *, overwrite: bool = False, resume: bool = False,
                          input_candidates=task_cls.spec.input_candidates)
     task = task_cls(recipe.model.checkpoint, revision=recipe.model.revision, **recipe.preprocess)
     task.prepare()
-    prepare_output_dir(out, overwrite=overwrite, resume=resume)
     _check_resumed_recipe(out, recipe, resume)
+    created = prepare_output_dir(out, overwrite=overwrite, resume=resume, protected=recipe_inputs(recipe))
+    try:
+        return _train_and_write(recipe, task, task_cls, data, out, repo_id, token, resume, started)
+    except Exception:
+        clean_failed_run(out, created)
+        raise
+
+
+def recipe_inputs(recipe: Recipe) -> list[Path]:
+    """The local files and folders a recipe reads (data, checkpoint, noise): an output folder never holds them."""
+    candidates = [recipe.data.source, recipe.data.test_source, *(recipe.data.files or {}).values(),
+                  recipe.model.checkpoint, recipe.preprocess.get("background_noise")]
+    return [Path(c).expanduser() for c in candidates if isinstance(c, str) and Path(c).expanduser().exists()]
+
+
+def _train_and_write(recipe: Recipe, task: Any, task_cls: Any, data: Any, out: Path, repo_id: str | None,
+                     token: str | None, resume: bool, started: float) -> dict[str, Any]:
+    from .hub import push_folder
+    from .model_card import base_license, write_card
+
     write_text_atomic(out / RECIPE_FILE, recipe.to_yaml())
     fit = task.fit(data.splits["train"], data.splits["validation"], freeze=recipe.model.freeze,
                    head=recipe.model.head, metrics=recipe.metrics, output_dir=out, resume=resume, config=recipe.train)

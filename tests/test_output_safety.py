@@ -1,0 +1,131 @@
+"""--overwrite never destroys what mtl did not write, and a failed run leaves nothing that needs a flag."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import make_sentences, run_cli
+from mtl.errors import OutputExistsError
+from mtl.outputs import MARKER_FILE, clean_failed_run, prepare_output_dir
+
+
+def user_folder(path: Path) -> Path:
+    path.mkdir(parents=True)
+    (path / "thesis.docx").write_text("years of work")
+    (path / "photos").mkdir()
+    (path / "photos" / "cat.jpg").write_bytes(b"\xff\xd8")
+    return path
+
+
+def test_overwrite_refuses_a_folder_mtl_did_not_write(tmp_path):
+    folder = user_folder(tmp_path / "mine")
+    with pytest.raises(OutputExistsError, match="mtl did not write it"):
+        prepare_output_dir(folder, overwrite=True, resume=False)
+    assert (folder / "thesis.docx").read_text() == "years of work" and (folder / "photos" / "cat.jpg").is_file()
+
+
+@pytest.mark.parametrize("which", ["cwd", "parent", "home", "root"])
+def test_overwrite_refuses_cwd_its_parents_home_and_root_even_when_marked(tmp_path, monkeypatch, which):
+    work = tmp_path / "project" / "work"
+    work.mkdir(parents=True)
+    (work / "notes.txt").write_text("keep me")
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("HOME", str(tmp_path / "project"))
+    target = {"cwd": work, "parent": tmp_path, "home": tmp_path / "project", "root": Path("/")}[which]
+    if which != "root":
+        (target / MARKER_FILE).write_text("{}")  # even a (forged) marker does not make these replaceable
+    with pytest.raises(OutputExistsError, match="refusing to replace"):
+        prepare_output_dir(target, overwrite=True, resume=False)
+    assert (work / "notes.txt").read_text() == "keep me"
+
+
+def test_overwrite_refuses_a_folder_holding_the_runs_own_data(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / MARKER_FILE).write_text("{}")
+    data = out / "reviews.csv"
+    data.write_text("text,label\n")
+    with pytest.raises(OutputExistsError, match="an input of this run"):
+        prepare_output_dir(out, overwrite=True, resume=False, protected=[data])
+    assert data.is_file()
+
+
+def test_overwrite_replaces_a_folder_mtl_wrote(tmp_path):
+    out = tmp_path / "out"
+    assert prepare_output_dir(out, overwrite=False, resume=False) is True
+    (out / "model.safetensors").write_bytes(b"old")
+    with pytest.raises(OutputExistsError, match="pass --overwrite"):
+        prepare_output_dir(out, overwrite=False, resume=False)
+    prepare_output_dir(out, overwrite=True, resume=False)
+    assert sorted(p.name for p in out.iterdir()) == [MARKER_FILE]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp")]
+
+
+def test_failed_run_cleanup_removes_only_what_the_run_created(tmp_path):
+    created = tmp_path / "new"
+    clean_failed_run(created, prepare_output_dir(created, overwrite=False, resume=False))
+    assert not created.exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert prepare_output_dir(empty, overwrite=False, resume=False) is False
+    clean_failed_run(empty, False)
+    assert empty.is_dir() and not any(empty.iterdir())
+    resumable = tmp_path / "resumable"
+    prepare_output_dir(resumable, overwrite=False, resume=False)
+    (resumable / "checkpoints" / "epoch-0").mkdir(parents=True)
+    clean_failed_run(resumable, True)
+    assert (resumable / "checkpoints" / "epoch-0").is_dir()
+
+
+@pytest.fixture
+def recipe_file(tmp_path, tiny_bert):
+    data = tmp_path / "reviews.csv"
+    pd.DataFrame(make_sentences(120)).to_csv(data, index=False)
+
+    def write(**model):
+        raw = {"task": "text-sentiment", "model": {"checkpoint": str(tiny_bert), **model},
+               "data": {"source": str(data)}, "preprocess": {"max_length": 32},
+               "train": {"epochs": 1, "batch_size": 16}, "output": {"dir": str(tmp_path / "out")}}
+        path = tmp_path / "recipe.yaml"
+        path.write_text("# python -m mtl.run recipe.yaml\n" + yaml.safe_dump(raw))
+        return path
+
+    return write
+
+
+def test_cli_overwrite_of_a_user_folder_exits_2_and_touches_nothing(recipe_file, tmp_path):
+    folder = user_folder(tmp_path / "out")
+    before = sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+    done = run_cli(str(recipe_file()), "--overwrite")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "mtl did not write it" in done.stderr
+    assert sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) == before
+
+
+def test_cli_failed_run_leaves_nothing_so_the_rerun_needs_no_flag(recipe_file, tmp_path):
+    failed = run_cli(str(recipe_file(freeze={"patterns": ["no.such.layer.*"]})))
+    assert failed.returncode == 2 and "matches no parameter" in failed.stderr, failed.stderr
+    assert not (tmp_path / "out").exists()
+    rerun = run_cli(str(recipe_file(freeze="none")))
+    assert rerun.returncode == 0, rerun.stderr
+    assert (tmp_path / "out" / MARKER_FILE).is_file() and (tmp_path / "out" / "model.safetensors").is_file()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp")]
+
+
+def test_python_save_overwrite_refuses_a_user_folder_and_replaces_its_own(tiny_bert, tmp_path):
+    from mtl.tasks import TextSentiment
+
+    task = TextSentiment(tiny_bert, max_length=16)
+    task.fit(make_sentences(40), max_steps=1, batch_size=8)
+    folder = user_folder(tmp_path / "mine")
+    with pytest.raises(OutputExistsError, match="mtl did not write it"):
+        task.save(folder, overwrite=True)
+    assert (folder / "thesis.docx").is_file() and not (folder / "config.json").exists()
+    saved = task.save(tmp_path / "model")
+    (saved / "stale.bin").write_bytes(b"from an older save")
+    task.save(saved, overwrite=True)
+    assert (saved / "config.json").is_file() and not (saved / "stale.bin").exists()
