@@ -81,7 +81,7 @@ def variant_row(recipe: Recipe, init: str, fraction: float, examples: int, freez
     """One table row and the validation curve of a finished run."""
     metric = compare_metric(recipe)
     row = {"init": init, "label_fraction": fraction, "train_examples": examples, "freeze": str(freeze),
-           f"test_{metric}": test[metric], "test_loss": test["loss"], "train_seconds": round(seconds, 1),
+           f"test_{metric}": test[metric], "test_loss": test["loss"], "train_seconds": round(seconds, 3),
            "epochs": len(history)}
     return row, [(record["seconds"], record[metric]) for record in history]
 
