@@ -1,6 +1,23 @@
-"""Errors a user can fix: the CLI prints their message and exits with code 2, without a traceback."""
+"""Errors a user can fix: the CLI prints their message and exits with code 2, without a traceback.
+
+Also :func:`did_you_mean`, the suggestion every "unknown name" message carries.
+"""
 
 from __future__ import annotations
+
+import difflib
+from typing import Iterable
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """A ``"; did you mean 'x'?"`` suffix for the closest choice, or an empty string.
+
+    Example::
+
+        did_you_mean("epoch", ["epochs", "seed"])   # "; did you mean 'epochs'?"
+    """
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 class MtlError(Exception):

@@ -1,10 +1,13 @@
-"""The task registry: a task name maps to one Task class, registered with :func:`register_task`.
+"""The task registry: task names to Task classes, with built-in tasks discovered and third-party tasks plugged in.
+
+Built-in tasks are the modules of ``mtl.tasks`` (the repository's ``tasks/`` folder); a separately installed
+package adds its own through the ``mtl.tasks`` entry-point group, with no change to mtl::
+
+    # pyproject.toml of my-task
+    [project.entry-points."mtl.tasks"]
+    token-tagging = "my_task.module:TokenTagging"
 
 Example::
-
-    @register_task("text-sentiment")
-    class TextSentiment(Task):
-        spec = TaskSpec(...)
 
     get_task("text-sentiment")   # -> TextSentiment
     get_task("text-sentimnt")    # MtlError: unknown task ...; did you mean 'text-sentiment'?
@@ -12,53 +15,71 @@ Example::
 
 from __future__ import annotations
 
-import difflib
 import importlib
-from typing import TYPE_CHECKING, Callable, TypeVar
+import json
+import logging
+import pkgutil
+from importlib.metadata import entry_points
+from pathlib import Path
 
-from .errors import MtlError
+from .errors import MtlError, did_you_mean
+from .task import Task
+from .task.spec import REGISTERED, register_task
 
-if TYPE_CHECKING:
-    from .task import Task
+logger = logging.getLogger(__name__)
 
-T = TypeVar("T", bound="type[Task]")
-
-_TASKS: dict[str, type] = {}
-
-
-def register_task(name: str) -> Callable[[T], T]:
-    """Class decorator that registers a Task subclass under ``name``; duplicate names are errors."""
-
-    def decorate(cls: T) -> T:
-        if name in _TASKS and _TASKS[name] is not cls:
-            raise ValueError(f"task name {name!r} is already registered by {_TASKS[name].__qualname__}")
-        cls.name = name
-        _TASKS[name] = cls
-        return cls
-
-    return decorate
+ENTRY_POINT_GROUP = "mtl.tasks"
+BUILTIN_PACKAGE = "mtl.tasks"
+_discovered = False
 
 
-def _load_builtin_tasks() -> None:
-    importlib.import_module("mtl.tasks")
+def discover_tasks() -> None:
+    """Import every built-in task module and load every ``mtl.tasks`` entry point (once per process)."""
+    global _discovered
+    if _discovered:
+        return
+    package = importlib.import_module(BUILTIN_PACKAGE)
+    for module in pkgutil.iter_modules(package.__path__, f"{BUILTIN_PACKAGE}."):
+        importlib.import_module(module.name)
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            cls = entry.load()
+        except Exception as error:  # a broken plug-in must not take the built-in tasks down with it
+            logger.warning("task plug-in %s (%s) cannot be loaded: %s", entry.name, entry.value, error)
+            continue
+        if not (isinstance(cls, type) and issubclass(cls, Task)):
+            logger.warning("task plug-in %s (%s) is not a Task subclass; ignored", entry.name, entry.value)
+            continue
+        if REGISTERED.get(entry.name) is not cls:
+            register_task(entry.name)(cls)
+    _discovered = True
 
 
 def known_tasks() -> list[str]:
-    """Names of all registered tasks, built-in ones included."""
-    _load_builtin_tasks()
-    return sorted(_TASKS)
-
-
-def did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str:
-    """A ``"; did you mean 'x'?"`` suffix for the closest choice, or an empty string."""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
+    """Names of all registered tasks: built-in, plug-in and any registered in this process."""
+    discover_tasks()
+    return sorted(REGISTERED)
 
 
 def get_task(name: str) -> type[Task]:
     """The Task class registered under ``name``; an unknown name lists the known ones."""
-    _load_builtin_tasks()
-    if name not in _TASKS:
-        names = sorted(_TASKS)
+    discover_tasks()
+    if name not in REGISTERED:
+        names = sorted(REGISTERED)
         raise MtlError(f"unknown task {name!r}{did_you_mean(name, names)} Known tasks: {', '.join(names)}.")
-    return _TASKS[name]
+    return REGISTERED[name]
+
+
+def load_saved_task(folder: str | Path) -> Task:
+    """The Task that saved ``folder`` (its config names the task), loaded with the fine-tuned model."""
+    folder = Path(folder).expanduser()
+    config = folder / "config.json"
+    if not config.is_file():
+        raise MtlError(f"{folder} is not a model folder (no config.json); give the output.dir of a run")
+    try:
+        name = json.loads(config.read_text()).get("mtl_task")
+    except (json.JSONDecodeError, AttributeError):
+        raise MtlError(f"{config} is not valid JSON; the folder is damaged, save or train the model again") from None
+    if not name:
+        raise MtlError(f"{config} does not say which mtl task made it (no mtl_task); use a folder written by mtl")
+    return get_task(name).load(folder)

@@ -15,9 +15,9 @@ import torch
 from datasets import Dataset, Features, Image as ImageFeature
 from PIL import Image
 
+from mtl.data.images import IMAGE_SUFFIXES, verify_images
 from mtl.errors import DataError
-from mtl.registry import register_task
-from mtl.task import Task, TaskSpec
+from mtl.task import Task, TaskSpec, register_task
 
 
 @dataclass
@@ -91,6 +91,8 @@ class ImageClassification(Task):
         input_column="image",
         input_candidates=("image", "img", "picture", "photo", "pixel_values"),
         pipeline_tag="image-classification",
+        file_suffixes=IMAGE_SUFFIXES,
+        intended_use="images like those it was trained on (same kind of subject, framing and resolution)",
     )
     Options = ImageOptions
     transforms_on_the_fly = True
@@ -116,15 +118,43 @@ class ImageClassification(Task):
             features["labels"] = torch.as_tensor(batch["label"])
         return features
 
-    def collate(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        batch = {"pixel_values": torch.stack([f["pixel_values"] for f in features])}
-        if "labels" in features[0]:
-            batch["labels"] = torch.stack([torch.as_tensor(f["labels"]) for f in features])
-        return batch
-
     def inputs_to_dataset(self, inputs: Sequence[Any]) -> Dataset:
         images = [to_rgb(image, f"input {i + 1}") for i, image in enumerate(inputs)]
         return Dataset.from_dict({"image": images}, features=Features({"image": ImageFeature()}))
+
+    def check_inputs(self, split: Dataset, column: str, where: str) -> None:
+        verify_images(split, column, where)
+
+    def sample_inputs(self, count: int = 4, seed: int = 0) -> list[Any]:
+        rng = np.random.default_rng(seed)
+        return [Image.fromarray(rng.integers(0, 256, (48 + 16 * i, 64, 3), dtype=np.uint8)) for i in range(count)]
+
+    def usage_input(self) -> str:
+        return '"photo.jpg"'
+
+    @classmethod
+    def tiny_checkpoint(cls, folder: Path) -> Path:
+        """A 2-layer ViT on 32-pixel images with its image processor."""
+        from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+
+        torch.manual_seed(0)
+        ViTForImageClassification(ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2,
+                                             num_attention_heads=2, intermediate_size=64)).save_pretrained(folder)
+        ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
+        return folder
+
+    @classmethod
+    def synthetic_examples(cls, count: int, seed: int = 0) -> dict[str, list[Any]]:
+        """Noisy 28x28 images; 'red' ones have a saturated red channel, 'dark' ones do not."""
+        rng = np.random.default_rng(seed)
+        images, labels = [], []
+        for i in range(count):
+            array = rng.integers(0, 80, (28, 28, 3)).astype(np.uint8)
+            if i % 2:
+                array[:, :, 0] = 230
+            images.append(Image.fromarray(array))
+            labels.append("red" if i % 2 else "dark")
+        return {"image": images, "label": labels}
 
     def _augmentation(self):
         if not hasattr(self, "_augment"):

@@ -21,13 +21,13 @@ import numpy as np
 import torch
 from datasets import Dataset
 
-from mtl.cache import cache_root
-from mtl.data.audio import (SILENCE, UNKNOWN, audio_files, fit_length, load_clip,
-                            without_audio_decoding)
+from mtl.data.audio import AUDIO_SUFFIXES, SILENCE, UNKNOWN, audio_files, check_readable, fit_length, load_clip
 from mtl.errors import DataError, OutputExistsError
-from mtl.registry import register_task
 from mtl.sources import ResolvedCheckpoint, resolve_checkpoint
-from mtl.task import Task, TaskSpec
+from mtl.sources.cache import cache_root
+from mtl.task import Task, TaskSpec, register_task
+
+from .keyword_detection import Detection, merge_windows, window_starts
 
 
 @dataclass
@@ -73,6 +73,8 @@ class KeywordSpotting(Task):
         input_column="audio",
         input_candidates=("audio", "path", "file", "filename", "file_path", "wav", "speech", "clip"),
         pipeline_tag="audio-classification",
+        file_suffixes=AUDIO_SUFFIXES,
+        intended_use="short audio clips recorded like the training clips (same sampling rate, microphones, noise)",
     )
     Options = AudioOptions
     transforms_on_the_fly = True
@@ -113,22 +115,65 @@ class KeywordSpotting(Task):
             features["labels"] = torch.as_tensor(batch["label"])
         return features
 
-    def collate(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        return {key: torch.stack([torch.as_tensor(f[key]) for f in features]) for key in features[0]}
-
     def inputs_to_dataset(self, inputs: Sequence[Any]) -> Dataset:
         """Paths, arrays (at the extractor's rate) or ``{"array", "sampling_rate"}`` dicts, decoded to clips."""
         rate, samples = self.sampling_rate, self._clip_samples()
         clips = [load_clip(item, rate, samples, where=f"input {i + 1}") for i, item in enumerate(inputs)]
         return Dataset.from_dict({"audio": clips})
 
+    def check_inputs(self, split: Dataset, column: str, where: str) -> None:
+        check_readable(split, column, where)
+
+    def sample_inputs(self, count: int = 4, seed: int = 0) -> list[Any]:
+        """Tones of rising pitch over faint noise, one clip each, at the extractor's rate."""
+        rng, rate = np.random.default_rng(seed), self.sampling_rate
+        t = np.arange(self._clip_samples()) / rate
+        return [(0.3 * np.sin(2 * np.pi * (220 + 110 * i) * t) + 0.01 * rng.standard_normal(len(t))).astype(np.float32)
+                for i in range(count)]
+
+    def onnx_dynamic_axes(self, name: str, tensor: torch.Tensor) -> list[int]:
+        return [0, tensor.dim() - 1]  # batch and time
+
+    def usage_code(self, model: str, trust_remote_code: bool = False) -> list[str]:
+        *lines, call = super().usage_code(model, trust_remote_code)
+        return ["import soundfile", 'samples, rate = soundfile.read("clip.wav", dtype="float32")', "", *lines,
+                call + "  # a file path works too where ffmpeg is installed"]
+
+    def usage_input(self) -> str:
+        return '{"raw": samples, "sampling_rate": rate}'
+
+    @classmethod
+    def tiny_checkpoint(cls, folder: Path) -> Path:
+        """A 2-layer wav2vec2 with a small convolutional front end and its feature extractor."""
+        import transformers as t
+
+        torch.manual_seed(0)
+        t.Wav2Vec2Model(t.Wav2Vec2Config(
+            hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, conv_dim=(16, 16, 16),
+            conv_kernel=(10, 3, 3), conv_stride=(5, 4, 4), num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2,
+            classifier_proj_size=16, mask_time_prob=0.0)).save_pretrained(folder)
+        t.Wav2Vec2FeatureExtractor().save_pretrained(folder)
+        return folder
+
+    @classmethod
+    def synthetic_examples(cls, count: int, seed: int = 0) -> dict[str, list[Any]]:
+        """One-second 16 kHz clips: a high or a low tone at a random loudness over faint noise."""
+        rng, rate = np.random.default_rng(seed), 16_000
+        t = np.arange(rate) / rate
+        clips, labels = [], []
+        for i in range(count):
+            label, pitch = ("high", 1500.0) if i % 2 else ("low", 500.0)
+            loudness = 10 ** rng.uniform(-1.3, -0.2)
+            wave = loudness * np.sin(2 * np.pi * pitch * t + rng.uniform(0, 6)) + 0.003 * rng.standard_normal(rate)
+            clips.append({"array": wave.astype(np.float32), "sampling_rate": rate})
+            labels.append(label)
+        return {"audio": clips, "label": labels}
+
     # ---- detection in long recordings ------------------------------------------------------------------
     def detect(self, recording: Any, *, sampling_rate: int | None = None, threshold: float = 0.5,
-               hop: float = 0.25, ignore: Sequence[str] = (SILENCE, UNKNOWN), batch_size: int = 32) -> list[tuple]:
+               hop: float = 0.25, ignore: Sequence[str] = (SILENCE, UNKNOWN), batch_size: int = 32) -> list[Detection]:
         """Slide the classifier over ``recording`` (a path or an array) every ``hop`` seconds; return
         ``(keyword, start_s, end_s, score)`` events scoring at least ``threshold``, overlapping windows merged."""
-        from mtl.detect import merge_windows, window_starts
-
         self._require_model("detect")
         if not 0 < threshold <= 1 or hop <= 0:
             raise DataError(f"detect: threshold must be in (0, 1] and hop positive, got {threshold} and {hop}")
@@ -204,7 +249,7 @@ class KeywordSpotting(Task):
 
 def _clip_sized(resolved: ResolvedCheckpoint, clip_seconds: float) -> ResolvedCheckpoint:
     """A Whisper checkpoint whose encoder spans the clip instead of 30 s (cached); other checkpoints as they are."""
-    from mtl.converters.whisper_ct2 import shorten_for_clips
+    from mtl.sources.converters.whisper_ct2 import shorten_for_clips
 
     config = json.loads((resolved.path / "config.json").read_text())
     seconds = max(1, math.ceil(clip_seconds))

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from datasets import Dataset
 from transformers import DataCollatorWithPadding
 
-from mtl.registry import register_task
-from mtl.task import Task, TaskSpec
+from mtl.task import Task, TaskSpec, register_task
+
+SAMPLE_TEXTS = ["a gorgeous, moving film", "dull and far too long", "what a film", "the plot was fine",
+                "I would not watch it again", "superb acting and a clever, warm story"]
+_POSITIVE = ["good", "great", "wonderful", "superb", "lovely", "brilliant"]
+_NEGATIVE = ["bad", "awful", "boring", "dull", "terrible", "weak"]
+_FILLER = ["the", "film", "was", "a", "plot", "actors", "story", "movie", "really", "quite", "and", "with"]
 
 
 @dataclass
@@ -36,6 +43,8 @@ class TextSentiment(Task):
         input_column="text",
         input_candidates=("text", "sentence", "sentence1", "review", "content", "document", "utterance", "tweet"),
         pipeline_tag="text-classification",
+        file_suffixes=(".txt",),
+        intended_use="short texts in the language and style of the training data",
     )
     Options = TextOptions
 
@@ -50,3 +59,53 @@ class TextSentiment(Task):
 
     def lengths(self, dataset: Dataset) -> list[int]:
         return [len(ids) for ids in dataset["input_ids"]]
+
+    # ---- inputs and outputs of the command line, export and card ----------------------------------------
+    def inputs_from_file(self, path: Path) -> list[tuple[str, Any]]:
+        """A text file: one input per non-empty line."""
+        return [(line, line) for line in path.read_text().splitlines() if line.strip()]
+
+    def input_from_argument(self, argument: str) -> Any | None:
+        return argument
+
+    def input_from_table(self, value: str, table_folder: Path) -> Any:
+        return value
+
+    def sample_inputs(self, count: int = 4, seed: int = 0) -> list[Any]:
+        return [SAMPLE_TEXTS[(seed + i) % len(SAMPLE_TEXTS)] for i in range(count)]
+
+    def onnx_dynamic_axes(self, name: str, tensor: Any) -> list[int]:
+        return list(range(tensor.dim()))  # batch and sequence
+
+    def usage_input(self) -> str:
+        return '"a gorgeous, moving film"'
+
+    # ---- contract-test fixtures ---------------------------------------------------------------------------
+    @classmethod
+    def tiny_checkpoint(cls, folder: Path) -> Path:
+        """A 2-layer BERT with a word-level vocabulary of the synthetic examples' words."""
+        import torch
+        from transformers import BertConfig, BertModel, BertTokenizerFast
+
+        vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *_POSITIVE, *_NEGATIVE, *_FILLER]
+        words = " ".join(SAMPLE_TEXTS).replace(",", " ").lower().split()
+        tokenizer = BertTokenizerFast(vocab={w: i for i, w in enumerate(dict.fromkeys([*vocab, *words]))},
+                                      do_lower_case=True)
+        torch.manual_seed(0)
+        BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                             intermediate_size=64, max_position_embeddings=64)).save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+        return folder
+
+    @classmethod
+    def synthetic_examples(cls, count: int, seed: int = 0) -> dict[str, list[Any]]:
+        """Sentences whose label is given by the one sentiment word they contain."""
+        rng = random.Random(seed)
+        texts, labels = [], []
+        for i in range(count):
+            label = "positive" if i % 2 == 0 else "negative"
+            words = rng.sample(_FILLER, rng.randint(2, 9)) + [rng.choice(_POSITIVE if i % 2 == 0 else _NEGATIVE)]
+            rng.shuffle(words)
+            texts.append(" ".join(words))
+            labels.append(label)
+        return {"text": texts, "label": labels}

@@ -10,7 +10,7 @@ import torch
 
 timm = pytest.importorskip("timm")
 
-from mtl.converters import efficientnet_lite0 as lite0  # noqa: E402
+from mtl.sources.converters import efficientnet_lite0 as lite0  # noqa: E402
 from mtl.errors import CheckpointError, OutputExistsError  # noqa: E402
 
 # timm module name -> efficientnet_pytorch module name, written from the efficientnet_pytorch layout.

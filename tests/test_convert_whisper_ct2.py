@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from mtl.converters import whisper_ct2
+from mtl.sources.converters import whisper_ct2
 from mtl.errors import CheckpointError
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

@@ -11,7 +11,7 @@ from datasets import ClassLabel, Dataset, DatasetDict
 from mtl.data import load_labelled
 from mtl.data.labelled import encode_labels, labelled_split, limit_per_class
 from mtl.errors import DataError
-from mtl.recipe import DataConfig
+from mtl.config import DataConfig
 
 from conftest import make_sentences
 

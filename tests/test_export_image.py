@@ -26,10 +26,11 @@ def image_model(tmp_path_factory):
 
 def test_onnx_export_of_an_image_model_matches_pytorch(image_model):
     pytest.importorskip("onnxruntime")
-    from mtl.export import export_onnx
+    from mtl.publish.onnx import export_onnx
+    from mtl.registry import load_saved_task
 
     out, images, _ = image_model
-    result = export_onnx(out, samples=sorted(str(p) for p in images.iterdir()))
+    result = export_onnx(load_saved_task(out), out, samples=sorted(str(p) for p in images.iterdir()))
     assert result.input_names == ["pixel_values"] and result.num_inputs == 5
     assert result.max_abs_diff <= 1e-4
     assert (out / "onnx" / "model.onnx").is_file() and (out / "onnx" / "preprocessor_config.json").is_file()

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from mtl.feature_cache import head_module_name
-from mtl.freezing import apply_freezing
-from mtl.heads import HeadConfig, attach_mlp_head
+from mtl.training.feature_cache import head_module_name
+from mtl.modeling.freezing import apply_freezing
+from mtl.config import HeadConfig
+from mtl.modeling.heads import attach_mlp_head
 
 from test_image_classification import build_model
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 from transformers import AutoModelForSequenceClassification
 
-from mtl.adapters import build_classifier, parameter_groups
+from mtl.modeling.classifier import build_classifier
+from mtl.training.optim import parameter_groups
 from mtl.errors import MtlError
-from mtl.freezing import apply_freezing, backbone_blocks, head_parameter_names, parse_freeze
+from mtl.config import parse_freeze
+from mtl.modeling.freezing import apply_freezing, backbone_blocks, head_parameter_names
 
 from conftest import build_tiny_bert
 

@@ -10,7 +10,7 @@ import pytest
 from conftest import make_sentences
 from hub_stand_in import GOOD_TOKEN, StandInHub
 from mtl.errors import RecipeError
-from mtl.hub import HubError, check_push_target
+from mtl.publish.hub import HubError, check_push_target
 from mtl.recipe import recipe_from_dict
 
 

@@ -11,7 +11,7 @@ import pytest
 from mtl.data import load_labelled
 from mtl.data.idx import read_idx_folder
 from mtl.errors import DataError
-from mtl.recipe import DataConfig
+from mtl.config import DataConfig
 
 from conftest import requires_shared_data
 

@@ -9,7 +9,7 @@ from PIL import Image
 
 from mtl.data import load_labelled
 from mtl.errors import DataError
-from mtl.recipe import DataConfig
+from mtl.config import DataConfig
 from mtl.tasks import ImageClassification
 from mtl.tasks.image_classification import to_rgb
 
@@ -214,7 +214,7 @@ def test_a_corrupt_image_is_named_before_training(tmp_path):
     broken.write_bytes(b"\xff\xd8\xff\xe0 truncated jpeg")
     options = dict(input_name="image", input_candidates=ImageClassification.spec.input_candidates)
     with pytest.raises(DataError, match=r"train row \d+ \(.*broken\.jpg\): the image cannot be decoded"):
-        load_labelled(DataConfig(source=str(tmp_path / "photos")), **options)
+        load_labelled(DataConfig(source=str(tmp_path / "photos")), check=ImageClassification().check_inputs, **options)
 
 
 def test_head_first_epochs_probe_on_cached_features_then_fine_tune(tmp_path):

@@ -14,7 +14,7 @@ import torch
 
 from mtl.data import load_labelled
 from mtl.errors import DataError
-from mtl.recipe import DataConfig
+from mtl.config import DataConfig
 from mtl.tasks import KeywordSpotting
 
 from conftest import REPO, pipeline_top1
@@ -275,7 +275,7 @@ def test_grouped_hold_out_keeps_speakers_apart():
 
 
 def test_windows_cover_the_recording_and_merge_per_keyword():
-    from mtl.detect import merge_windows, window_starts
+    from mtl.tasks.keyword_detection import merge_windows, window_starts
 
     assert window_starts(10, 4, 3) == [0, 3, 6]
     assert window_starts(11, 4, 3) == [0, 3, 6, 7] and window_starts(3, 4, 3) == [0]
@@ -303,10 +303,11 @@ def test_recipe_keywords_relabel_an_8khz_folder_and_clips_are_resampled(trained,
 
 def test_onnx_export_of_an_audio_model_matches_pytorch(trained, tones, tmp_path):
     pytest.importorskip("onnxruntime")
-    from mtl.export import export_onnx
+    from mtl.publish.onnx import export_onnx
+    from mtl.registry import load_saved_task
 
     trained["whisper"].save(tmp_path / "model")
     clips = sorted(str(p) for p in (tones[1] / "high").iterdir())[:3]
-    result = export_onnx(tmp_path / "model", samples=clips)
+    result = export_onnx(load_saved_task(tmp_path / "model"), tmp_path / "model", samples=clips)
     assert result.input_names == ["input_features"] and result.num_inputs == 3
     assert result.max_abs_diff <= 1e-4

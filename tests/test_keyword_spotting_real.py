@@ -10,7 +10,7 @@ from datasets import concatenate_datasets
 
 from mtl.data import load_labelled
 from mtl.data.speakers import grouped_hold_out, speaker_groups, speaker_of
-from mtl.recipe import DataConfig
+from mtl.config import DataConfig
 from mtl.tasks import KeywordSpotting
 
 from conftest import pipeline_top1, requires_shared_data

@@ -10,7 +10,7 @@ import yaml
 
 from conftest import make_sentences, run_cli
 from mtl.errors import OutputExistsError
-from mtl.outputs import MARKER_FILE, clean_failed_run, prepare_output_dir
+from mtl.publish.output_dir import MARKER_FILE, clean_failed_run, prepare_output_dir
 
 
 def user_folder(path: Path) -> Path:

@@ -8,7 +8,7 @@ import pytest
 
 from mtl.data import load_labelled
 from mtl.errors import DataError
-from mtl.recipe import DataConfig
+from mtl.config import DataConfig
 
 IMAGE = dict(input_name="image", input_candidates=("image",))
 

@@ -57,7 +57,7 @@ def test_overrides_are_typed_and_nested():
                                         "train.mixed_precision=bf16", "data.limit_per_class=5"])
     assert recipe.train.epochs == 1.0 and isinstance(recipe.train.epochs, float)
     assert recipe.freeze_spec.mode == "top_k" and recipe.freeze_spec.top_k == 2
-    assert recipe.preprocess == {"max_length": 32}
+    assert recipe.preprocess.max_length == 32 and recipe.to_dict()["preprocess"] == {"max_length": 32}
     assert recipe.train.mixed_precision == "bf16"
     assert recipe.data.limit_per_class == 5
     assert recipe_from_dict(MINIMAL, ["train.learning_rate=1e-4"]).train.learning_rate == 1e-4
@@ -105,4 +105,4 @@ def test_yes_no_on_off_stay_words_and_true_false_stay_booleans(tmp_path):
     recipe = load_recipe(path, ["preprocess.augment=false"])
     assert recipe.data.keywords == ["yes", "no", "on", "off", "stop"]
     assert recipe.train.group_by_length is False and recipe.train.cpu is True
-    assert recipe.preprocess["augment"] is False
+    assert recipe.preprocess.augment is False

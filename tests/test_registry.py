@@ -8,7 +8,8 @@ import pytest
 import transformers
 
 from mtl.errors import MtlError
-from mtl.registry import get_task, known_tasks, register_task
+from mtl.registry import get_task, known_tasks
+from mtl.task import register_task
 from mtl.task import Task
 
 
@@ -50,4 +51,6 @@ def test_task_contract(name):
         assert cls.transform is not Task.transform
     else:
         assert cls.preprocess is not Task.preprocess
-    assert cls.collate is not Task.collate
+    for hook in ("tiny_checkpoint", "synthetic_examples", "sample_inputs"):  # what the behaviour contract needs
+        assert getattr(cls, hook) is not getattr(Task, hook), f"{name} does not provide {hook}"
+    assert spec.file_suffixes and all(s.startswith(".") and s == s.lower() for s in spec.file_suffixes)

@@ -157,17 +157,18 @@ def test_onnx_export_of_the_text_model_matches_pytorch(run, capsys):
 
 
 @pytest.mark.parametrize("task_name, head", [("keyword-spotting", "linear"), ("image-classification", "mlp")])
-def test_card_usage_code_runs_as_written_for_audio_and_mlp_heads(run, task_name, head):
-    from mtl.model_card import base_license, build_card
+def test_card_carries_the_tasks_usage_code_for_audio_and_mlp_heads(run, task_name, head):
+    from mtl.publish.card import base_license, build_card
     from mtl.registry import get_task
 
     out, _, _ = run
     summary = json.loads((out / "metrics.json").read_text())
     recipe = yaml.safe_load((out / "recipe.yaml").read_text())
     recipe["model"]["head"]["type"] = head
-    text = str(build_card(summary, recipe, get_task(task_name).spec))
+    task = get_task(task_name)()
+    text = str(build_card(summary, recipe, task.spec, task.usage_code("path/to/this/folder", head == "mlp")))
     usage = text.split("```python\n")[1].split("```")[0]
-    compile(usage, "usage", "exec")  # a comment must not swallow a closing parenthesis
+    compile(usage, "usage", "exec")  # runs for real in the behaviour contract (test_task_contract.py)
     assert ("trust_remote_code=True" in usage) == (head == "mlp")
     assert ('"sampling_rate": rate' in usage) == (task_name == "keyword-spotting")
     assert base_license(None, "timm/tf_efficientnet_lite0.in1k") == "apache-2.0"  # from the mirror catalog

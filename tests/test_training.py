@@ -75,24 +75,42 @@ def test_unknown_fit_option_and_predict_before_fit_are_clear(tiny_bert):
         TextSentiment(tiny_bert, max_len=3)
 
 
-def test_second_run_on_unchanged_data_tokenizes_nothing(tiny_bert, sentences_csv):
-    split = load_dataset("csv", data_files=str(sentences_csv))["train"].rename_column("sentence", "text")
+def test_second_run_on_unchanged_data_tokenizes_nothing(tiny_bert, tmp_path):
+    data = tmp_path / "reviews.csv"  # a file no earlier session has cached: its fingerprint is new
+    pd.DataFrame(make_sentences(120, seed=11)).to_csv(data, index=False)
+    split = load_dataset("csv", data_files=str(data), cache_dir=str(tmp_path / "hf"))["train"]
+    split = split.rename_column("sentence", "text")
     first = TextSentiment(tiny_bert, max_length=24)
-    first._features(split)
+    first.features(split)
+    assert first.last_preprocessed_rows == len(split) == 120
     again = TextSentiment(tiny_bert, max_length=24)
-    again._features(split)
-    assert first.last_preprocessed_rows in (0, len(split))  # 0 when an earlier test session cached it
+    again.features(split)
     assert again.last_preprocessed_rows == 0
     changed = TextSentiment(tiny_bert, max_length=25)
-    changed._features(split)
-    assert changed.last_preprocessed_rows in (0, len(split))
+    changed.features(split)
+    assert changed.last_preprocessed_rows == len(split)
 
 
-def test_mixed_precision_bf16_trains(tiny_bert):
+def test_mixed_precision_bf16_trains_in_bf16(tiny_bert):
+    import torch
+
+    seen: set[torch.dtype] = set()
+
+    def record(module, args, output):
+        if isinstance(module, torch.nn.Linear) and module.training:
+            seen.add(output.dtype)
+
     task = TextSentiment(tiny_bert, max_length=32)
     frame = pd.DataFrame(make_sentences(200, seed=3))
-    result = task.fit(frame[:160], frame[160:], mixed_precision="bf16", **FAST)
+    handle = torch.nn.modules.module.register_module_forward_hook(record)
+    try:
+        result = task.fit(frame[:160], frame[160:], mixed_precision="bf16", **FAST)
+    finally:
+        handle.remove()
+    assert task._accelerator.mixed_precision == "bf16"
+    assert torch.bfloat16 in seen  # the training forward passes really ran their matmuls in bf16
     assert result.best_metric >= 0.8
+    assert all(p.dtype == torch.float32 for p in task.model.parameters())  # master weights stay fp32
 
 
 def write_recipe(folder, tiny_bert, data_csv, **train):

@@ -26,7 +26,7 @@ from ..errors import DataError
 
 logger = logging.getLogger(__name__)
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")  # what soundfile (libsndfile) decodes
 NOISE_FOLDER = "_background_noise_"  # Speech Commands: long noise recordings, not a label
 SILENCE, UNKNOWN = "_silence_", "_unknown_"
 SPLIT_FOLDERS = ("train", "validation", "valid", "dev", "val", "test")
@@ -34,7 +34,7 @@ _FRAGMENT = re.compile(r"^(?P<path>.+)#t=(?P<start>[0-9.]+),(?P<end>[0-9.]+)$")
 
 
 def holds_audio(folder: Path) -> bool:
-    """Whether ``folder`` (recursively) holds WAV, FLAC or OGG files."""
+    """Whether ``folder`` (recursively) holds audio files soundfile can read."""
     return any(p.suffix.lower() in AUDIO_SUFFIXES for p in folder.rglob("*") if p.is_file())
 
 

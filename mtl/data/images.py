@@ -10,6 +10,8 @@ from PIL import Image
 
 from ..errors import DataError
 
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
 
 def verify_images(split: Dataset, column: str, where: str) -> None:
     """Raise :class:`DataError` naming the first row whose image cannot be decoded (file path when known)."""

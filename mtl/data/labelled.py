@@ -11,23 +11,22 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict, Value
 
+from ..config.sections import DataConfig
 from ..errors import DataError
-from ..recipe import DataConfig
-from .audio import check_readable, relabel_keywords
-from .images import verify_images
-from .speakers import hold_out_by_speaker
+from .audio import relabel_keywords
+from .splits import STANDARDISED as _STANDARDISED, complete_splits, hold_out, limit_per_class
 from .tables import read_files, read_source, to_dataset
 
 logger = logging.getLogger(__name__)
 
 LABEL_CANDIDATES = ("label", "labels", "sentiment", "class", "target", "category", "intent")
 VALIDATION_NAMES = ("validation", "valid", "dev", "val")
-INPUT_CHECKS = {"image": verify_images, "audio": check_readable}  # canonical input column -> check(split, column, where)
+InputCheck = Callable[[Dataset, str, str], None]  # (split, input column, where) -> raises DataError
 
 
 @dataclass
@@ -44,8 +43,10 @@ class LabelledData:
 
 
 def load_labelled(config: DataConfig, *, input_name: str, input_candidates: Sequence[str],
-                  label_names: Sequence[str] | None = None, raw: DatasetDict | None = None) -> LabelledData:
-    """Read the recipe's data section into labelled train/validation/test splits."""
+                  label_names: Sequence[str] | None = None, raw: DatasetDict | None = None,
+                  check: InputCheck | None = None) -> LabelledData:
+    """Read the recipe's data section into labelled train/validation/test splits; ``check`` (the task's
+    :meth:`~mtl.task.hooks.TaskHooks.check_inputs`) opens every input once, before training."""
     if raw is None:
         raw = read_files(config.files) if config.files else read_source(config.source, config.config)
     raw = _pick_splits(raw, config)
@@ -53,7 +54,8 @@ def load_labelled(config: DataConfig, *, input_name: str, input_candidates: Sequ
         raw["test"] = _test_split_of(config.test_source)
     splits = DatasetDict({
         name: standardize(split, input_name=input_name, input_candidates=input_candidates,
-                          input_column=config.input_column, label_column=config.label_column, where=name)
+                          input_column=config.input_column, label_column=config.label_column, where=name,
+                          check=check)
         for name, split in raw.items()
     })
     if config.keywords:
@@ -62,6 +64,7 @@ def load_labelled(config: DataConfig, *, input_name: str, input_candidates: Sequ
     splits = complete_splits(splits, config)
     if config.limit_per_class:
         splits["train"] = limit_per_class(splits["train"], config.limit_per_class, config.split_seed)
+    _STANDARDISED.update(split._fingerprint for split in splits.values())
     data = LabelledData(splits, names, input_name)
     logger.info("data: %s", data.summary())
     return data
@@ -108,8 +111,9 @@ def _all_unlabelled(split: Dataset, column: str) -> bool:
 
 
 def standardize(split: Dataset, *, input_name: str, input_candidates: Sequence[str], input_column: str | None = None,
-                label_column: str | None = None, where: str = "data", need_label: bool = True) -> Dataset:
-    """Keep the input and label columns only, renamed to ``input_name`` and ``label``."""
+                label_column: str | None = None, where: str = "data", need_label: bool = True,
+                check: InputCheck | None = None) -> Dataset:
+    """Keep the input and label columns only, renamed to ``input_name`` and ``label``; ``check`` the inputs."""
     source_input = _find_column(split, input_column, input_candidates, "input", where)
     keep = {source_input: input_name}
     if need_label:
@@ -117,9 +121,9 @@ def standardize(split: Dataset, *, input_name: str, input_candidates: Sequence[s
     split = split.select_columns(list(keep))
     renames = {old: new for old, new in keep.items() if old != new}
     split = split.rename_columns(renames) if renames else split
-    check = INPUT_CHECKS.get(input_name)
-    if check is not None:  # every image or audio file is opened before training starts
+    if check is not None:  # e.g. every image or audio file is opened before training starts
         check(split, input_name, where)
+    _STANDARDISED.add(split._fingerprint)
     return split
 
 
@@ -209,52 +213,18 @@ def _first_row(split: Dataset, value: Any) -> int:
     return -1
 
 
-def complete_splits(splits: DatasetDict, config: DataConfig) -> DatasetDict:
-    """Carve missing test and validation splits out of train, stratified and seeded."""
-    splits = DatasetDict(splits)
-    for role, size in (("test", config.test_size), ("validation", config.validation_size)):
-        if role in splits:
-            continue
-        splits["train"], splits[role] = hold_out(splits["train"], size, config.split_seed)
-        logger.info("data: no %s split given; held out %d training examples (%.0f%%, seed %d)",
-                    role, len(splits[role]), 100 * size, config.split_seed)
-    return DatasetDict({k: splits[k] for k in ("train", "validation", "test")})
-
-
-def hold_out(dataset: Dataset, size: float, seed: int) -> tuple[Dataset, Dataset]:
-    """Split off a stratified, seeded fraction ``size``: (rest, held out); speaker-disjoint when file names carry
-    speaker ids (Speech Commands' ``<speaker>_nohash_<n>.wav``)."""
-    by_speaker = hold_out_by_speaker(dataset, size, seed)
-    if by_speaker is not None and len(by_speaker[1]):
-        return by_speaker
-    if by_speaker is not None:
-        logger.warning("data: too few speakers for a speaker-disjoint split of %.0f%%; splitting by clip", 100 * size)
-    try:
-        parts = dataset.train_test_split(test_size=size, stratify_by_column="label", seed=seed)
-    except ValueError as error:  # a class with a single example cannot be stratified
-        logger.warning("data: stratified split impossible (%s); splitting at random", error)
-        parts = dataset.train_test_split(test_size=size, seed=seed)
-    return parts["train"], parts["test"]
-
-
-def limit_per_class(dataset: Dataset, limit: int, seed: int) -> Dataset:
-    """Keep at most ``limit`` examples of each class, chosen at random with ``seed``."""
-    labels = np.asarray(dataset["label"])
-    rng = np.random.default_rng(seed)
-    keep: list[int] = []
-    for label in np.unique(labels):
-        indices = np.flatnonzero(labels == label)
-        keep.extend(rng.permutation(indices)[:limit].tolist())
-    logger.info("data: limit_per_class=%d keeps %d of %d training examples", limit, len(keep), len(dataset))
-    return dataset.select(sorted(keep))
-
-
 def labelled_split(data: Any, *, input_name: str, input_candidates: Sequence[str], label_names: Sequence[str] | None,
-                   what: str, need_label: bool = True) -> tuple[Dataset, list[str] | None]:
-    """One split for the Python API (fit/evaluate): any table-like object, standardized and label-encoded."""
-    split = standardize(to_dataset(data, what), input_name=input_name, input_candidates=input_candidates,
-                        where=what, need_label=need_label)
+                   what: str, need_label: bool = True, check: InputCheck | None = None) -> tuple[Dataset, list[str] | None]:
+    """One split for the Python API (fit/evaluate): any table-like object, standardized and label-encoded.
+
+    A split that :func:`load_labelled` (or an earlier call) already standardised and checked is used as it is.
+    """
+    split = to_dataset(data, what)
+    if split._fingerprint not in _STANDARDISED or set(split.column_names) != {input_name, "label"}:
+        split = standardize(split, input_name=input_name, input_candidates=input_candidates, where=what,
+                            need_label=need_label, check=check)
     if not need_label:
         return split, label_names
     encoded, names = encode_labels(DatasetDict({"train": split}), label_names)
+    _STANDARDISED.add(encoded["train"]._fingerprint)
     return encoded["train"], names

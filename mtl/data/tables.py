@@ -15,6 +15,7 @@ from ..errors import DataError
 from .audio import holds_audio, read_audio_folder, without_audio_decoding
 from .builtin import builtin_names, load_builtin
 from .idx import idx_pairs, read_idx_folder
+from .images import IMAGE_SUFFIXES
 from .pixels import looks_like_pixel_csv, read_pixel_csv
 
 _READERS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -72,9 +73,6 @@ def read_source(source: str, config: str | None = None) -> DatasetDict:
     if source.startswith((".", "/", "~")):
         raise DataError(f"data.source: {source} does not exist; check the path")
     return _read_hub(source, config)
-
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
 def _holds_images(folder: Path) -> bool:

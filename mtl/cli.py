@@ -1,0 +1,48 @@
+"""The one shell every ``python -m mtl.*`` command runs in: logging, library verbosity, and errors a user can fix
+printed as one ``error: ...`` line with exit code 2 (never a traceback).
+
+Example::
+
+    def main(argv=None) -> int:
+        return run_command(build_parser(), lambda args: do_the_work(args), argv)
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Callable, Sequence
+
+from .errors import MtlError
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+def run_command(parser: argparse.ArgumentParser, action: Callable[[argparse.Namespace], int | None],
+                argv: Sequence[str] | None = None, *, progress_bars: bool = True) -> int:
+    """Parse ``argv``, set up logging, run ``action(args)``; an :class:`MtlError` becomes exit code 2."""
+    args = parser.parse_intermixed_args(argv)
+    configure_logging(quiet=getattr(args, "quiet", False), progress_bars=progress_bars)
+    try:
+        return action(args) or 0
+    except MtlError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted; a run continues with --resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def configure_logging(quiet: bool = False, progress_bars: bool = True) -> None:
+    """mtl's own log at INFO (WARNING when ``quiet``); transformers only on errors; progress bars on request."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("mtl").setLevel(logging.WARNING if quiet else logging.INFO)
+    import datasets
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    if not progress_bars:  # stderr carries one line at most: the error
+        transformers.logging.disable_progress_bar()
+        datasets.disable_progress_bars()

@@ -1,1 +1,0 @@
-"""Converters from weight formats that PyPI packages carry into plain transformers folders."""

@@ -1,0 +1,68 @@
+"""Splits: missing validation and test splits carved from train (stratified, seeded, speaker-disjoint when the
+files name speakers), and few-shot limits per class.
+
+Example::
+
+    rest, held_out = hold_out(train, 0.1, seed=42)
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from datasets import Dataset, DatasetDict
+
+from ..config.sections import DataConfig
+from .speakers import hold_out_by_speaker
+
+logger = logging.getLogger(__name__)
+
+STANDARDISED: set[str] = set()  # fingerprints of splits already standardised and checked in this process
+
+
+def inherit_checked(parent: Dataset, *parts: Dataset) -> tuple[Dataset, ...]:
+    """Rows of a checked split need no second check: record ``parts`` as checked when ``parent`` was."""
+    if parent._fingerprint in STANDARDISED:
+        STANDARDISED.update(part._fingerprint for part in parts)
+    return parts
+
+
+def complete_splits(splits: DatasetDict, config: DataConfig) -> DatasetDict:
+    """Carve missing test and validation splits out of train, stratified and seeded."""
+    splits = DatasetDict(splits)
+    for role, size in (("test", config.test_size), ("validation", config.validation_size)):
+        if role in splits:
+            continue
+        splits["train"], splits[role] = hold_out(splits["train"], size, config.split_seed)
+        logger.info("data: no %s split given; held out %d training examples (%.0f%%, seed %d)",
+                    role, len(splits[role]), 100 * size, config.split_seed)
+    return DatasetDict({k: splits[k] for k in ("train", "validation", "test")})
+
+
+def hold_out(dataset: Dataset, size: float, seed: int) -> tuple[Dataset, Dataset]:
+    """Split off a stratified, seeded fraction ``size``: (rest, held out); speaker-disjoint when file names carry
+    speaker ids (Speech Commands' ``<speaker>_nohash_<n>.wav``)."""
+    by_speaker = hold_out_by_speaker(dataset, size, seed)
+    if by_speaker is not None and len(by_speaker[1]):
+        return inherit_checked(dataset, *by_speaker)
+    if by_speaker is not None:
+        logger.warning("data: too few speakers for a speaker-disjoint split of %.0f%%; splitting by clip", 100 * size)
+    try:
+        parts = dataset.train_test_split(test_size=size, stratify_by_column="label", seed=seed)
+    except ValueError as error:  # a class with a single example cannot be stratified
+        logger.warning("data: stratified split impossible (%s); splitting at random", error)
+        parts = dataset.train_test_split(test_size=size, seed=seed)
+    return inherit_checked(dataset, parts["train"], parts["test"])
+
+
+def limit_per_class(dataset: Dataset, limit: int, seed: int) -> Dataset:
+    """Keep at most ``limit`` examples of each class, chosen at random with ``seed``."""
+    labels = np.asarray(dataset["label"])
+    rng = np.random.default_rng(seed)
+    keep: list[int] = []
+    for label in np.unique(labels):
+        indices = np.flatnonzero(labels == label)
+        keep.extend(rng.permutation(indices)[:limit].tolist())
+    logger.info("data: limit_per_class=%d keeps %d of %d training examples", limit, len(keep), len(dataset))
+    return inherit_checked(dataset, dataset.select(sorted(keep)))[0]

@@ -1,0 +1,71 @@
+"""A pretrained checkpoint becomes a classifier for the user's labels (or the same architecture from scratch).
+
+The checkpoint's own classifier (if any) is detached and a new head sized to the labels is attached,
+with ``id2label``/``label2id`` in the config so the saved folder names its classes.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from ..errors import CheckpointError
+from .freezing import head_parameter_names
+from .heads import attach_mlp_head
+
+logger = logging.getLogger(__name__)
+
+
+def label_config(label_names: Sequence[str]) -> dict[str, Any]:
+    """``num_labels``, ``id2label`` and ``label2id`` for a config."""
+    names = list(label_names)
+    return {"num_labels": len(names), "id2label": dict(enumerate(names)),
+            "label2id": {name: i for i, name in enumerate(names)}}
+
+
+def build_classifier(auto_class: Any, checkpoint: str | Path, label_names: Sequence[str], **config_overrides: Any) -> nn.Module:
+    """Load ``checkpoint`` with a fresh head for ``label_names`` (the old head is dropped if its size differs).
+
+    Example::
+
+        model = build_classifier(AutoModelForSequenceClassification, folder, ["negative", "positive"])
+    """
+    try:
+        model, info = auto_class.from_pretrained(
+            str(checkpoint), **label_config(label_names), **config_overrides,
+            ignore_mismatched_sizes=True, output_loading_info=True,
+        )
+    except (OSError, ValueError, KeyError) as error:
+        raise CheckpointError(f"cannot load {checkpoint} as {auto_class.__name__}: {str(error).splitlines()[0]}") from None
+    if hasattr(model.config, "label_names"):  # timm-wrapper configs save labels here, not as id2label
+        model.config.label_names = list(label_names)
+    fresh = sorted(set(info.get("missing_keys", [])) | {k[0] if isinstance(k, tuple) else k
+                                                        for k in info.get("mismatched_keys", [])})
+    if fresh:
+        logger.info("new head: %d tensors initialised for %d labels (%s%s)", len(fresh), len(label_names),
+                    ", ".join(fresh[:4]), ", ..." if len(fresh) > 4 else "")
+    head = head_parameter_names(model)
+    stray = [k for k in fresh if k not in head and not k.endswith(("position_ids", "num_batches_tracked"))]
+    if stray:
+        logger.warning("%d backbone tensors were not in the checkpoint and start random: %s", len(stray),
+                       ", ".join(stray[:6]))
+    return model
+
+
+def scratch_model(auto_class: Any, checkpoint: str | Path, label_names: Sequence[str], seed: int,
+                  head: Any = None) -> nn.Module:
+    """``checkpoint``'s architecture with random weights (its config, the data's labels, the recipe's head)."""
+    import transformers
+
+    config = transformers.AutoConfig.from_pretrained(str(checkpoint), **label_config(label_names))
+    if hasattr(config, "label_names"):  # timm-wrapper configs
+        config.label_names = list(label_names)
+    torch.manual_seed(seed)
+    model = auto_class.from_config(config)
+    if head is not None and head.type == "mlp":  # the same head as the pretrained run, so fit keeps this model
+        attach_mlp_head(model, head)
+    return model

@@ -1,0 +1,126 @@
+"""Freezing plans applied to a model: which parameters train and which stay fixed (specs: :mod:`mtl.config.freeze`).
+
+A spec that matches nothing is an error, like PEFT's ``NoMatchingPeftModuleError``.
+
+Example::
+
+    report = apply_freezing(model, parse_freeze("backbone"))   # logs trainable / total parameters
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from ..config.freeze import FreezeSpec, parse_freeze
+from ..errors import MtlError
+
+logger = logging.getLogger(__name__)
+
+HEAD_MODULE_NAMES = ("classifier", "score", "pre_classifier", "projector", "head", "fc", "mlp_head")
+
+
+@dataclass(frozen=True)
+class FreezeReport:
+    """What a freezing plan did to a model."""
+
+    spec: FreezeSpec
+    trainable: int
+    total: int
+
+    def __str__(self) -> str:
+        share = 100.0 * self.trainable / max(self.total, 1)
+        return f"freeze {self.spec.describe()}: {self.trainable:,} trainable / {self.total:,} parameters ({share:.2f}%)"
+
+
+def head_parameter_names(model: nn.Module) -> set[str]:
+    """Names of the classification-head parameters: everything outside the pretrained backbone."""
+    backbone_name = _backbone_name(model)
+    names: set[str] = set()
+    for child_name, child in model.named_children():
+        if child_name == backbone_name:
+            get_classifier = getattr(child, "get_classifier", None)  # timm models keep their head inside
+            if callable(get_classifier):
+                head = get_classifier()
+                prefix = {id(m): n for n, m in child.named_modules()}.get(id(head))
+                if prefix:
+                    names |= {f"{child_name}.{prefix}.{n}" for n, _ in head.named_parameters()}
+            continue
+        if backbone_name is None and child_name not in HEAD_MODULE_NAMES:
+            continue
+        names |= {f"{child_name}.{n}" for n, _ in child.named_parameters()}
+    return names
+
+
+def _backbone_name(model: nn.Module) -> str | None:
+    prefix = getattr(model, "base_model_prefix", None)
+    if prefix and isinstance(getattr(model, prefix, None), nn.Module) and getattr(model, prefix) is not model:
+        return prefix
+    return None
+
+
+def backbone_blocks(model: nn.Module) -> tuple[str, list[str]]:
+    """The repeated blocks of the backbone: (container name, block names), the largest container wins."""
+    head = head_parameter_names(model)
+    best: tuple[int, str, list[str]] = (0, "", [])
+    for name, module in model.named_modules():
+        if not isinstance(module, (nn.ModuleList, nn.Sequential)) or len(module) < 2:
+            continue
+        names = [n for n, _ in module.named_parameters(prefix=name)]
+        if not names or all(n in head for n in names):
+            continue
+        size = sum(p.numel() for p in module.parameters())
+        if size > best[0]:
+            best = (size, name, [f"{name}.{child}" for child, _ in module.named_children()])
+    if not best[1]:
+        raise MtlError(f"freeze top_k: {type(model).__name__} has no list of repeated blocks to count from; "
+                       "use 'backbone', 'none' or {patterns: [...]}")
+    return best[1], best[2]
+
+
+def apply_freezing(model: nn.Module, spec: FreezeSpec | str | dict[str, Any]) -> FreezeReport:
+    """Set ``requires_grad`` per the spec and log trainable/total parameter counts."""
+    spec = parse_freeze(spec) if not isinstance(spec, FreezeSpec) else spec
+    named = list(model.named_parameters())
+    trainable = {name for name, _ in named}
+    if spec.mode == "backbone":
+        head = head_parameter_names(model)
+        if not head:
+            raise MtlError(f"freeze 'backbone': found no classification head in {type(model).__name__}")
+        trainable = head
+    elif spec.mode == "top_k":
+        container, blocks = backbone_blocks(model)
+        if spec.top_k > len(blocks):
+            raise MtlError(f"freeze top_k={spec.top_k}: {container} has only {len(blocks)} blocks; "
+                           f"choose 1..{len(blocks)} or 'none'")
+        first_trainable = blocks[len(blocks) - spec.top_k]
+        order = [name for name, _ in named]
+        start = next(i for i, n in enumerate(order) if n.startswith(first_trainable + "."))
+        trainable = set(order[start:]) | head_parameter_names(model)
+    elif spec.mode == "patterns":
+        for pattern in spec.patterns:
+            matched = {n for n, _ in named if fnmatch.fnmatchcase(n, pattern)}
+            if not matched:
+                examples = ", ".join(n for n, _ in named[:3])
+                raise MtlError(f"freeze pattern {pattern!r} matches no parameter of {type(model).__name__} "
+                               f"(names look like: {examples}, ...)")
+            trainable -= matched
+    for name, parameter in named:
+        parameter.requires_grad_(name in trainable)
+    report = FreezeReport(spec, sum(p.numel() for _, p in named if p.requires_grad), sum(p.numel() for _, p in named))
+    logger.info("%s", report)
+    return report
+
+
+def train_mode(model: nn.Module) -> None:
+    """``model.train()``, but normalisation layers whose parameters are all frozen keep their running stats."""
+    model.train()
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            params = list(module.parameters())
+            if params and not any(p.requires_grad for p in params):
+                module.eval()

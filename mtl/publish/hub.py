@@ -1,0 +1,118 @@
+"""Pushing an output folder to the Hugging Face Hub as one commit, with the target checked before training.
+
+The token comes from the argument, ``HF_TOKEN`` or the ``hf auth login`` cache (``huggingface_hub.get_token``);
+it is never printed, logged or written. ``HF_ENDPOINT`` (read when called) points the client at another Hub.
+
+Example::
+
+    repo_id = check_push_target("me/rt-minilm")          # before training: token valid, may write there
+    push_folder("outputs/sentiment", repo_id, private=True)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from ..errors import MtlError
+
+logger = logging.getLogger(__name__)
+
+SKIPPED = ("checkpoints/", ".")  # training checkpoints and hidden temporary files stay local
+
+
+class HubError(MtlError):
+    """The Hub refused the token or the repository, or no token is available."""
+
+
+def repo_id_problem(repo_id: str) -> str | None:
+    """Why ``repo_id`` is not a valid Hub model id (checked offline), or None when it is."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if not isinstance(repo_id, str) or repo_id.count("/") > 1:
+        return f"{repo_id!r} is not a Hub repository id; write it as owner/name, e.g. my-user/sentiment-minilm"
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as error:
+        return f"{repo_id!r} is not a valid Hub repository id ({str(error).splitlines()[0].rstrip('.')}); " \
+               "use letters, digits, '-', '_' and '.' as owner/name"
+    return None
+
+
+def check_push_target(repo_id: str, token: str | None = None) -> str:
+    """Check the repo id and that the token is valid and may write to its namespace; return ``owner/name``.
+
+    Call it before training so that a typo or a missing token fails in seconds, not after an hour.
+    """
+    if problem := repo_id_problem(repo_id):
+        raise HubError(f"--push-to-hub / hub.repo_id: {problem}")
+    token = _token(token)
+    try:
+        info = _api().whoami(token=token)
+    except Exception as error:  # HfHubHTTPError, connection errors
+        raise HubError(f"cannot check the Hugging Face token with the Hub: {_reason(error)}. Create a token with "
+                       "write access at https://huggingface.co/settings/tokens and set HF_TOKEN or run "
+                       "`hf auth login`") from None
+    user = info.get("name")
+    access = (info.get("auth") or {}).get("accessToken") or {}
+    if access.get("role") == "read":
+        raise HubError(f"the Hugging Face token of {user!r} is read-only; pushing needs a token with write access "
+                       "(https://huggingface.co/settings/tokens)")
+    full = repo_id if "/" in repo_id else f"{user}/{repo_id}"
+    namespaces = {user, *(org.get("name") for org in info.get("orgs") or [])}
+    if full.split("/")[0] not in namespaces:
+        raise HubError(f"hub.repo_id {full!r}: the token belongs to {user!r}, who cannot write to namespace "
+                       f"{full.split('/')[0]!r} (writable: {', '.join(sorted(n for n in namespaces if n))}); "
+                       "fix the owner part of the repo id")
+    logger.info("hub: will push to %s as %s", full, user)
+    return full
+
+
+def push_folder(folder: str | os.PathLike, repo_id: str, *, private: bool = True, token: str | None = None,
+                commit_message: str = "Upload model trained with mtl") -> str:
+    """Create ``repo_id`` if needed and upload every file of ``folder`` (but checkpoints/) in one commit; return its URL."""
+    from huggingface_hub import CommitOperationAdd
+
+    folder = Path(folder)
+    token = _token(token)
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and not _skipped(p.relative_to(folder).as_posix()))
+    if not files:
+        raise HubError(f"nothing to push: {folder} holds no files")
+    api = _api()
+    try:
+        api.create_repo(repo_id, private=private, exist_ok=True, token=token)
+        operations = [CommitOperationAdd(path_in_repo=p.relative_to(folder).as_posix(), path_or_fileobj=str(p))
+                      for p in files]
+        commit = api.create_commit(repo_id, operations, commit_message=commit_message, token=token)
+    except Exception as error:
+        raise HubError(f"pushing {folder} to {repo_id} failed: {_reason(error)}") from None
+    logger.info("hub: pushed %d files to %s (%s)", len(files), repo_id, commit.commit_url)
+    return commit.commit_url
+
+
+def _skipped(relative: str) -> bool:
+    return relative.startswith(SKIPPED[0]) or any(part.startswith(SKIPPED[1]) for part in relative.split("/"))
+
+
+def _token(token: str | None) -> str:
+    from huggingface_hub import get_token
+
+    token = token or get_token()
+    if not token:
+        raise HubError("no Hugging Face token found: set HF_TOKEN or run `hf auth login` with a token that has "
+                       "write access (https://huggingface.co/settings/tokens)")
+    return token
+
+
+def _api():
+    from huggingface_hub import HfApi
+
+    return HfApi(endpoint=os.environ.get("HF_ENDPOINT") or None)
+
+
+def _reason(error: Exception) -> str:
+    response = getattr(error, "response", None)
+    status = f"HTTP {response.status_code}" if response is not None else type(error).__name__
+    first = str(error).splitlines()[0].rstrip(".") if str(error) else ""
+    return f"{status}: {first}" if first else status

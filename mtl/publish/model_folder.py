@@ -1,0 +1,87 @@
+"""A task's model as a plain transformers folder: written whole or not at all, read back, pushed to the Hub.
+
+The folder holds the weights, the config (label names; ``mtl_task``/``mtl_options``, which plain transformers
+ignores and :func:`load_task` reads back) and the processor; an MLP head adds ``mtl_head.py`` (see
+:mod:`mtl.modeling.heads`). ``task`` below is a fitted :class:`~mtl.task.Task`.
+
+Example::
+
+    save_task(task, "out/model", overwrite=False)    # staged beside out/model, then swapped in by rename
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import transformers
+
+from ..errors import OutputExistsError
+from ..fs import atomic_folder, readable
+from ..modeling import heads
+from .output_dir import mark_as_output, refuse_to_replace
+
+logger = logging.getLogger(__name__)
+
+
+def write_model_files(task: Any, directory: Path) -> Path:
+    """Write model, config and processor of ``task`` into ``directory`` (a staging folder: not atomic by itself)."""
+    config = task.model.config
+    config.mtl_task = task.name
+    config.mtl_options = dataclasses.asdict(task.options)
+    if getattr(config, "mtl_head", None):  # an MLP head loads with trust_remote_code=True
+        config.auto_map = heads.remote_code_map(task.model, task.spec.model_class)
+    task.model.save_pretrained(directory, safe_serialization=True)
+    task.processor.save_pretrained(directory)
+    if getattr(config, "mtl_head", None):
+        shutil.copyfile(heads.__file__, directory / "mtl_head.py")
+    for item in directory.iterdir():
+        if item.is_file():
+            readable(item)
+    return directory
+
+
+def save_task(task: Any, directory: str | os.PathLike, overwrite: bool) -> Path:
+    """Save ``task``'s model as a marked mtl folder, swapped in whole; a non-empty ``directory`` is refused unless
+    ``overwrite`` (and then only one that mtl wrote)."""
+    directory = Path(directory).expanduser()
+    if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
+        if not overwrite:
+            raise OutputExistsError(f"{directory} is not empty; choose another folder or pass overwrite=True")
+        refuse_to_replace(directory, [task.source.path] if task.source else [])
+    with atomic_folder(directory) as staging:
+        mark_as_output(staging)
+        task.write_model(staging)
+    logger.info("saved model to %s", directory)
+    return directory
+
+
+def load_task(cls: type, directory: str | os.PathLike, options: dict[str, Any]) -> Any:
+    """A ``cls`` task holding the fine-tuned model in ``directory``, with its saved preprocessing options."""
+    config_file = Path(directory) / "config.json"
+    saved = json.loads(config_file.read_text()) if config_file.is_file() else {}
+    task = cls(directory, **{**saved.get("mtl_options", {}), **options})
+    task.prepare()
+    mlp_head = saved.get("mtl_head")
+    model_class = heads.with_mlp_head(getattr(transformers, mlp_head["base_class"])) if mlp_head else \
+        getattr(transformers, cls.spec.model_class)
+    task.model = model_class.from_pretrained(str(task.source.path))
+    task.label_names = [task.model.config.id2label[i] for i in range(task.model.config.num_labels)]
+    return task
+
+
+def push_task(task: Any, repo_id: str, private: bool, token: str | None) -> str:
+    """Write the model and its card into a temporary folder and push it as one commit; return its URL."""
+    from .card import write_task_card
+    from .hub import check_push_target, push_folder
+
+    repo_id = check_push_target(repo_id, token)
+    with tempfile.TemporaryDirectory() as folder:
+        write_task_card(task, task.write_model(Path(folder)), repo_id=repo_id)
+        return push_folder(folder, repo_id, private=private, token=token)

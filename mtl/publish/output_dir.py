@@ -1,0 +1,96 @@
+"""The output folder of a run: guarded against overwriting, written atomically.
+
+Holds the transformers model files, ``metrics.json``, ``recipe.yaml`` (the resolved recipe),
+``train_log.jsonl`` and, while training, ``checkpoints/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..errors import MtlError, OutputExistsError
+from ..fs import remove_folder
+
+RECIPE_FILE = "recipe.yaml"
+METRICS_FILE = "metrics.json"
+
+
+MARKER_FILE = ".mtl-output"  # written first into every folder mtl creates; --overwrite replaces only such folders
+
+
+def prepare_output_dir(directory: Path, *, overwrite: bool, resume: bool,
+                       protected: Sequence[str | Path] = ()) -> bool:
+    """Create ``directory`` for a run and mark it as mtl's; return whether this run created the folder.
+
+    A non-empty folder is refused unless ``resume`` (kept) or ``overwrite``, and ``overwrite`` replaces only a
+    folder that mtl itself wrote (its marker file), never ``/``, the home folder, the working directory or one
+    of its parents, nor a folder that holds one of the ``protected`` paths (the data, the checkpoint). A folder
+    left by a run that died before finishing anything (marker and recipe only) is replaced without a flag.
+    """
+    if overwrite and resume:
+        raise MtlError("--overwrite and --resume contradict each other; give one")
+    directory = Path(directory).expanduser()
+    if directory.exists() and not directory.is_dir():
+        raise OutputExistsError(f"output.dir {directory} is a file; choose a folder path")
+    if resume:
+        if not (directory / "checkpoints").is_dir():
+            raise MtlError(f"--resume: {directory} has no checkpoints/ to resume from; run without --resume")
+        return False
+    existed = directory.is_dir() and any(directory.iterdir())
+    if existed and not (overwrite or _unfinished(directory)):
+        raise OutputExistsError(f"output.dir {directory} is not empty; pass --overwrite to replace it, "
+                                f"--resume to continue its run, or set output.dir=another/folder")
+    if existed:
+        refuse_to_replace(directory, protected)
+        remove_folder(directory)
+    created = not directory.exists()
+    directory.mkdir(parents=True, exist_ok=True)
+    mark_as_output(directory)
+    return created
+
+
+def clean_failed_run(directory: Path, created: bool) -> None:
+    """Remove what a failed run wrote, so that the next attempt needs no flag; a run that finished an epoch
+    keeps its folder (and checkpoints) for ``--resume``."""
+    directory = Path(directory).expanduser()
+    if not directory.is_dir() or any((directory / "checkpoints").glob("epoch-*")):
+        return
+    if created:
+        remove_folder(directory)
+        return
+    for item in directory.iterdir():  # the folder was there (empty) before the run: keep it, empty again
+        shutil.rmtree(item) if item.is_dir() else item.unlink()
+
+
+def mark_as_output(directory: Path) -> None:
+    """Write mtl's marker into ``directory``: from now on ``--overwrite`` may replace it."""
+    (directory / MARKER_FILE).write_text(json.dumps({"written_by": "mtl", "pid": os.getpid()}) + "\n")
+
+
+def refuse_to_replace(directory: Path, protected: Sequence[str | Path] = ()) -> None:
+    """Raise :class:`OutputExistsError` unless ``directory`` is a folder mtl wrote that holds nothing precious."""
+    target = directory.expanduser().resolve()
+    cwd, home = Path.cwd().resolve(), Path.home().resolve()
+    if target == Path(target.anchor) or target == home or cwd == target or target in cwd.parents:
+        raise OutputExistsError(f"refusing to replace {directory}: it is the root, the home folder, the working "
+                                "directory or one of its parents; set output.dir to a folder of its own")
+    for path in protected:
+        held = Path(path).expanduser().resolve()
+        if held == target or target in held.parents:
+            raise OutputExistsError(f"refusing to replace {directory}: it holds {path}, an input of this run; "
+                                    "set output.dir to a folder of its own")
+    if not (target / MARKER_FILE).is_file():
+        raise OutputExistsError(f"refusing to replace {directory}: mtl did not write it (no {MARKER_FILE} file); "
+                                "delete it yourself if you are sure, or set output.dir=another/folder")
+
+
+def _unfinished(directory: Path) -> bool:
+    """A folder mtl marked whose run died before any epoch or result was written (marker and recipe only)."""
+    names = {p.name for p in directory.iterdir()}
+    return MARKER_FILE in names and names <= {MARKER_FILE, RECIPE_FILE}
+
+

@@ -1,0 +1,12 @@
+"""Runner: what the commands do, on the Python API: run a recipe; predict, detect or export with a saved model.
+
+Example::
+
+    from mtl.runner import run_recipe
+    summary = run_recipe(load_recipe("recipes/sentiment.yaml"))
+"""
+
+from .run import recipe_inputs, run_recipe
+from .summary import format_summary
+
+__all__ = ["format_summary", "recipe_inputs", "run_recipe"]

@@ -1,0 +1,123 @@
+"""What ``mtl.predict``, ``mtl.detect`` and ``mtl.export`` do with a saved model, on the Python API.
+
+Inputs are files (each task says which suffixes it reads and what a file stands for), folders searched
+recursively for those suffixes, CSV/TSV tables (input column found by name or given; relative paths read from
+the table's folder), and, where the task accepts them, plain command-line arguments (texts).
+
+Example::
+
+    task = load_saved_task("outputs/sentiment")
+    rows = predict_items(task, collect_inputs(task, ["reviews.csv", "what a film"]))
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..errors import DataError, MtlError
+from ..fs import write_text_atomic
+from ..registry import load_saved_task
+
+TABLES = {".csv": ",", ".tsv": "\t"}
+
+
+def collect_inputs(task: Any, arguments: Sequence[str], column: str | None = None) -> list[tuple[str, Any]]:
+    """(shown name, model input) pairs from files, folders, tables and arguments the task accepts as inputs."""
+    suffixes = task.spec.file_suffixes
+    items: list[tuple[str, Any]] = []
+    for argument in arguments:
+        path = Path(argument).expanduser()
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
+            if not found:
+                raise DataError(f"{path}: no input files ({', '.join(suffixes)}) in this folder")
+            for file in found:
+                items += task.inputs_from_file(file)
+        elif path.is_file() and path.suffix.lower() in TABLES:
+            items += _from_table(task, path, column)
+        elif path.is_file():
+            items += task.inputs_from_file(path)
+        elif (value := task.input_from_argument(argument)) is not None and not _looks_like_a_path(argument):
+            items.append((argument, value))
+        else:
+            raise DataError(f"input {argument}: no such file or folder; give files, folders or a CSV")
+    if not items:
+        raise DataError("no inputs: the files given hold nothing to predict")
+    return items
+
+
+def predict_items(task: Any, items: list[tuple[str, Any]], batch_size: int = 32) -> list[dict[str, Any]]:
+    """Label and score for each input, ``batch_size`` at a time, with a progress bar on stderr."""
+    from tqdm.auto import tqdm
+
+    if batch_size < 1:
+        raise MtlError(f"--batch-size must be at least 1, got {batch_size}")
+    rows: list[dict[str, Any]] = []
+    with tqdm(total=len(items), desc="predicting", unit="input", file=sys.stderr, disable=None) as progress:
+        for start in range(0, len(items), batch_size):
+            chunk = items[start:start + batch_size]
+            for (shown, _), result in zip(chunk, task.predict([value for _, value in chunk], batch_size=batch_size)):
+                rows.append({"input": shown, "label": result["label"], "score": round(result["score"], 6)})
+            progress.update(len(chunk))
+    return rows
+
+
+def write_rows(rows: list[dict[str, Any]], output: str | None) -> None:
+    """CSV or JSON by the output file's suffix (written atomically); CSV on stdout without a file."""
+    import pandas as pd
+
+    table = pd.DataFrame(rows, columns=["input", "label", "score"])
+    if output is None:
+        table.to_csv(sys.stdout, index=False)
+        return
+    path = Path(output).expanduser()
+    if path.suffix not in (".json", ".csv"):
+        raise MtlError(f"--output {output}: write to a .csv or .json file")
+    if not path.parent.is_dir():
+        raise MtlError(f"--output {output}: folder {path.parent} does not exist; create it or choose another path")
+    text = json.dumps(rows, indent=2, ensure_ascii=False) + "\n" if path.suffix == ".json" else table.to_csv(index=False)
+    write_text_atomic(path, text)
+
+
+def detect_file(model_dir: str | Path, recording: str | Path, **options: Any) -> list[Any]:
+    """Load the model in ``model_dir`` and find its labels in ``recording`` (tasks that can detect: keywords)."""
+    recording = Path(recording).expanduser()
+    if not recording.is_file():
+        raise MtlError(f"recording {recording} does not exist; check the path")
+    task = load_saved_task(model_dir)
+    if not callable(getattr(task, "detect", None)):
+        raise MtlError(f"{model_dir} holds a {task.name} model, which cannot detect events in long recordings; "
+                       "use a keyword-spotting model")
+    if task.spec.file_suffixes and recording.suffix.lower() not in task.spec.file_suffixes:
+        raise MtlError(f"recording {recording}: expected one of {', '.join(task.spec.file_suffixes)}")
+    return task.detect(str(recording), **options)
+
+
+def export_folder(model_dir: str | Path, *, opset: int | None = None) -> Any:
+    """Export the model in ``model_dir`` to ONNX with a parity check (:func:`mtl.publish.onnx.export_onnx`)."""
+    from ..publish.onnx import export_onnx
+
+    return export_onnx(load_saved_task(model_dir), model_dir, opset=opset)
+
+
+def _from_table(task: Any, path: Path, column: str | None) -> list[tuple[str, Any]]:
+    import pandas as pd
+
+    try:
+        table = pd.read_csv(path, sep=TABLES[path.suffix.lower()], dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise DataError(f"{path}: cannot read the table ({str(error).splitlines()[0]}); check its format") from None
+    candidates = [column] if column else list(task.spec.input_candidates)
+    found = next((c for c in candidates if c in table.columns), None)
+    if found is None:
+        wanted = f"named {column!r}" if column else f"({', '.join(candidates)})"
+        raise DataError(f"{path}: no input column {wanted}; its columns are {', '.join(table.columns)}; "
+                        "choose one with --column")
+    return [(value, task.input_from_table(value, path.parent)) for value in table[found].tolist()]
+
+
+def _looks_like_a_path(argument: str) -> bool:
+    return "/" in argument or Path(argument).suffix.lower() in {*TABLES, ".txt", ".json"}

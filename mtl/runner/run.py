@@ -1,0 +1,125 @@
+"""Run a validated recipe through the Python API: data, task, fit, test evaluation, then every output at once.
+
+Everything that can be checked is checked before training (push target, task, data, checkpoint, output
+folder). The finished output (model, metrics, reports, card) is staged beside the output folder and swapped
+in whole, so a kill at any moment leaves either the run's folder with its checkpoints (``--resume``) or the
+complete result.
+
+Example::
+
+    recipe = load_recipe("recipes/sentiment.yaml", ["train.epochs=1"])
+    summary = run_recipe(recipe)
+    summary["test"]["accuracy"]
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from ..config.sections import Recipe
+from ..data import load_labelled
+from ..errors import MtlError
+from ..fs import atomic_folder, clean_orphans, write_json, write_text_atomic
+from ..publish.card import base_license, write_card
+from ..publish.compare import compare_metric, run_compare, variant_row, write_compare
+from ..publish.hub import check_push_target, push_folder
+from ..publish.output_dir import (MARKER_FILE, METRICS_FILE, RECIPE_FILE, clean_failed_run, prepare_output_dir)
+from ..publish.reports import predictions_table, readable_inputs, write_reports
+from ..registry import get_task
+from .summary import build_summary
+
+logger = logging.getLogger(__name__)
+
+LOG_FILE = "train_log.jsonl"
+
+
+def run_recipe(recipe: Recipe, *, overwrite: bool = False, resume: bool = False,
+               token: str | None = None) -> dict[str, Any]:
+    """Train and evaluate as the recipe says; write the model folder, reports and card; push; return the metrics."""
+    out = Path(recipe.output.dir).expanduser()
+    started = time.perf_counter()
+    # the token and repo id are checked before anything else: no hour of training lost to a typo
+    repo_id = check_push_target(recipe.hub.repo_id, token) if recipe.hub.push else None
+    task_cls = get_task(recipe.task)
+    # data and checkpoint problems surface before anything is written to the output folder
+    task = task_cls(recipe.model.checkpoint, revision=recipe.model.revision, options=recipe.preprocess)
+    data = load_labelled(recipe.data, input_name=task_cls.spec.input_column,
+                         input_candidates=task_cls.spec.input_candidates, check=task.check_inputs)
+    task.prepare()
+    _check_resumed_recipe(out, recipe, resume)
+    clean_orphans(out)
+    created = prepare_output_dir(out, overwrite=overwrite, resume=resume, protected=recipe_inputs(recipe))
+    try:
+        summary = _train_and_write(recipe, task, task_cls, data, out, repo_id, resume, started)
+    except Exception:
+        clean_failed_run(out, created)
+        raise
+    if repo_id and task._accelerator.is_main_process:
+        summary["pushed"] = push_folder(out, repo_id, private=recipe.hub.private, token=token)
+    return summary
+
+
+def recipe_inputs(recipe: Recipe) -> list[Path]:
+    """The local files and folders a recipe reads (data, checkpoint, noise): an output folder never holds them."""
+    candidates = [recipe.data.source, recipe.data.test_source, *(recipe.data.files or {}).values(),
+                  recipe.model.checkpoint, getattr(recipe.preprocess, "background_noise", None)]
+    return [Path(c).expanduser() for c in candidates if isinstance(c, str) and Path(c).expanduser().exists()]
+
+
+def _train_and_write(recipe: Recipe, task: Any, task_cls: Any, data: Any, out: Path, repo_id: str | None,
+                     resume: bool, started: float) -> dict[str, Any]:
+    write_text_atomic(out / RECIPE_FILE, recipe.to_yaml())
+    fit = task.fit(data.splits["train"], data.splits["validation"], freeze=recipe.freeze_spec, head=recipe.model.head,
+                   metrics=recipe.metrics, output_dir=out, resume=resume, config=recipe.train)
+    metrics, split, logits = task.evaluate_with_logits(data.splits["test"], batch_size=recipe.train.eval_batch,
+                                                       metrics=recipe.metrics, what="test data")
+    predictions = predictions_table(readable_inputs(split, task.spec.input_column), np.asarray(split["label"]),
+                                    logits, task.label_names)
+    summary = build_summary(recipe, task, data, fit, metrics, time.perf_counter() - started)
+    compared = None
+    if recipe.compare.enabled:
+        main_run = variant_row(recipe, "pretrained", 1.0, len(data.splits["train"]), recipe.model.freeze, metrics,
+                               fit.train_seconds, fit.history)
+        compared = run_compare(recipe, task_cls, data, {("pretrained", 1.0): main_run})
+        summary["compare"] = compared[0].to_dict("records")
+    if not task._accelerator.is_main_process:  # outputs, card and push once, from the main process
+        return summary
+    with atomic_folder(out) as staging:
+        _carry_over(out, staging, recipe.output.keep_checkpoints)
+        task.write_model(staging)
+        write_json(staging / METRICS_FILE, summary)
+        summary["reports"] = write_reports(staging, summary, predictions, fit.train_losses)
+        if compared is not None:
+            summary["reports"] += write_compare(staging, *compared, compare_metric(recipe))
+        write_card(staging, summary, recipe.to_dict(), task_cls.spec, task.usage_code(repo_id or "path/to/this/folder",
+                   recipe.model.head.type == "mlp"), repo_id=repo_id,
+                   license=recipe.hub.license or base_license(task.source.path, task.checkpoint))
+    return summary
+
+
+def _carry_over(out: Path, staging: Path, keep_checkpoints: bool) -> None:
+    """Bring the run's marker, recipe and log (and checkpoints, hard-linked, when kept) into the staged output."""
+    for name in (MARKER_FILE, RECIPE_FILE, LOG_FILE):
+        if (out / name).is_file():
+            shutil.copy2(out / name, staging / name)
+    if keep_checkpoints and (out / "checkpoints").is_dir():
+        shutil.copytree(out / "checkpoints", staging / "checkpoints", copy_function=os.link)
+
+
+def _check_resumed_recipe(out: Path, recipe: Recipe, resume: bool) -> None:
+    saved = out / RECIPE_FILE
+    if not resume or not saved.is_file():
+        return
+    before, now = yaml.safe_load(saved.read_text()), recipe.to_dict()
+    if before != now:
+        changed = sorted(section for section in now if before.get(section) != now[section])
+        raise MtlError(f"--resume: the recipe differs from the one this run started with (sections: "
+                       f"{', '.join(changed)}); resume with the same recipe and overrides, or start afresh")

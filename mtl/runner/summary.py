@@ -1,0 +1,69 @@
+"""A finished run as data (``metrics.json``) and as the short table printed at its end.
+
+Example::
+
+    print(format_summary(summary))
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from typing import Any
+
+import torch
+
+from .. import __version__
+
+
+def build_summary(recipe: Any, task: Any, data: Any, fit: Any, test: dict[str, Any], seconds: float) -> dict[str, Any]:
+    """What ``metrics.json`` holds: task, checkpoint and its source, data sizes, freezing, results and environment."""
+    device = task._accelerator.device
+    return {
+        "task": recipe.task,
+        "checkpoint": task.checkpoint,
+        "checkpoint_source": task.source.source,
+        "labels": task.label_names,
+        "data": {name: len(split) for name, split in data.splits.items()},
+        "freeze": str(task.freeze_report),
+        "trainable_parameters": task.freeze_report.trainable,
+        "total_parameters": task.freeze_report.total,
+        "test": test,
+        "validation_best": {"epoch": fit.best_epoch, recipe.train.metric_for_best: fit.best_metric},
+        "history": fit.history,
+        "train_seconds": round(fit.train_seconds, 1),
+        "total_seconds": round(seconds, 1),
+        "stopped_early": fit.stopped_early,
+        "resumed_from_epoch": fit.resumed_from_epoch,
+        "environment": {"mtl": __version__, "torch": torch.__version__, "python": platform.python_version(),
+                        "device": str(device), "hardware": _hardware(device),
+                        "mixed_precision": recipe.train.mixed_precision},
+    }
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """A short table for the end of a run."""
+    test = summary["test"]
+    rows = [("task", summary["task"]), ("checkpoint", f"{summary['checkpoint']} ({summary['checkpoint_source']})"),
+            ("freeze", summary["freeze"]), ("examples", ", ".join(f"{k} {v:,}" for k, v in summary["data"].items())),
+            ("train time", f"{summary['train_seconds']:.0f} s"), ("best validation", str(summary["validation_best"]))]
+    rows += [(f"test {name}", f"{value:.4f}") for name, value in test.items() if isinstance(value, float)]
+    if summary.get("reports"):
+        rows.append(("reports", ", ".join(summary["reports"]) + ", README.md"))
+    if summary.get("pushed"):
+        rows.append(("pushed", summary["pushed"]))
+    width = max(len(name) for name, _ in rows)
+    text = "\n".join(f"{name.ljust(width)}  {value}" for name, value in rows)
+    if summary.get("compare"):
+        import pandas as pd
+
+        from ..publish.compare import format_compare
+
+        text += "\n\ntransfer versus scratch:\n" + format_compare(pd.DataFrame(summary["compare"]))
+    return text
+
+
+def _hardware(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores"

@@ -1,0 +1,224 @@
+"""The Task base class: the Python API every task shares (fit, evaluate, predict, save, load, push).
+
+A task module in ``tasks/`` declares its :class:`~mtl.task.spec.TaskSpec`, its preprocessing options and the
+hooks of :class:`~mtl.task.hooks.TaskHooks`; training, evaluation, saving and checkpoints live in ``mtl``.
+
+Example::
+
+    from mtl.tasks import TextSentiment
+    task = TextSentiment()                       # sentence-transformers/all-MiniLM-L6-v2
+    task.fit(train_df, freeze="backbone", epochs=1)
+    task.evaluate(test_df)["accuracy"]
+    task.predict(["what a film"])                # [{'label': 'positive', 'score': 0.97}]
+    task.save("out/")
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Sequence
+
+import numpy as np
+import torch
+import transformers
+from accelerate.utils import set_seed
+from datasets import Dataset
+
+from ..config import schema
+from ..config.freeze import FreezeSpec, parse_freeze
+from ..config.sections import HeadConfig, TrainConfig
+from ..data.labelled import hold_out, labelled_split
+from ..errors import MtlError
+from ..metrics import classification_details, scores_from_logits
+from ..modeling import attach_mlp_head, build_classifier
+from ..publish.model_folder import load_task, push_task, save_task, write_model_files
+from ..sources import ResolvedCheckpoint, resolve_checkpoint
+from ..training import FitResult, Predictions, make_accelerator, predict_loader
+from ..training.batching import eval_loader
+from .features import task_features
+from .fitting import fit_stages
+from .hooks import TaskHooks
+from .spec import TaskSpec
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class NoOptions:
+    """A task without preprocessing options."""
+
+
+class Task(TaskHooks):
+    """Base class of all tasks. Subclasses set ``spec`` and ``Options`` and fill in the hooks."""
+
+    name: ClassVar[str] = ""
+    spec: ClassVar[TaskSpec]
+    Options: ClassVar[type] = NoOptions
+
+    def __init__(self, checkpoint: str | os.PathLike | None = None, *, revision: str | None = None,
+                 options: Any = None, **option_values: Any):
+        """``options`` is an ``Options`` instance, or give its fields as keywords (``max_length=64``)."""
+        self.checkpoint = str(checkpoint or self.spec.default_checkpoint)
+        self.revision = revision
+        if options is not None and not isinstance(options, self.Options):
+            raise MtlError(f"options: expected a {self.Options.__name__}, got {type(options).__name__}")
+        self.options = options if options is not None and not option_values else _build_options(
+            self.Options, {**(dataclasses.asdict(options) if options is not None else {}), **option_values})
+        self.model: torch.nn.Module | None = None
+        self.processor: Any = None
+        self.label_names: list[str] | None = None
+        self.source: ResolvedCheckpoint | None = None
+        self.fit_result: FitResult | None = None
+        self.freeze_report = None
+        self.last_preprocessed_rows = 0
+        self._accelerator = None
+
+    # ---- public API ---------------------------------------------------------------------------------
+    def fit(self, train: Any, validation: Any = None, *, freeze: str | dict | FreezeSpec = "none",
+            head: str | dict | HeadConfig = "linear", metrics: Sequence[str] | None = None,
+            output_dir: str | os.PathLike | None = None, resume: bool = False, config: TrainConfig | None = None,
+            **train_options: Any) -> FitResult:
+        """Fine-tune on ``train`` (evaluated on ``validation`` every epoch) and keep the best weights.
+
+        ``head`` is ``"linear"``, ``"mlp"`` or a :class:`~mtl.config.sections.HeadConfig` mapping such as
+        ``{"type": "mlp", "hidden": [1024], "dropout": 0.2}``. ``train_options`` are
+        :class:`~mtl.config.sections.TrainConfig` fields (epochs, batch_size, learning_rate, mixed_precision,
+        ...); ``output_dir`` receives the JSONL log and per-epoch checkpoints.
+        """
+        config = _train_config(config, train_options)
+        head = _head_config(head)
+        metrics = list(metrics or self.spec.metrics)
+        if config.metric_for_best not in {*metrics, "loss"}:
+            raise MtlError(f"metric_for_best {config.metric_for_best!r} is not among the metrics {metrics}")
+        try:
+            spec = parse_freeze(freeze)
+        except ValueError as error:
+            raise MtlError(f"freeze: {error}") from None
+        train_set, validation_set = self._labelled_pair(train, validation)
+        set_seed(config.seed)  # before the new head is initialised, so runs are reproducible
+        self._ensure_model(self.label_names, head)
+        self.fit_result = fit_stages(self, train_set, validation_set, spec, config, metrics,
+                                     Path(output_dir) if output_dir else None, resume)
+        return self.fit_result
+
+    def evaluate(self, data: Any, *, batch_size: int = 64, metrics: Sequence[str] | None = None) -> dict[str, Any]:
+        """Loss, metrics, per-class report and confusion matrix on labelled ``data``."""
+        return self.evaluate_with_logits(data, batch_size=batch_size, metrics=metrics)[0]
+
+    def evaluate_with_logits(self, data: Any, *, batch_size: int = 64, metrics: Sequence[str] | None = None,
+                             what: str = "evaluate data") -> tuple[dict[str, Any], Dataset, np.ndarray]:
+        """What :meth:`evaluate` returns, plus the labelled split and its logits (one inference pass)."""
+        self._require_model("evaluate")
+        split, _ = labelled_split(data, input_name=self.spec.input_column, input_candidates=self.spec.input_candidates,
+                                  label_names=self.label_names, what=what, check=self.check_inputs)
+        predicted = self.run_model(self.features(split), batch_size)
+        logits, labels = predicted.logits, predicted.labels
+        scores = scores_from_logits(logits, labels, list(metrics or self.spec.metrics))
+        return ({**scores, **classification_details(labels, logits.argmax(-1), self.label_names),
+                 "num_examples": len(labels)}, split, logits)
+
+    def predict(self, inputs: Sequence[Any], *, batch_size: int = 64) -> list[dict[str, Any]]:
+        """The most likely label and its probability for each raw input."""
+        probabilities = self.predict_proba(inputs, batch_size=batch_size)
+        best = probabilities.argmax(-1)
+        return [{"label": self.label_names[i], "score": float(p[i])} for i, p in zip(best, probabilities)]
+
+    def predict_proba(self, inputs: Sequence[Any], *, batch_size: int = 64) -> np.ndarray:
+        """Class probabilities, shape (len(inputs), num_labels), columns in ``label_names`` order."""
+        self._require_model("predict")
+        logits = self.run_model(self.features(self.inputs_to_dataset(inputs)), batch_size).logits
+        return torch.softmax(torch.from_numpy(logits), -1).numpy()
+
+    def save(self, directory: str | os.PathLike, *, overwrite: bool = False) -> Path:
+        """Write a plain transformers folder (weights, config with label names, processor), swapped in whole."""
+        self._require_model("save")
+        return save_task(self, directory, overwrite)
+
+    def push_to_hub(self, repo_id: str, *, private: bool = True, token: str | None = None) -> str:
+        """Push the model and its card to the Hub as one commit (token: argument, HF_TOKEN or login); return its URL."""
+        self._require_model("push")
+        return push_task(self, repo_id, private, token)
+
+    def write_model(self, directory: Path) -> Path:
+        """Write model and processor into ``directory`` (a staging folder; :meth:`save` makes it atomic)."""
+        return write_model_files(self, directory)
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike, **options: Any) -> "Task":
+        """A task holding a fine-tuned model saved by :meth:`save` (or any classifier folder)."""
+        return load_task(cls, directory, options)
+
+    def prepare(self) -> None:
+        """Resolve the checkpoint (log which source served it) and load its processor; no model yet."""
+        if self.source is None:
+            self.source = resolve_checkpoint(self.checkpoint, self.revision)
+        if self.processor is None:
+            self.processor = self.load_processor(self.source.path)
+
+    def features(self, dataset: Dataset, *, train: bool = False) -> Dataset:
+        """``dataset`` as model features: preprocessed once (cached by ``datasets``) or transformed when read."""
+        self.prepare()
+        return task_features(self, dataset, train=train)
+
+    def run_model(self, features: Dataset, batch_size: int, capture: torch.nn.Module | None = None) -> Predictions:
+        """Logits (and labels, and ``capture``'s inputs) for preprocessed examples, in their order."""
+        accelerator = self._accelerator or make_accelerator(TrainConfig())
+        self._accelerator = accelerator
+        loader = accelerator.prepare(eval_loader(features, self.collate, batch_size, self.lengths(features)))
+        with accelerator.autocast():
+            return predict_loader(self.model.to(accelerator.device), loader, accelerator, capture)
+
+    # ---- internals ----------------------------------------------------------------------------------
+    def _ensure_model(self, label_names: Sequence[str], head: HeadConfig | None = None) -> None:
+        self.prepare()
+        head = head or HeadConfig()
+        current = self.model and [self.model.config.id2label[i] for i in range(self.model.config.num_labels)]
+        current_head = getattr(self.model, "config", None) and getattr(self.model.config, "mtl_head", None)
+        wanted_head = {"hidden": list(head.hidden), "activation": head.activation, "dropout": head.dropout} \
+            if head.type == "mlp" else None
+        if current_head:
+            current_head = {key: current_head[key] for key in ("hidden", "activation", "dropout")}
+        if self.model is None or current != list(label_names) or current_head != wanted_head:
+            auto_class = getattr(transformers, self.spec.model_class)
+            self.model = build_classifier(auto_class, self.source.path, label_names)
+            if head.type == "mlp":
+                logger.info("head: MLP %s -> %d labels (%s, dropout %.2f) replaces %s", head.hidden,
+                            len(label_names), head.activation, head.dropout, attach_mlp_head(self.model, head))
+
+    def _labelled_pair(self, train: Any, validation: Any) -> tuple[Dataset, Dataset]:
+        kwargs = dict(input_name=self.spec.input_column, input_candidates=self.spec.input_candidates,
+                      check=self.check_inputs)
+        train_set, names = labelled_split(train, label_names=None, what="train data", **kwargs)
+        if validation is None:
+            train_set, validation_set = hold_out(train_set, 0.1, seed=42)
+        else:
+            validation_set, _ = labelled_split(validation, label_names=names, what="validation data", **kwargs)
+        self.label_names = list(names)
+        return train_set, validation_set
+
+    def _require_model(self, action: str) -> None:
+        if self.model is None or self.label_names is None:
+            raise MtlError(f"cannot {action}: no trained model yet; call fit() first or use {type(self).__name__}.load(folder)")
+
+
+def _head_config(head: str | dict | HeadConfig) -> HeadConfig:
+    if isinstance(head, HeadConfig):
+        return head
+    return schema.validated(HeadConfig, {"type": head} if isinstance(head, str) else dict(head), "head",
+                            lambda key, hint: f"head: unknown key {key!r}{hint}")
+
+
+def _build_options(options_class: type, options: dict[str, Any]) -> Any:
+    return schema.validated(options_class, options, "option", lambda key, hint: f"unknown option {key!r}{hint}")
+
+
+def _train_config(config: TrainConfig | None, options: dict[str, Any]) -> TrainConfig:
+    if config is not None and not options:
+        return config
+    base = dataclasses.asdict(config) if config is not None else {}
+    return schema.validated(TrainConfig, {**base, **options}, "fit()",
+                            lambda key, hint: f"fit(): unknown training option {key!r}{hint}")

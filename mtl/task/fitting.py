@@ -1,0 +1,81 @@
+"""How a task fits: an optional head-first stage on frozen features (LP-FT), then the stage its freezing plan
+says, each through :func:`mtl.training.fit_loop`; when only the head trains, the backbone runs once (cached).
+
+Example::
+
+    result = fit_stages(task, train_set, validation_set, parse_freeze("none"), config, ["accuracy"], None, False)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from datasets import Dataset
+
+from ..config.freeze import FreezeSpec
+from ..config.sections import TrainConfig
+from ..modeling.freezing import apply_freezing
+from ..training import FitResult, fit_loop, make_accelerator
+from ..training.feature_cache import CachedInputs, HeadOnly, collate_cached, head_module_name
+from ..training.state import has_checkpoint
+
+logger = logging.getLogger(__name__)
+
+
+def fit_stages(task: Any, train_set: Dataset, validation_set: Dataset, spec: FreezeSpec, config: TrainConfig,
+               metrics: list[str], run_dir: Path | None, resume: bool) -> FitResult:
+    """Train ``task.model``: head first (unless resuming past it), then as ``spec`` says; return the main result."""
+    head_first_seconds = 0.0
+    resuming = resume and run_dir is not None and has_checkpoint(run_dir / "checkpoints")
+    if config.head_first_epochs and spec.mode != "backbone" and not resuming:
+        started = time.perf_counter()
+        apply_freezing(task.model, "backbone")
+        probe = dataclasses.replace(config, epochs=config.head_first_epochs, max_steps=None, warmup_ratio=0.0,
+                                    learning_rate=config.head_learning_rate or config.learning_rate,
+                                    early_stopping_patience=None)
+        first = fit_stage(task, train_set, validation_set, probe, metrics, make_accelerator(probe), None, False)
+        logger.info("head first: %d epochs on frozen features, best validation %s %.4f; now training %s",
+                    config.head_first_epochs, config.metric_for_best, first.best_metric, spec.describe())
+        head_first_seconds = time.perf_counter() - started  # the main stage's clock starts here
+    task.freeze_report = apply_freezing(task.model, spec)
+    task._accelerator = make_accelerator(config)
+    return fit_stage(task, train_set, validation_set, config, metrics, task._accelerator, run_dir, resume,
+                     seconds_before=head_first_seconds)
+
+
+def fit_stage(task: Any, train_set: Dataset, validation_set: Dataset, config: TrainConfig, metrics: list[str],
+              accelerator: Any, run_dir: Path | None, resume: bool, seconds_before: float = 0.0) -> FitResult:
+    """One :func:`fit_loop` over the model as frozen now; only the head trains: the backbone runs once (cached)."""
+    head_name = head_module_name(task.model) if config.feature_cache else None
+    if head_name is not None:
+        trained = HeadOnly(task.model.get_submodule(head_name))
+        train_features, val_features = (cached_head_inputs(task, split, head_name, config.eval_batch, what)
+                                         for split, what in ((train_set, "train"), (validation_set, "validation")))
+        collate, train_lengths, eval_lengths = collate_cached, None, None
+    else:
+        trained = task.model
+        train_features = task.features(train_set, train=True)
+        val_features = task.features(validation_set)
+        collate, train_lengths, eval_lengths = task.collate, task.lengths(train_features), task.lengths(val_features)
+    result = fit_loop(trained, train_features, val_features, collate=collate, config=config, metrics=metrics,
+                      accelerator=accelerator, train_lengths=train_lengths, eval_lengths=eval_lengths,
+                      run_dir=run_dir, resume=resume, seconds_before=seconds_before)
+    if head_name is None:
+        task.model = accelerator.unwrap_model(task.model, keep_fp32_wrapper=False)
+    return result
+
+
+def cached_head_inputs(task: Any, split: Dataset, head_name: str, batch_size: int, what: str) -> CachedInputs:
+    """Run the frozen backbone once over ``split`` (no augmentation) and keep what enters the head."""
+    started = time.perf_counter()
+    head = task.model.get_submodule(head_name)
+    predicted = task.run_model(task.features(split), batch_size, capture=head)
+    logger.info("feature cache: the frozen backbone ran once over %d %s examples (%.0f s); the head (%s) trains "
+                "on its %s outputs without train-time augmentation", len(split), what,
+                time.perf_counter() - started, head_name, "x".join(map(str, predicted.captured.shape[1:])))
+    return CachedInputs(predicted.captured, torch.as_tensor(predicted.labels))

@@ -1,0 +1,107 @@
+"""The hooks a task module fills in: how raw inputs become features, and everything its modality needs.
+
+Shared code (training, prediction, export, cards, the contract tests) calls only these hooks, so it never asks
+"is this text, image or audio?". Defaults suit inputs given as file paths; a text task overrides the input hooks.
+
+Example::
+
+    class TextSentiment(Task):
+        def preprocess(self, batch): return self.processor(batch["text"], truncation=True)
+        def input_from_argument(self, argument): return argument     # texts on the command line
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from datasets import Dataset
+
+from .spec import TaskSpec
+
+
+class TaskHooks:
+    """Defaults of every task hook; :class:`~mtl.task.Task` adds the API that uses them."""
+
+    spec: TaskSpec
+    processor: Any
+    transforms_on_the_fly: bool = False  # True: features come from transform() when examples are read
+
+    # ---- features ----------------------------------------------------------------------------------------------
+    def load_processor(self, folder: Path) -> Any:
+        """The tokenizer / image processor / feature extractor of a checkpoint folder."""
+        import transformers
+
+        return getattr(transformers, self.spec.processor_class).from_pretrained(str(folder))
+
+    def preprocess(self, batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        """Batched features for the model from a batch of the input column (datasets.map signature), cached."""
+        raise NotImplementedError
+
+    def transform(self, batch: dict[str, list[Any]], *, train: bool) -> dict[str, Any]:
+        """Features computed when examples are read (images, audio), augmented when ``train``; used instead of
+        the cached :meth:`preprocess` by tasks that set ``transforms_on_the_fly``."""
+        raise NotImplementedError
+
+    def collate(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        """A batch of tensors from preprocessed examples (fixed-size features: ``default_collate``)."""
+        from torch.utils.data import default_collate
+
+        return default_collate(features)
+
+    def lengths(self, dataset: Dataset) -> list[int] | None:
+        """Per-example lengths for length-grouped batching (None: inputs have a fixed size)."""
+        return None
+
+    # ---- inputs --------------------------------------------------------------------------------------------------
+    def inputs_to_dataset(self, inputs: Sequence[Any]) -> Dataset:
+        """A one-column Dataset from raw inputs given to ``predict``."""
+        return Dataset.from_dict({self.spec.input_column: list(inputs)})
+
+    def check_inputs(self, split: Dataset, column: str, where: str) -> None:
+        """Raise a :class:`~mtl.errors.DataError` naming the first unusable input of a split, before training."""
+
+    def inputs_from_file(self, path: Path) -> list[tuple[str, Any]]:
+        """``(shown name, model input)`` pairs that one file given to ``mtl.predict`` stands for."""
+        return [(str(path), str(path))]
+
+    def input_from_argument(self, argument: str) -> Any | None:
+        """The model input a command-line argument that is no file stands for, or None (not an input)."""
+        return None
+
+    def input_from_table(self, value: str, table_folder: Path) -> Any:
+        """The model input for one cell of a CSV given to ``mtl.predict`` (a path relative to the table's folder)."""
+        return value if Path(value).is_absolute() else str(table_folder / value)
+
+    def sample_inputs(self, count: int = 4, seed: int = 0) -> list[Any]:
+        """``count`` synthetic raw inputs of varied size (ONNX parity when no real inputs are known)."""
+        raise NotImplementedError
+
+    # ---- outputs -------------------------------------------------------------------------------------------------
+    def onnx_dynamic_axes(self, name: str, tensor: torch.Tensor) -> list[int]:
+        """The axes of model input ``name`` that vary between calls (always the batch axis)."""
+        return [0]
+
+    def usage_code(self, model: str, trust_remote_code: bool = False) -> list[str]:
+        """Lines of Python for the model card: plain transformers running the saved folder on one input."""
+        remote = ", trust_remote_code=True)  # the MLP head's code (mtl_head.py) ships in the folder" \
+            if trust_remote_code else ")"
+        return ["from transformers import pipeline", "",
+                f'classifier = pipeline("{self.spec.pipeline_tag}", model="{model}"{remote}',
+                f"classifier({self.usage_input()})"]
+
+    def usage_input(self) -> str:
+        """The Python expression the card's usage code classifies."""
+        return repr(self.spec.input_column)
+
+    # ---- contract-test fixtures ----------------------------------------------------------------------------------
+    @classmethod
+    def tiny_checkpoint(cls, folder: Path) -> Path:
+        """Save a tiny random checkpoint of this task's model family (built from a config) into ``folder``."""
+        raise NotImplementedError
+
+    @classmethod
+    def synthetic_examples(cls, count: int, seed: int = 0) -> dict[str, list[Any]]:
+        """``count`` learnable labelled examples: ``{input_column: [...], "label": [...]}`` with two or more labels."""
+        raise NotImplementedError

@@ -1,0 +1,64 @@
+"""Inference over a loader on every process: logits (and labels, and one module's inputs) back in dataset order.
+
+Example::
+
+    predicted = predict_loader(model, accelerator.prepare(eval_loader(...)), accelerator)
+    predicted.logits.shape   # (examples, labels)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from tqdm.auto import tqdm
+
+from ..metrics import scores_from_logits
+from .batching import INDEX_KEY
+
+
+@dataclass
+class Predictions:
+    """Logits (float32) and labels for every example in dataset order, and the recorded inputs of one module."""
+
+    logits: np.ndarray
+    labels: np.ndarray | None
+    captured: torch.Tensor | None = None
+
+
+@torch.no_grad()
+def predict_loader(model: torch.nn.Module, loader: Any, accelerator: Accelerator,
+                   capture: torch.nn.Module | None = None, desc: str = "predicting") -> Predictions:
+    """Run ``model`` over ``loader``; with ``capture``, also record that module's input for each example."""
+    model.eval()
+    seen: dict[str, torch.Tensor] = {}
+    hook = capture.register_forward_hook(lambda module, args, output: seen.update(x=args[0])) if capture else None
+    parts: dict[str, list[torch.Tensor]] = {"logits": [], "indices": [], "labels": [], "captured": []}
+    try:
+        for batch in tqdm(loader, desc=desc, unit="batch", leave=False,
+                          disable=not accelerator.is_local_main_process or len(loader) < 4):
+            step = {"indices": batch.pop(INDEX_KEY)}
+            labels = batch.pop("labels", None)
+            step["logits"] = model(**batch).logits.float()
+            if labels is not None:
+                step["labels"] = labels
+            if capture is not None:
+                step["captured"] = seen.pop("x").detach().float()
+            for key, value in accelerator.gather_for_metrics(step).items():
+                parts[key].append(value.cpu())
+    finally:
+        if hook is not None:
+            hook.remove()
+    order = torch.cat(parts["indices"]).argsort()
+    joined = {key: torch.cat(values)[order] if values else None for key, values in parts.items()}
+    return Predictions(joined["logits"].numpy(), None if joined["labels"] is None else joined["labels"].numpy(),
+                       joined["captured"])
+
+
+def evaluate_loader(model: torch.nn.Module, loader: Any, accelerator: Accelerator, metrics: Sequence[str]) -> dict[str, float]:
+    """Loss and the named metrics over a labelled loader."""
+    predicted = predict_loader(model, loader, accelerator, desc="evaluating")
+    return scores_from_logits(predicted.logits, predicted.labels, metrics)
