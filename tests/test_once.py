@@ -1,0 +1,50 @@
+"""Work done once per run: inputs checked once, the head-first stage not repeated on --resume."""
+
+from __future__ import annotations
+
+import logging
+
+import mtl.data.images as images
+from mtl.config import DataConfig
+from mtl.data import load_labelled
+from mtl.tasks import ImageClassification
+
+from test_image_classification import build_model, colour_images, write_folder
+
+
+def test_each_split_is_checked_once_through_load_fit_and_evaluate(tmp_path, monkeypatch):
+    write_folder(tmp_path / "photos", ["train"])
+    checked: list[tuple[str, int]] = []
+    real = images.verify_images
+
+    def counting(split, column, where):
+        checked.append((where, len(split)))
+        real(split, column, where)
+
+    monkeypatch.setattr(images, "verify_images", counting)
+    monkeypatch.setattr("mtl.tasks.image_classification.verify_images", counting)
+    task = ImageClassification(build_model("resnet", tmp_path / "resnet"))
+    data = load_labelled(DataConfig(source=str(tmp_path / "photos"), validation_size=0.25, test_size=0.25),
+                         input_name="image", input_candidates=task.spec.input_candidates, check=task.check_inputs)
+    assert [where for where, _ in checked] == ["train"]  # one split on disk, opened once; the others are cut from it
+    task.fit(data.splits["train"], data.splits["validation"], epochs=1, batch_size=8)
+    task.evaluate(data.splits["test"])
+    assert len(checked) == 1, checked  # fit and evaluate reuse the checked splits
+    task.evaluate(colour_images(6, 9))  # new data from Python is checked
+    assert len(checked) == 2
+
+
+def test_resume_does_not_repeat_the_head_first_stage(tmp_path, caplog):
+    train, validation = colour_images(48, 0), colour_images(16, 1)
+    options = dict(freeze="none", epochs=2, head_first_epochs=2, batch_size=16, learning_rate=1e-2, warmup_ratio=0.0)
+    first = ImageClassification(build_model("resnet", tmp_path / "resnet"), random_resized_crop=False)
+    with caplog.at_level(logging.INFO, logger="mtl"):
+        done = first.fit(train, validation, output_dir=tmp_path / "run", **options)
+    assert sum("head first:" in r.getMessage() for r in caplog.records) == 1
+    caplog.clear()
+    again = ImageClassification(build_model("resnet", tmp_path / "resnet"), random_resized_crop=False)
+    with caplog.at_level(logging.INFO, logger="mtl"):
+        resumed = again.fit(train, validation, output_dir=tmp_path / "run", resume=True, **options)
+    assert not any("head first:" in r.getMessage() for r in caplog.records)
+    assert resumed.resumed_from_epoch == 2 and resumed.history == done.history
+    assert resumed.train_seconds == done.train_seconds  # the head-first time was kept in the checkpoint
