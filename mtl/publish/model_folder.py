@@ -1,7 +1,7 @@
 """A task's model as a plain transformers folder: written whole or not at all, read back, pushed to the Hub.
 
 The folder holds the weights, the config (label names; ``mtl_task``/``mtl_options``, which plain transformers
-ignores and :func:`load_task` reads back) and the processor; an MLP head adds ``mtl_head.py`` (see
+ignores and :func:`read_task_folder` reads back) and the processor; an MLP head adds ``mtl_head.py`` (see
 :mod:`mtl.modeling.heads`). ``task`` below is a fitted :class:`~mtl.task.Task`.
 
 Example::
@@ -62,7 +62,7 @@ def save_task(task: Any, directory: str | os.PathLike, overwrite: bool) -> Path:
     return directory
 
 
-def load_task(cls: type, directory: str | os.PathLike, options: dict[str, Any]) -> Any:
+def read_task_folder(cls: type, directory: str | os.PathLike, options: dict[str, Any]) -> Any:
     """A ``cls`` task holding the fine-tuned model in ``directory``, with its saved preprocessing options."""
     config_file = Path(directory) / "config.json"
     saved = json.loads(config_file.read_text()) if config_file.is_file() else {}

@@ -35,7 +35,7 @@ from ..data.labelled import hold_out, labelled_split
 from ..errors import MtlError
 from ..metrics import classification_details, scores_from_logits
 from ..modeling import attach_mlp_head, build_classifier
-from ..publish.model_folder import load_task, push_task, save_task, write_model_files
+from ..publish.model_folder import read_task_folder, push_task, save_task, write_model_files
 from ..sources import ResolvedCheckpoint, resolve_checkpoint
 from ..training import FitResult, Predictions, make_accelerator, predict_loader
 from ..training.batching import eval_loader
@@ -150,7 +150,7 @@ class Task(TaskHooks):
     @classmethod
     def load(cls, directory: str | os.PathLike, **options: Any) -> "Task":
         """A task holding a fine-tuned model saved by :meth:`save` (or any classifier folder)."""
-        return load_task(cls, directory, options)
+        return read_task_folder(cls, directory, options)
 
     def prepare(self) -> None:
         """Resolve the checkpoint (log which source served it) and load its processor; no model yet."""
