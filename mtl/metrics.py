@@ -13,7 +13,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from sklearn import metrics as skm
 
-from .errors import MtlError
+from .errors import MtlError, did_you_mean
 
 BUILTIN_METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
     "accuracy": skm.accuracy_score,
@@ -47,14 +47,26 @@ def scores_from_logits(logits: np.ndarray, labels: np.ndarray, names: Sequence[s
     return {"loss": loss, **compute_metrics(labels, logits.argmax(-1), names)}
 
 
-def _hub_metric(name: str, labels: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
+def require_metrics(names: Sequence[str]) -> None:
+    """Check before training that every metric can be computed: built in, or loadable with ``evaluate``."""
+    for name in names:
+        if name not in BUILTIN_METRICS:
+            _load_hub_metric(name)
+
+
+def _load_hub_metric(name: str) -> Any:
     try:
         import evaluate
 
-        metric = evaluate.load(name)
+        return evaluate.load(name)
     except Exception as error:
-        raise MtlError(f"metrics: {name!r} is not built in ({', '.join(BUILTIN_METRICS)}) and `evaluate` could not "
-                       f"load it from the Hub ({type(error).__name__}); use a built-in name offline") from None
+        raise MtlError(f"metrics: {name!r} is not built in{did_you_mean(name, BUILTIN_METRICS)} (built in: "
+                       f"{', '.join(BUILTIN_METRICS)}), and `evaluate` could not load it from the Hub "
+                       f"({type(error).__name__}); use a built-in name offline") from None
+
+
+def _hub_metric(name: str, labels: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
+    metric = _load_hub_metric(name)
     computed = metric.compute(predictions=predictions.tolist(), references=labels.tolist())
     return {(key if key != name.split("/")[-1] else name): float(value) for key, value in computed.items()
             if isinstance(value, (int, float, np.floating))}

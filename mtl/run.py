@@ -21,7 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("recipe", help="path of a YAML recipe")
     parser.add_argument("overrides", nargs="*", metavar="key.sub=value", help="override recipe values")
-    parser.add_argument("--dry-run", action="store_true", help="validate and print the resolved recipe, then stop")
+    parser.add_argument("--dry-run", action="store_true", help="check the recipe, data, checkpoint, metrics, output "
+                        "folder and Hub target, print the resolved recipe, then stop without training")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an output folder that mtl wrote before (never any other folder)")
     parser.add_argument("--resume", action="store_true", help="continue a killed run from its last epoch checkpoint")
@@ -36,10 +37,14 @@ def _run(args: argparse.Namespace) -> int:
 
     push = ["hub.push=true", f"hub.repo_id={args.push_to_hub}"] if args.push_to_hub else []
     recipe = load_recipe(args.recipe, [*args.overrides, *push])
+    from .runner import format_summary, prepare_run, run_recipe
+
     if args.dry_run:
+        run = prepare_run(recipe, overwrite=args.overwrite, resume=args.resume)
         print(recipe.to_yaml(), end="")
+        print(f"# checked: data ({run.data.summary()}), checkpoint {run.task.checkpoint} ({run.task.source.source}), "
+              f"metrics, output folder {run.out}" + (f", Hub target {run.repo_id}" if run.repo_id else ""))
         return 0
-    from .runner import format_summary, run_recipe
 
     summary = run_recipe(recipe, overwrite=args.overwrite, resume=args.resume)
     print(format_summary(summary))

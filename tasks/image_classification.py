@@ -15,7 +15,7 @@ import torch
 from datasets import Dataset, Features, Image as ImageFeature
 from PIL import Image
 
-from mtl.data.images import IMAGE_SUFFIXES, verify_images
+from mtl.data.images import IMAGE_SUFFIXES, MIN_SIDE, verify_images
 from mtl.errors import DataError
 from mtl.task import Task, TaskSpec, register_task
 
@@ -37,7 +37,8 @@ class ImageOptions:
 
 
 def to_rgb(image: Any, where: str = "image") -> Image.Image:
-    """A PIL RGB image from a PIL image, a numpy array (HxW or HxWxC, uint8 or [0, 1] floats) or a file path."""
+    """A PIL RGB image from a PIL image, a numpy array (HxW or HxWxC, uint8 or [0, 1] floats) or a file path;
+    empty, non-finite or smaller than 8x8 images are :class:`DataError`s naming ``where``."""
     if isinstance(image, (str, Path)):
         try:
             with Image.open(image) as opened:
@@ -46,6 +47,10 @@ def to_rgb(image: Any, where: str = "image") -> Image.Image:
             raise DataError(f"{where}: cannot read image {image}: {error}") from None
     elif isinstance(image, np.ndarray):
         array = image
+        if array.ndim not in (2, 3) or array.size == 0 or (array.ndim == 3 and array.shape[-1] not in (1, 3, 4)):
+            raise DataError(f"{where}: an image array is HxW or HxWxC (C = 1, 3 or 4), got shape {array.shape}")
+        if not np.issubdtype(array.dtype, np.number) or not np.isfinite(array).all():
+            raise DataError(f"{where}: the image array holds NaN, infinite or non-numeric values; fix the array")
         if array.dtype != np.uint8:
             array = np.clip(array * (255.0 if array.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
         if array.ndim == 3 and array.shape[-1] == 1:
@@ -53,6 +58,9 @@ def to_rgb(image: Any, where: str = "image") -> Image.Image:
         image = Image.fromarray(array)
     if not isinstance(image, Image.Image):
         raise DataError(f"{where}: expected a PIL image, numpy array or file path, got {type(image).__name__}")
+    if min(image.size) < MIN_SIDE:
+        raise DataError(f"{where}: the image is {image.size[0]}x{image.size[1]} pixels; images need at least "
+                        f"{MIN_SIDE}x{MIN_SIDE} pixels to classify")
     return image.convert("RGB")
 
 

@@ -10,8 +10,10 @@ from typing import Any
 from datasets import Dataset
 from transformers import DataCollatorWithPadding
 
+from mtl.errors import CheckpointError, DataError
 from mtl.task import Task, TaskSpec, register_task
 
+DEFAULT_MAX_LENGTH = 128
 SAMPLE_TEXTS = ["a gorgeous, moving film", "dull and far too long", "what a film", "the plot was fine",
                 "I would not watch it again", "superb acting and a clever, warm story"]
 _POSITIVE = ["good", "great", "wonderful", "superb", "lovely", "brilliant"]
@@ -19,14 +21,27 @@ _NEGATIVE = ["bad", "awful", "boring", "dull", "terrible", "weak"]
 _FILLER = ["the", "film", "was", "a", "plot", "actors", "story", "movie", "really", "quite", "and", "with"]
 
 
+def _position_limit(folder: Path, tokenizer: Any) -> int | None:
+    """The most tokens the checkpoint reads: the tokenizer's limit, else the config's position embeddings."""
+    import json
+
+    limit = getattr(tokenizer, "model_max_length", None)
+    if isinstance(limit, int) and 0 < limit < 1_000_000:
+        return limit
+    config = json.loads((Path(folder) / "config.json").read_text())
+    positions = config.get("max_position_embeddings")
+    return positions if isinstance(positions, int) and positions > 0 else None
+
+
 @dataclass
 class TextOptions:
     """Preprocessing options of text tasks (recipe section ``preprocess``)."""
 
-    max_length: int = 128  # tokens kept per text; longer texts are truncated
+    max_length: int | None = None  # tokens kept per text (longer texts are truncated); default 128, or fewer
+    # when the checkpoint reads fewer
 
     def __post_init__(self) -> None:
-        if self.max_length < 8:
+        if self.max_length is not None and self.max_length < 8:
             raise ValueError(f"max_length must be at least 8 tokens, got {self.max_length}")
 
 
@@ -50,7 +65,7 @@ class TextSentiment(Task):
 
     def preprocess(self, batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
         texts = ["" if t is None else str(t) for t in batch["text"]]
-        return self.processor(texts, truncation=True, max_length=self.options.max_length)
+        return self.processor(texts, truncation=True, max_length=self.max_length)
 
     def collate(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         if not hasattr(self, "_collator"):
@@ -59,6 +74,24 @@ class TextSentiment(Task):
 
     def lengths(self, dataset: Dataset) -> list[int]:
         return [len(ids) for ids in dataset["input_ids"]]
+
+    def inputs_to_dataset(self, inputs: list[Any]) -> Dataset:
+        for i, text in enumerate(inputs):
+            if not isinstance(text, str) or not text.strip():
+                shown = "an empty text" if isinstance(text, str) else f"a {type(text).__name__}"
+                raise DataError(f"input {i + 1}: expected a non-empty text, got {shown}")
+        return super().inputs_to_dataset(inputs)
+
+    def load_processor(self, folder: Path) -> Any:
+        """The tokenizer; ``max_length`` above the checkpoint's position limit is an error, not a crash later."""
+        tokenizer = super().load_processor(folder)
+        limit = _position_limit(folder, tokenizer)
+        wanted = self.options.max_length
+        if limit is not None and wanted is not None and wanted > limit:
+            raise CheckpointError(f"preprocess.max_length {wanted} is more than the {limit} tokens "
+                                  f"{self.checkpoint} can read; set preprocess.max_length to at most {limit}")
+        self.max_length = wanted or min(DEFAULT_MAX_LENGTH, limit or DEFAULT_MAX_LENGTH)
+        return tokenizer
 
     # ---- inputs and outputs of the command line, export and card ----------------------------------------
     def inputs_from_file(self, path: Path) -> list[tuple[str, Any]]:

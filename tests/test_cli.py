@@ -50,7 +50,19 @@ def test_dry_run_prints_the_resolved_recipe(recipe, tmp_path):
     resolved = yaml.safe_load(done.stdout)
     assert resolved["train"]["epochs"] == 5 and resolved["train"]["batch_size"] == 16
     assert resolved["preprocess"] == {"max_length": 32}
+    assert "# checked: data (2 labels" in done.stdout and "local folder" in done.stdout
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("override, message", [
+    ("data.source=missing.csv", "does not exist"),
+    ("model.checkpoint=/no/such/model", "does not exist"),
+    ("metrics=[accuracy, macro_f11]", "did you mean 'macro_f1'"),
+    ("output.dir=reviews.csv/out", "cannot write"),
+    ("preprocess.max_length=100", "more than the 64 tokens"),
+])
+def test_dry_run_checks_data_checkpoint_metrics_and_output_before_training(recipe, override, message):
+    assert_clean_failure(run_cli(str(recipe), "--dry-run", override, cwd=recipe.parent), message)
 
 
 def test_run_writes_a_complete_folder_and_refuses_to_overwrite_it(recipe, tmp_path):

@@ -12,6 +12,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -109,10 +110,22 @@ class TrainConfig:
         problems = [f"{name} must be at least 1, got {getattr(self, name)}"
                     for name in ("batch_size", "gradient_accumulation_steps", "log_every")
                     if isinstance(getattr(self, name), int) and getattr(self, name) < 1]
-        if isinstance(self.epochs, float) and self.epochs <= 0 and not self.max_steps:
-            problems.append(f"epochs must be positive, got {self.epochs}")
+        if isinstance(self.epochs, float) and not (math.isfinite(self.epochs) and self.epochs > 0) and not self.max_steps:
+            problems.append(f"epochs must be a positive number, got {self.epochs}")
+        if isinstance(self.max_steps, int) and self.max_steps < 1:
+            problems.append(f"max_steps must be at least 1 (or null), got {self.max_steps}")
+        for name in ("learning_rate", "head_learning_rate", "max_grad_norm"):  # NaN, inf, 0 or < 0 train nothing good
+            value = getattr(self, name)
+            if isinstance(value, float) and not (math.isfinite(value) and value > 0):
+                problems.append(f"{name} must be a finite number above 0, got {value}")
+        if isinstance(self.weight_decay, float) and not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            problems.append(f"weight_decay must be a finite number of at least 0, got {self.weight_decay}")
         if isinstance(self.warmup_ratio, float) and not 0 <= self.warmup_ratio < 1:
             problems.append(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if isinstance(self.early_stopping_patience, int) and self.early_stopping_patience < 1:
+            problems.append(f"early_stopping_patience must be at least 1 (or null), got {self.early_stopping_patience}")
+        if isinstance(self.head_first_epochs, int) and self.head_first_epochs < 0:
+            problems.append(f"head_first_epochs must not be negative, got {self.head_first_epochs}")
         _raise_all(problems)
 
 

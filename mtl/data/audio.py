@@ -117,14 +117,16 @@ def decode(source: Any, where: str = "audio") -> tuple[np.ndarray, int | None]:
     if isinstance(source, dict):
         if source.get("array") is not None or source.get("raw") is not None:
             array = source.get("array") if source.get("array") is not None else source["raw"]
-            return _mono(np.asarray(array, dtype=np.float32), where), int(source["sampling_rate"])
+            if not isinstance(source.get("sampling_rate"), (int, float, np.integer)):
+                raise DataError(f"{where}: an audio dict needs 'sampling_rate' (Hz) beside its samples")
+            return _mono(_float_array(array, where), where), int(source["sampling_rate"])
         source = source.get("bytes") or source.get("path")
     if isinstance(source, (str, Path)):
         match = _FRAGMENT.match(str(source))
         if match and not Path(source).exists():
             source, start, end = match["path"], float(match["start"]), float(match["end"])
     elif isinstance(source, (np.ndarray, list, tuple, torch.Tensor)):
-        return _mono(np.asarray(source, dtype=np.float32), where), None
+        return _mono(_float_array(source, where), where), None
     if not isinstance(source, (str, Path, bytes)):
         raise DataError(f"{where}: expected an audio file path, bytes, a numpy array or a dict with 'array' and "
                         f"'sampling_rate', got {type(source).__name__}")
@@ -141,6 +143,13 @@ def decode(source: Any, where: str = "audio") -> tuple[np.ndarray, int | None]:
         reason = str(error).replace(f"Error opening {name!r}: ", "").rstrip(".")
         raise DataError(f"{where}: cannot read {name}: {reason}; replace or remove the file") from None
     return _mono(samples, where), rate
+
+
+def _float_array(values: Any, where: str) -> np.ndarray:
+    try:
+        return np.asarray(values, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise DataError(f"{where}: audio samples must be numbers (a 1-D or 2-D array), got {type(values).__name__}") from None
 
 
 def _mono(samples: np.ndarray, where: str) -> np.ndarray:
@@ -172,6 +181,12 @@ def load_clip(source: Any, rate: int, samples: int | None, where: str = "audio",
               rng: np.random.Generator | None = None) -> np.ndarray:
     """Decode, mono, resample to ``rate`` and pad/crop to ``samples`` (a random crop when ``rng`` is given)."""
     audio, source_rate = decode(source, where)
+    if not len(audio):
+        raise DataError(f"{where}: the audio has no samples; give a clip of at least a few milliseconds")
+    if not np.isfinite(audio).all():
+        raise DataError(f"{where}: the audio holds NaN or infinite samples; fix the recording or array")
+    if source_rate is not None and source_rate < 1:
+        raise DataError(f"{where}: sampling_rate must be a positive number of Hz, got {source_rate}")
     audio = resample(audio, source_rate or rate, rate)
     if samples is None:
         return audio

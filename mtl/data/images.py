@@ -11,6 +11,7 @@ from PIL import Image
 from ..errors import DataError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+MIN_SIDE = 8  # pixels: smaller images (1x1 placeholders, broken thumbnails) are errors, not inputs
 
 
 def verify_images(split: Dataset, column: str, where: str) -> None:
@@ -23,8 +24,8 @@ def verify_images(split: Dataset, column: str, where: str) -> None:
         row, item = bad[0]
         name = f" ({item['path']})" if item.get("path") else ""
         more = f"; {len(bad) - 1} more unreadable images" if len(bad) > 1 else ""
-        raise DataError(f"{where} row {row}{name}: the image cannot be decoded (corrupt or not an image); "
-                        f"replace or remove it{more}")
+        raise DataError(f"{where} row {row}{name}: the image cannot be decoded (corrupt, not an image, or smaller "
+                        f"than {MIN_SIDE}x{MIN_SIDE} pixels); replace or remove it{more}")
 
 
 def _opens(item: dict[str, Any] | None) -> bool:
@@ -35,6 +36,6 @@ def _opens(item: dict[str, Any] | None) -> bool:
         with Image.open(source) as image:
             image.draft("RGB", (64, 64))  # JPEGs decode at a reduced scale: every byte is still read
             image.load()  # decodes the pixels: verify() misses truncated data
-        return True
+            return min(image.size) >= MIN_SIDE
     except (OSError, ValueError, Image.DecompressionBombError):
         return False

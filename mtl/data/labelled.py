@@ -61,6 +61,7 @@ def load_labelled(config: DataConfig, *, input_name: str, input_candidates: Sequ
     if config.keywords:
         splits = DatasetDict({name: relabel_keywords(split, config.keywords) for name, split in splits.items()})
     splits, names = encode_labels(splits, label_names or config.label_names)
+    require_trainable_labels(splits["train"], names, "data.label_names" if config.label_names else "the data")
     splits = complete_splits(splits, config)
     if config.limit_per_class:
         splits["train"] = limit_per_class(splits["train"], config.limit_per_class, config.split_seed)
@@ -187,6 +188,21 @@ def encode_labels(splits: DatasetDict, label_names: Sequence[str] | None = None)
         encoded[name] = split.map(encode, batched=True, features=features, desc=f"encoding {name} labels")
     encoded = DatasetDict(encoded)
     return encoded, names
+
+
+def require_trainable_labels(train: Dataset, names: Sequence[str], named_by: str = "the data") -> None:
+    """A classifier needs examples of at least two labels, and of every label it is to predict."""
+    counts = np.bincount(np.asarray(train["label"], dtype=np.int64), minlength=len(names))
+    present = [name for name, count in zip(names, counts) if count]
+    if len(present) < 2:
+        raise DataError(f"train: only one label ({', '.join(map(repr, present)) or 'none'}) among {len(train)} "
+                        "examples; a classifier needs examples of at least two labels. Check the label column "
+                        "(data.label_column) or add examples of the other labels")
+    missing = [name for name, count in zip(names, counts) if not count]
+    if missing:
+        raise DataError(f"train: {named_by} names {len(names)} labels but {len(missing)} of them have no training "
+                        f"example ({', '.join(map(repr, missing[:10]))}); the model could never predict them. "
+                        "Remove those names from data.label_names or add examples of them")
 
 
 def _as_strings(split: Dataset) -> Dataset:

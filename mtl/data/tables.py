@@ -70,8 +70,8 @@ def read_source(source: str, config: str | None = None) -> DatasetDict:
             raise DataError(f"data.source: folder {path} holds no train/validation/test files "
                             f"({', '.join(_READERS)}); name them train.csv, test.csv, ...")
         return read_files(files)
-    if source.startswith((".", "/", "~")):
-        raise DataError(f"data.source: {source} does not exist; check the path")
+    if source.startswith((".", "/", "~")) or Path(source).suffix.lower() in _READERS:
+        raise DataError(f"data.source: {source} does not exist (looked in {path.resolve().parent}); check the path")
     return _read_hub(source, config)
 
 

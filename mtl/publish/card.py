@@ -135,6 +135,8 @@ def _body(summary: dict[str, Any], recipe: dict[str, Any] | None, spec: Any, nam
                   f"{int(row['support'])} |" for label, row in test.get("per_class", {}).items()]
         lines += ["", f"![Confusion matrix]({CONFUSION_FILE})", ""]
         lines += [f"![Learning curves]({CURVES_FILE})", ""] if summary.get("history") else []
+    if summary.get("warnings"):
+        lines += ["## Warning", "", *[f"- {warning}" for warning in summary["warnings"]], ""]
     lines += ["## How to use", "", "```python", *usage, "```", "",
               "## Intended use and limits", "",
               f"Made for {spec.intended_use}, to tell apart exactly the "

@@ -22,9 +22,8 @@ METRICS_FILE = "metrics.json"
 MARKER_FILE = ".mtl-output"  # written first into every folder mtl creates; --overwrite replaces only such folders
 
 
-def prepare_output_dir(directory: Path, *, overwrite: bool, resume: bool,
-                       protected: Sequence[str | Path] = ()) -> bool:
-    """Create ``directory`` for a run and mark it as mtl's; return whether this run created the folder.
+def check_output_dir(directory: Path, *, overwrite: bool, resume: bool, protected: Sequence[str | Path] = ()) -> bool:
+    """Everything :func:`prepare_output_dir` checks, writing nothing; returns whether an old folder will be replaced.
 
     A non-empty folder is refused unless ``resume`` (kept) or ``overwrite``, and ``overwrite`` replaces only a
     folder that mtl itself wrote (its marker file), never ``/``, the home folder, the working directory or one
@@ -36,6 +35,7 @@ def prepare_output_dir(directory: Path, *, overwrite: bool, resume: bool,
     directory = Path(directory).expanduser()
     if directory.exists() and not directory.is_dir():
         raise OutputExistsError(f"output.dir {directory} is a file; choose a folder path")
+    _require_writable(directory)
     if resume:
         if not (directory / "checkpoints").is_dir():
             raise MtlError(f"--resume: {directory} has no checkpoints/ to resume from; run without --resume")
@@ -46,11 +46,36 @@ def prepare_output_dir(directory: Path, *, overwrite: bool, resume: bool,
                                 f"--resume to continue its run, or set output.dir=another/folder")
     if existed:
         refuse_to_replace(directory, protected)
+    return existed
+
+
+def prepare_output_dir(directory: Path, *, overwrite: bool, resume: bool,
+                       protected: Sequence[str | Path] = ()) -> bool:
+    """Create ``directory`` for a run (after :func:`check_output_dir`) and mark it as mtl's; return whether this
+    run created the folder."""
+    directory = Path(directory).expanduser()
+    if check_output_dir(directory, overwrite=overwrite, resume=resume, protected=protected):
         remove_folder(directory)
+    if resume:
+        return False
     created = not directory.exists()
-    directory.mkdir(parents=True, exist_ok=True)
-    mark_as_output(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        mark_as_output(directory)
+    except OSError as error:
+        raise OutputExistsError(f"output.dir {directory}: cannot write there ({error.strerror}); choose a folder "
+                                "you can write to") from None
     return created
+
+
+def _require_writable(directory: Path) -> None:
+    """The folder, or the nearest folder above it that exists, must let this user create files."""
+    existing = directory
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputExistsError(f"output.dir {directory}: cannot write in {existing} (permission denied or not a "
+                                "folder); choose a folder you can write to")
 
 
 def clean_failed_run(directory: Path, created: bool) -> None:

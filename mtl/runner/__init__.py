@@ -6,7 +6,7 @@ Example::
     summary = run_recipe(load_recipe("recipes/sentiment.yaml"))
 """
 
-from .run import recipe_inputs, run_recipe
+from .run import PreparedRun, prepare_run, recipe_inputs, run_recipe
 from .summary import format_summary
 
-__all__ = ["format_summary", "recipe_inputs", "run_recipe"]
+__all__ = ["PreparedRun", "format_summary", "prepare_run", "recipe_inputs", "run_recipe"]

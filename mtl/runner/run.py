@@ -18,6 +18,7 @@ import logging
 import os
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,9 @@ from ..fs import atomic_folder, clean_orphans, write_json, write_text_atomic
 from ..publish.card import base_license, write_card
 from ..publish.compare import compare_metric, run_compare, variant_row, write_compare
 from ..publish.hub import check_push_target, push_folder
-from ..publish.output_dir import (MARKER_FILE, METRICS_FILE, RECIPE_FILE, clean_failed_run, prepare_output_dir)
+from ..metrics import require_metrics
+from ..publish.output_dir import (MARKER_FILE, METRICS_FILE, RECIPE_FILE, check_output_dir, clean_failed_run,
+                                  prepare_output_dir)
 from ..publish.reports import predictions_table, readable_inputs, write_reports
 from ..registry import get_task
 from .summary import build_summary
@@ -41,29 +44,48 @@ logger = logging.getLogger(__name__)
 LOG_FILE = "train_log.jsonl"
 
 
-def run_recipe(recipe: Recipe, *, overwrite: bool = False, resume: bool = False,
-               token: str | None = None) -> dict[str, Any]:
-    """Train and evaluate as the recipe says; write the model folder, reports and card; push; return the metrics."""
+@dataclass
+class PreparedRun:
+    """Everything a run needs, resolved and checked before any training: what ``--dry-run`` verifies."""
+
+    task_cls: type
+    task: Any
+    data: Any
+    out: Path
+    repo_id: str | None
+
+
+def prepare_run(recipe: Recipe, *, overwrite: bool = False, resume: bool = False,
+                token: str | None = None) -> PreparedRun:
+    """Resolve and check the Hub target, task, metrics, output folder, data and checkpoint; write nothing."""
     out = Path(recipe.output.dir).expanduser()
-    started = time.perf_counter()
-    # the token and repo id are checked before anything else: no hour of training lost to a typo
+    # cheap checks first: no hour of training (or of reading data) lost to a typo
     repo_id = check_push_target(recipe.hub.repo_id, token) if recipe.hub.push else None
     task_cls = get_task(recipe.task)
-    # data and checkpoint problems surface before anything is written to the output folder
+    require_metrics(recipe.metrics)
+    _check_resumed_recipe(out, recipe, resume)
+    check_output_dir(out, overwrite=overwrite, resume=resume, protected=recipe_inputs(recipe))
     task = task_cls(recipe.model.checkpoint, revision=recipe.model.revision, options=recipe.preprocess)
     data = load_labelled(recipe.data, input_name=task_cls.spec.input_column,
                          input_candidates=task_cls.spec.input_candidates, check=task.check_inputs)
     task.prepare()
-    _check_resumed_recipe(out, recipe, resume)
-    clean_orphans(out)
-    created = prepare_output_dir(out, overwrite=overwrite, resume=resume, protected=recipe_inputs(recipe))
+    return PreparedRun(task_cls, task, data, out, repo_id)
+
+
+def run_recipe(recipe: Recipe, *, overwrite: bool = False, resume: bool = False,
+               token: str | None = None) -> dict[str, Any]:
+    """Train and evaluate as the recipe says; write the model folder, reports and card; push; return the metrics."""
+    started = time.perf_counter()
+    run = prepare_run(recipe, overwrite=overwrite, resume=resume, token=token)
+    clean_orphans(run.out)
+    created = prepare_output_dir(run.out, overwrite=overwrite, resume=resume, protected=recipe_inputs(recipe))
     try:
-        summary = _train_and_write(recipe, task, task_cls, data, out, repo_id, resume, started)
+        summary = _train_and_write(recipe, run, resume, started)
     except Exception:
-        clean_failed_run(out, created)
+        clean_failed_run(run.out, created)
         raise
-    if repo_id and task._accelerator.is_main_process:
-        summary["pushed"] = push_folder(out, repo_id, private=recipe.hub.private, token=token)
+    if run.repo_id and run.task._accelerator.is_main_process:
+        summary["pushed"] = push_folder(run.out, run.repo_id, private=recipe.hub.private, token=token)
     return summary
 
 
@@ -74,8 +96,8 @@ def recipe_inputs(recipe: Recipe) -> list[Path]:
     return [Path(c).expanduser() for c in candidates if isinstance(c, str) and Path(c).expanduser().exists()]
 
 
-def _train_and_write(recipe: Recipe, task: Any, task_cls: Any, data: Any, out: Path, repo_id: str | None,
-                     resume: bool, started: float) -> dict[str, Any]:
+def _train_and_write(recipe: Recipe, run: PreparedRun, resume: bool, started: float) -> dict[str, Any]:
+    task, task_cls, data, out, repo_id = run.task, run.task_cls, run.data, run.out, run.repo_id
     write_text_atomic(out / RECIPE_FILE, recipe.to_yaml())
     fit = task.fit(data.splits["train"], data.splits["validation"], freeze=recipe.freeze_spec, head=recipe.model.head,
                    metrics=recipe.metrics, output_dir=out, resume=resume, config=recipe.train)
@@ -84,6 +106,8 @@ def _train_and_write(recipe: Recipe, task: Any, task_cls: Any, data: Any, out: P
     predictions = predictions_table(readable_inputs(split, task.spec.input_column), np.asarray(split["label"]),
                                     logits, task.label_names)
     summary = build_summary(recipe, task, data, fit, metrics, time.perf_counter() - started)
+    for warning in summary["warnings"]:
+        logger.warning("%s", warning)
     compared = None
     if recipe.compare.enabled:
         main_run = variant_row(recipe, "pretrained", 1.0, len(data.splits["train"]), recipe.model.freeze, metrics,

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 import platform
-from typing import Any
+from typing import Any, Sequence
 
+import numpy as np
 import torch
 
 from .. import __version__
@@ -35,10 +36,33 @@ def build_summary(recipe: Any, task: Any, data: Any, fit: Any, test: dict[str, A
         "total_seconds": round(seconds, 1),
         "stopped_early": fit.stopped_early,
         "resumed_from_epoch": fit.resumed_from_epoch,
+        "warnings": quality_warnings(test, task.label_names),
         "environment": {"mtl": __version__, "torch": torch.__version__, "python": platform.python_version(),
                         "device": str(device), "hardware": _hardware(device),
                         "mixed_precision": recipe.train.mixed_precision},
     }
+
+
+def quality_warnings(test: dict[str, Any], label_names: Sequence[str]) -> list[str]:
+    """Why the test results say the model learned nothing useful: no better than always answering the commonest
+    label, or nearly every prediction on one label. Empty when the model beats that baseline."""
+    matrix = np.asarray(test.get("confusion_matrix") or [[0]])
+    total = matrix.sum()
+    if total == 0 or len(label_names) < 2:
+        return []
+    truth, predicted = matrix.sum(axis=1), matrix.sum(axis=0)
+    majority, share = label_names[int(truth.argmax())], truth.max() / total
+    accuracy = np.trace(matrix) / total
+    warnings = []
+    if accuracy <= share + 0.01:
+        warnings.append(f"The model is no better than always answering the commonest label {majority!r} ({share:.1%} of the "
+                        f"test split): test accuracy {accuracy:.1%}, macro-F1 {test.get('macro_f1', float('nan')):.3f}. "
+                        "Train longer, freeze the backbone, or balance the labels.")
+    if predicted.max() >= 0.95 * total and truth.max() < 0.95 * total:
+        top = label_names[int(predicted.argmax())]
+        warnings.append(f"{predicted.max() / total:.0%} of the test predictions are {top!r}: the model collapsed "
+                        "onto one label.")
+    return warnings
 
 
 def format_summary(summary: dict[str, Any]) -> str:
@@ -52,6 +76,7 @@ def format_summary(summary: dict[str, Any]) -> str:
         rows.append(("reports", ", ".join(summary["reports"]) + ", README.md"))
     if summary.get("pushed"):
         rows.append(("pushed", summary["pushed"]))
+    rows += [("WARNING", warning) for warning in summary.get("warnings") or []]
     width = max(len(name) for name, _ in rows)
     text = "\n".join(f"{name.ljust(width)}  {value}" for name, value in rows)
     if summary.get("compare"):

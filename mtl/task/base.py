@@ -31,7 +31,7 @@ from datasets import Dataset
 from ..config import schema
 from ..config.freeze import FreezeSpec, parse_freeze
 from ..config.sections import HeadConfig, TrainConfig
-from ..data.labelled import hold_out, labelled_split
+from ..data.labelled import hold_out, labelled_split, require_trainable_labels
 from ..errors import MtlError
 from ..metrics import classification_details, scores_from_logits
 from ..modeling import attach_mlp_head, build_classifier
@@ -121,15 +121,19 @@ class Task(TaskHooks):
         return ({**scores, **classification_details(labels, logits.argmax(-1), self.label_names),
                  "num_examples": len(labels)}, split, logits)
 
-    def predict(self, inputs: Sequence[Any], *, batch_size: int = 64) -> list[dict[str, Any]]:
-        """The most likely label and its probability for each raw input."""
+    def predict(self, inputs: Sequence[Any] | Any, *, batch_size: int = 64) -> list[dict[str, Any]]:
+        """The most likely label and its probability for each raw input (a single input, such as one text or
+        one path, counts as a list of one)."""
         probabilities = self.predict_proba(inputs, batch_size=batch_size)
         best = probabilities.argmax(-1)
         return [{"label": self.label_names[i], "score": float(p[i])} for i, p in zip(best, probabilities)]
 
-    def predict_proba(self, inputs: Sequence[Any], *, batch_size: int = 64) -> np.ndarray:
+    def predict_proba(self, inputs: Sequence[Any] | Any, *, batch_size: int = 64) -> np.ndarray:
         """Class probabilities, shape (len(inputs), num_labels), columns in ``label_names`` order."""
         self._require_model("predict")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise MtlError(f"predict: batch_size must be a whole number of at least 1, got {batch_size!r}")
+        inputs = as_input_list(inputs)
         logits = self.run_model(self.features(self.inputs_to_dataset(inputs)), batch_size).logits
         return torch.softmax(torch.from_numpy(logits), -1).numpy()
 
@@ -193,6 +197,7 @@ class Task(TaskHooks):
         kwargs = dict(input_name=self.spec.input_column, input_candidates=self.spec.input_candidates,
                       check=self.check_inputs)
         train_set, names = labelled_split(train, label_names=None, what="train data", **kwargs)
+        require_trainable_labels(train_set, names)
         if validation is None:
             train_set, validation_set = hold_out(train_set, 0.1, seed=42)
         else:
@@ -203,6 +208,18 @@ class Task(TaskHooks):
     def _require_model(self, action: str) -> None:
         if self.model is None or self.label_names is None:
             raise MtlError(f"cannot {action}: no trained model yet; call fit() first or use {type(self).__name__}.load(folder)")
+
+
+def as_input_list(inputs: Any) -> list[Any]:
+    """``inputs`` as a list: one text, path, mapping, array or image is one input, not a sequence of them."""
+    if inputs is None:
+        raise MtlError("predict: got None; pass one input or a list of inputs")
+    single = isinstance(inputs, (str, bytes, os.PathLike, dict, np.ndarray, torch.Tensor)) or \
+        not (hasattr(inputs, "__len__") and hasattr(inputs, "__iter__"))
+    items = [inputs] if single else list(inputs)
+    if not items:
+        raise MtlError("predict: got an empty list; pass at least one input")
+    return items
 
 
 def _head_config(head: str | dict | HeadConfig) -> HeadConfig:
