@@ -10,8 +10,13 @@ import torch
 
 timm = pytest.importorskip("timm")
 
-from mtl.sources.converters import efficientnet_lite0 as lite0  # noqa: E402
 from mtl.errors import CheckpointError, OutputExistsError  # noqa: E402
+from mtl.sources.artifacts import fetch_artifact  # noqa: E402
+from mtl.sources.catalog import MIRRORS  # noqa: E402
+from mtl.sources.converters import convert_mirror  # noqa: E402
+from mtl.sources.converters import efficientnet_lite0 as lite0  # noqa: E402
+
+MIRROR = MIRRORS["timm/tf_efficientnet_lite0.in1k"]
 
 # timm module name -> efficientnet_pytorch module name, written from the efficientnet_pytorch layout.
 _TOP = {"conv_stem": "_conv_stem", "bn1": "_bn0", "conv_head": "_conv_head", "bn2": "_bn1", "classifier": "_fc"}
@@ -81,7 +86,7 @@ def test_folder_from_random_weights_matches_timm(tmp_path):
 
     model = _random_timm_model()
     torch.save(_to_source_names(model), tmp_path / "lite0.pth")
-    folder = lite0.convert_to_folder(tmp_path / "lite0.pth", tmp_path / "out")
+    folder = lite0.convert_to_folder(tmp_path / "lite0.pth", tmp_path / "out", MIRROR)
     assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors",
                                                         "preprocessor_config.json"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lite0.pth", "out"]  # no staging left behind
@@ -96,9 +101,10 @@ def test_folder_from_random_weights_matches_timm(tmp_path):
     names = timm.data.ImageNetInfo("imagenet-1k")
     assert config.num_labels == 1000
     assert config.id2label[0] == names.index_to_description(0) and "tench" in config.id2label[0]
-    assert config.mtl_source["sha256"] == lite0.ARTIFACT.sha256
+    assert config.mtl_source == {"hub_id": MIRROR.hub_id, "package": MIRROR.artifact.requirement,
+                                 "member": MIRROR.artifact.member, "sha256": MIRROR.artifact.sha256}
 
-    expected = timm.data.resolve_data_config(model=timm.create_model(lite0.HUB_ID.split("/")[1]))
+    expected = timm.data.resolve_data_config(model=timm.create_model(MIRROR.hub_id.split("/")[1]))
     for processor in (AutoImageProcessor.from_pretrained(folder),
                       AutoImageProcessor.from_pretrained(folder, image_processor_filename="preprocessor_config.json")):
         assert type(processor).__name__ == "TimmWrapperImageProcessor"
@@ -107,7 +113,7 @@ def test_folder_from_random_weights_matches_timm(tmp_path):
         "TimmWrapperImageProcessor"
 
     with pytest.raises(OutputExistsError):
-        lite0.convert_to_folder(tmp_path / "lite0.pth", folder)
+        lite0.convert_to_folder(tmp_path / "lite0.pth", folder, MIRROR)
 
 
 @pytest.fixture(scope="module")
@@ -115,8 +121,8 @@ def pretrained_folder(tmp_path_factory):
     root = tmp_path_factory.mktemp("lite0")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MTL_CACHE", str(root / "cache"))
-        pth = lite0.fetch_artifact(lite0.ARTIFACT)
-        folder = lite0.build_folder(root / "folder")
+        pth = fetch_artifact(MIRROR.artifact)
+        folder = convert_mirror(MIRROR, root / "folder")
     return pth, folder
 
 
@@ -140,7 +146,7 @@ def test_pretrained_folder_classifies_china_jpg(pretrained_folder):
     assert predictions[0]["label"] in BUILDINGS, predictions
 
     # The same weights in plain timm, with timm's own eval transform, give the same answer.
-    reference = timm.create_model(lite0.HUB_ID.split("/")[1], pretrained=False, num_classes=1000).eval()
+    reference = timm.create_model(MIRROR.hub_id.split("/")[1], pretrained=False, num_classes=1000).eval()
     reference.load_state_dict(lite0.convert_state_dict(source), strict=True)
     transform = timm.data.create_transform(**timm.data.resolve_data_config(model=reference))
     with torch.no_grad():

