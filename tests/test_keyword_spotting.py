@@ -177,6 +177,24 @@ def test_augmentation_only_while_training(tones, tmp_path):
         assert torch.equal(off.transform(batch, train=True)[key], plain)
 
 
+def test_spec_augment_masks_the_batch_at_once_with_each_items_mean():
+    task = KeywordSpotting("unused", freq_mask=4, time_mask=6)
+    torch.manual_seed(0)
+    features = torch.rand(16, 8, 30) + torch.arange(16.0)[:, None, None]  # (batch, mel, time); means differ
+    for mel_axis, batch in ((1, features.clone()), (2, features.transpose(1, 2).contiguous())):
+        out = task._mask_spectrogram(batch, mel_axis)
+        assert out.shape == batch.shape
+        out = out if mel_axis == 1 else out.transpose(1, 2)
+        changed = out != features
+        bands = []
+        for item, cells in zip(range(16), changed):
+            rows, columns = cells.all(dim=1), cells.all(dim=0)  # masked mel bins, masked frames
+            assert torch.equal(cells, rows[:, None] | columns[None, :]) and rows.sum() < 4 and columns.sum() < 6
+            assert torch.allclose(out[item][cells], features[item].mean())
+            bands.append((tuple(rows.tolist()), tuple(columns.tolist())))
+        assert changed.any() and len(set(bands)) > 1  # masks drawn per item (iid), not one for the batch
+
+
 def test_options_are_checked():
     with pytest.raises(Exception, match="clip_seconds must be in"):
         KeywordSpotting("unused", clip_seconds=0)
