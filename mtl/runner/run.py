@@ -63,7 +63,8 @@ def run_recipe(recipe: Recipe, *, overwrite: bool = False, resume: bool = False,
         clean_failed_run(out, created)
         raise
     if repo_id and task._accelerator.is_main_process:
-        summary["pushed"] = push_folder(out, repo_id, private=recipe.hub.private, token=token)
+        summary["pushed"] = push_folder(out, repo_id, private=recipe.hub.private, token=token,
+                                        include_private=recipe.hub.include_private)
     return summary
 
 
