@@ -233,18 +233,24 @@ class KeywordSpotting(Task):
         return recording[start:start + length]
 
     def _mask_spectrogram(self, spectrogram: torch.Tensor, mel_axis: int) -> torch.Tensor:
+        """SpecAugment on the whole batch: torchaudio draws one frequency and one time mask per item
+        (``iid_masks``); masked cells take the item's mean."""
         from torchaudio.transforms import FrequencyMasking, TimeMasking
 
-        masked = spectrogram.clone()
-        for i in range(len(masked)):
-            item = masked[i] if mel_axis == 1 else masked[i].T  # (mel, time) for torchaudio
-            fill = float(item.mean())
-            if self.options.freq_mask:
-                item = FrequencyMasking(min(self.options.freq_mask, item.shape[0]))(item[None], fill)[0]
-            if self.options.time_mask:
-                item = TimeMasking(min(self.options.time_mask, item.shape[1]))(item[None], fill)[0]
-            masked[i] = item if mel_axis == 1 else item.T
-        return masked
+        batch = spectrogram if mel_axis == 1 else spectrogram.transpose(1, 2)  # (batch, mel, time)
+        size, mels, frames = batch.shape
+        # torchaudio fills with a number, not a per-item mean: masks are drawn on ones (a channel axis added),
+        # one band of mel bins and one of frames per item, then filled with the item's mean here
+        rows = torch.zeros(size, mels, 1, dtype=torch.bool, device=batch.device)
+        columns = torch.zeros(size, 1, frames, dtype=torch.bool, device=batch.device)
+        if self.options.freq_mask:
+            masking = FrequencyMasking(min(self.options.freq_mask, mels), iid_masks=True)
+            rows = masking(torch.ones(size, 1, mels, 1, device=batch.device), 0.0)[:, 0] == 0
+        if self.options.time_mask:
+            masking = TimeMasking(min(self.options.time_mask, frames), iid_masks=True)
+            columns = masking(torch.ones(size, 1, 1, frames, device=batch.device), 0.0)[:, 0] == 0
+        batch = torch.where(rows | columns, batch.mean(dim=(1, 2), keepdim=True), batch)
+        return batch if mel_axis == 1 else batch.transpose(1, 2).contiguous()
 
 
 def _clip_sized(resolved: ResolvedCheckpoint, clip_seconds: float) -> ResolvedCheckpoint:

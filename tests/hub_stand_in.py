@@ -1,12 +1,16 @@
 """A stand-in for the Hub endpoints huggingface_hub calls to check a token and push a folder (127.0.0.1 only).
 
-Answers ``GET /api/whoami-v2``, ``POST /api/repos/create``, ``POST /api/models/{repo}/preupload/{rev}``
-(every file "regular": sent inline in the commit) and ``POST /api/models/{repo}/commit/{rev}`` (NDJSON);
-anything else is a 404, and every request is recorded for the test to assert on.
+Answers what ``HfApi.whoami``, ``create_repo`` and ``upload_folder`` call: ``GET /api/whoami-v2``,
+``POST /api/repos/create``, ``POST /api/validate-yaml`` (a README.md's metadata),
+``POST /api/models/{repo}/preupload/{rev}`` (every file "regular", with no remote oid: sent inline in the commit,
+so no Xet or LFS transfer follows and no file is skipped as unchanged) and ``POST /api/models/{repo}/commit/{rev}``
+(NDJSON); anything else is a 404, and every request is recorded for the test to assert on.
+:meth:`StandInHub.pushed` reads back the files of each commit.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import threading
@@ -56,13 +60,19 @@ class StandInHub:
         return [[json.loads(line) for line in r["body"].splitlines() if line.strip()]
                 for r in self.requests if "/commit/" in r["path"]]
 
+    def pushed(self) -> list[dict[str, bytes]]:
+        """The files of every commit, ``{path in repo: content}`` (the stand-in takes every file inline)."""
+        return [{line["value"]["path"]: base64.b64decode(line["value"]["content"]) for line in commit
+                 if line["key"] == "file"} for commit in self.commits()]
+
     def _handle(self, handler: BaseHTTPRequestHandler, method: str) -> None:
         length = int(handler.headers.get("Content-Length") or 0)
         body = handler.rfile.read(length).decode() if length else ""
         path = handler.path.split("?")[0]
         authorized = handler.headers.get("Authorization") == f"Bearer {GOOD_TOKEN}"
-        self.requests.append({"method": method, "path": path, "body": body, "authorized": authorized})
         status, answer = self._answer(method, path, body, authorized)
+        self.requests.append({"method": method, "path": path, "body": body, "authorized": authorized,
+                              "status": status})
         data = json.dumps(answer).encode()
         handler.send_response(status)
         handler.send_header("Content-Type", "application/json")

@@ -4,6 +4,7 @@ the Python-API path (write the model and its card into a folder, push it) reache
 from __future__ import annotations
 
 import base64
+import json
 
 import pytest
 
@@ -83,6 +84,66 @@ def test_task_push_to_hub_sends_model_and_card_as_one_commit(hub, tiny_bert, tmp
     files = {line["value"]["path"]: line["value"] for line in commit if line["key"] == "file"}
     task.write_model(tmp_path / "local")
     assert set(files) == {p.name for p in (tmp_path / "local").iterdir()} | {"README.md"}
+    assert not [name for name, content in hub.pushed()[0].items() if str(tiny_bert).encode() in content]
     card = ModelCard(base64.b64decode(files["README.md"]["content"]).decode())
     assert card.data.pipeline_tag == "text-classification" and card.data.model_name == "api-model"
     assert "## Results on the test split" not in card.text and "## How to use" in card.text
+
+
+def test_run_pushes_one_commit_without_checkpoints_hidden_files_or_private_data(hub, tiny_bert, tmp_path):
+    """A recipe run with hub.push: one commit of the model, card and reports; no checkpoints/, no hidden files; the
+    test predictions (raw test inputs) and files holding absolute local paths stay local unless asked for, and no
+    pushed file holds a path of this machine."""
+    import pandas as pd
+
+    from mtl.publish.hub import push_folder
+    from mtl.runner.run import run_recipe
+
+    pd.DataFrame(make_sentences(60)).to_csv(tmp_path / "reviews.csv", index=False)
+    recipe = recipe_from_dict({"task": "text-sentiment", "model": {"checkpoint": str(tiny_bert)},
+                               "data": {"source": str(tmp_path / "reviews.csv")}, "preprocess": {"max_length": 16},
+                               "train": {"epochs": 1, "batch_size": 20},
+                               "output": {"dir": str(tmp_path / "out"), "keep_checkpoints": True},
+                               "hub": {"push": True, "repo_id": "team/run-model"}})
+    summary = run_recipe(recipe)
+    out = tmp_path / "out"
+    local = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    assert {".mtl-output", "test_predictions.csv", "recipe.yaml", "metrics.json"} <= local
+    assert any(name.startswith("checkpoints/") for name in local)
+    (pushed,) = hub.pushed()  # one commit
+    assert summary["pushed"].startswith(f"{hub.url}/team/run-model/commit/")
+    private = {"test_predictions.csv", "recipe.yaml", "metrics.json"}  # the recipe and metrics name local paths
+    public = {name for name in local if not name.startswith(("checkpoints/", "."))} - private
+    assert set(pushed) == public and {"README.md", "config.json", "model.safetensors", "tokenizer.json",
+                                      "per_class.csv", "confusion_matrix.png", "train_log.jsonl"} <= public
+    assert not [name for name, content in pushed.items() if str(tmp_path).encode() in content]
+    card = pushed["README.md"].decode()
+    assert "source: reviews.csv" in card and f"checkpoint: {tiny_bert.name}" in card and "dir: out" in card
+    assert all(r["status"] == 200 for r in hub.requests), hub.paths()
+
+    (out / ".tmp-staging").mkdir()
+    (out / ".tmp-staging" / "weights.bin").write_bytes(b"x")
+    (out / "checkpoints" / ".hidden").write_text("x")
+    push_folder(out, "team/run-model", include_private=True)
+    everything = hub.pushed()[1]
+    assert set(everything) == public | private  # still no checkpoints/ nor hidden files
+    assert str(tmp_path) in everything["recipe.yaml"].decode()  # asked for: pushed as written
+
+
+def test_private_files_are_the_test_inputs_and_files_naming_local_paths(hub, tmp_path):
+    from mtl.publish.hub import holds_absolute_path, private_files, push_folder
+
+    folder = tmp_path / "out"
+    folder.mkdir()
+    (folder / "README.md").write_text("# model\n\nfine-tuned from [openai/whisper-tiny.en](https://huggingface.co/x)\n")
+    (folder / "test_predictions.csv").write_text("index,input,label\n0,what a film,positive\n")  # private all the same
+    (folder / "train_log.jsonl").write_text(json.dumps({"type": "note", "path": str(tmp_path / "a.wav")}) + "\n")
+    (folder / "metrics.json").write_text('{"checkpoint": "openai/whisper-tiny.en", "loss": 0.5}')
+    (folder / "recipe.yaml").write_text("data:\n  source: data/clips  # relative\n")
+    assert private_files(folder) == ["test_predictions.csv", "train_log.jsonl"]
+    push_folder(folder, "tester/m")
+    assert set(hub.pushed()[0]) == {"README.md", "metrics.json", "recipe.yaml"}
+    for text in ("source: /home/me/data", '"C:\\\\Users\\\\me"', "x ~/data", "0,/srv/a.wav,yes"):
+        assert holds_absolute_path(text), text
+    for text in ("https://huggingface.co/a/b", "openai/whisper-tiny.en", "km/h and 1/2", "a / b", "dir: outputs/x"):
+        assert not holds_absolute_path(text), text

@@ -177,6 +177,24 @@ def test_augmentation_only_while_training(tones, tmp_path):
         assert torch.equal(off.transform(batch, train=True)[key], plain)
 
 
+def test_spec_augment_masks_the_batch_at_once_with_each_items_mean():
+    task = KeywordSpotting("unused", freq_mask=4, time_mask=6)
+    torch.manual_seed(0)
+    features = torch.rand(16, 8, 30) + torch.arange(16.0)[:, None, None]  # (batch, mel, time); means differ
+    for mel_axis, batch in ((1, features.clone()), (2, features.transpose(1, 2).contiguous())):
+        out = task._mask_spectrogram(batch, mel_axis)
+        assert out.shape == batch.shape
+        out = out if mel_axis == 1 else out.transpose(1, 2)
+        changed = out != features
+        bands = []
+        for item, cells in zip(range(16), changed):
+            rows, columns = cells.all(dim=1), cells.all(dim=0)  # masked mel bins, masked frames
+            assert torch.equal(cells, rows[:, None] | columns[None, :]) and rows.sum() < 4 and columns.sum() < 6
+            assert torch.allclose(out[item][cells], features[item].mean())
+            bands.append((tuple(rows.tolist()), tuple(columns.tolist())))
+        assert changed.any() and len(set(bands)) > 1  # masks drawn per item (iid), not one for the batch
+
+
 def test_options_are_checked():
     with pytest.raises(Exception, match="clip_seconds must be in"):
         KeywordSpotting("unused", clip_seconds=0)
@@ -272,6 +290,88 @@ def test_grouped_hold_out_keeps_speakers_apart():
     assert 0.2 <= len(held) / len(data) <= 0.3
     assert hold_out_by_speaker(Dataset.from_dict({"audio": ["a.wav"], "label": ["x"]}), 0.5, 0) is None
     assert grouped_hold_out(data, ["one"] * len(data), 0.25, 0)[1].num_rows == 0  # one group cannot be split
+    rest, held = grouped_hold_out(data, [p.split("/")[-1].split("_")[0] for p in data["audio"]], 0.9, seed=1)
+    assert not speakers(rest) & speakers(held) and 0.85 <= len(held) / len(data) <= 0.95  # keeps one fold in ten
+
+
+def test_too_few_speakers_fall_back_to_a_split_by_clip(caplog):
+    from datasets import ClassLabel, Dataset
+
+    from mtl.data import hold_out
+
+    paths = [f"{w}/spk{s}_nohash_{n}.wav" for s in range(2) for w in ("yes", "no") for n in range(4)]
+    data = Dataset.from_dict({"audio": paths, "label": [int(p.startswith("no")) for p in paths]})
+    data = data.cast_column("label", ClassLabel(names=["yes", "no"]))
+    with caplog.at_level("WARNING", logger="mtl.data"):
+        rest, held = hold_out(data, 0.25, seed=0)  # 2 speakers cannot make 4 folds
+    assert "too few speakers for a speaker-disjoint split of 25%; splitting by clip" in caplog.text
+    assert (len(rest), len(held)) == (12, 4) and sorted(held["label"]) == [0, 0, 1, 1]  # stratified by clip
+
+
+SPEAKERS = [f"{i:04x}beef" for i in range(30)]
+
+
+def speech_commands_names(root) -> list[str]:
+    """Empty files named as in Speech Commands: ``<word>/<speaker>_nohash_<n>.wav`` for keywords and
+    ``_unknown_/<word>_<speaker>_nohash_<n>.wav(.wav)`` for other words, whose names hold underscores and digits."""
+    names = []
+    for s, speaker in enumerate(SPEAKERS):
+        names += [f"yes/{speaker}_nohash_0.wav", f"no/{speaker}_nohash_{s % 3}.wav",
+                  f"_unknown_/bed_{speaker}_nohash_0.wav.wav", f"_unknown_/two_words_{speaker}_nohash_1.wav",
+                  f"_unknown_/word7_{speaker}_nohash_2.wav", f"_unknown_/{s}_{speaker}_nohash_0.wav"]
+    names += [f"_silence_/{i}.wav" for i in range(12)]
+    for name in names:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).touch()
+    return names
+
+
+def test_speaker_is_the_token_before_nohash_whatever_precedes_it():
+    from mtl.data.speakers import speaker_of
+
+    for name in ("yes/0c540988_nohash_0.wav", "_unknown_/backward_0c540988_nohash_0.wav.wav",
+                 "_unknown_/two_words_0c540988_nohash_3.wav", "_unknown_/word7_0c540988_nohash_1.wav",
+                 "/data/_unknown_/4_0c540988_nohash_0.wav", "C:/sc/_unknown_/learn_0c540988_nohash_12.wav.wav"):
+        assert speaker_of(name) == "0c540988", name
+    assert speaker_of("_nohash_0.wav") is None and speaker_of("_silence_/1024.wav") is None
+    assert speaker_of("/x/_background_noise_/white.wav#t=1.0,2.0") is None
+
+
+def test_no_speaker_lands_on_both_sides_of_a_split(tmp_path, caplog):
+    """Every split of a Speech Commands-style folder: each speaker, however its files are named, on one side."""
+    speech_commands_names(tmp_path)
+    with caplog.at_level("INFO", logger="mtl.data"):
+        data = load_labelled(DataConfig(source=str(tmp_path), test_size=0.2, validation_size=0.25),
+                             input_name="audio", input_candidates=KeywordSpotting.spec.input_candidates)
+    sides = {speaker: {name for name, split in data.splits.items() if any(speaker in p for p in split["audio"])}
+             for speaker in SPEAKERS}
+    assert all(len(found) == 1 for found in sides.values()), sides
+    counts = {name: sum(found == {name} for found in sides.values()) for name in data.splits}
+    assert counts == {"train": 18, "validation": 6, "test": 6}  # 30 speakers: a fifth for test, a quarter of the rest
+    assert "speaker-disjoint split: train 24 speakers, test 6 speakers, none shared" in caplog.text
+    assert "speaker-disjoint split: train 18 speakers, validation 6 speakers, none shared" in caplog.text
+    shares = {name: np.bincount(split["label"], minlength=5) / len(split) for name, split in data.splits.items()}
+    assert all(np.abs(share - shares["train"]).max() < 0.1 for share in shares.values())  # close to stratified
+
+
+@pytest.mark.shared_data
+def test_speech_commands_test_folder_has_239_speakers_each_in_one_split(caplog):
+    """The issue's 647 was groups, not speakers: 239 speakers plus 408 ``_silence_`` clips that name none."""
+    from conftest import requires_shared_data
+    from mtl.data.speakers import speaker_of
+
+    folder = requires_shared_data("speech-commands-v0.02-test")
+    files = sorted(p for p in folder.glob("*/*.wav") if p.is_file())
+    speakers = [speaker_of(str(p)) for p in files]
+    assert len(files) == 4890 and len(set(speakers) - {None}) == 239
+    assert sum(s is None for s in speakers) == 408 == sum(p.parent.name == "_silence_" for p in files)
+    with caplog.at_level("INFO", logger="mtl.data"):
+        data = load_labelled(DataConfig(source=str(folder), test_size=0.2), input_name="audio",
+                             input_candidates=KeywordSpotting.spec.input_candidates)
+    found = {name: {speaker_of(p) for p in split["audio"]} - {None} for name, split in data.splits.items()}
+    assert sum(map(len, found.values())) == len(set.union(*found.values())) == 239  # no speaker in two splits
+    line = next(r.getMessage() for r in caplog.records if "split: train" in r.getMessage() and "test" in r.getMessage())
+    assert f"train {239 - len(found['test'])} speakers, test {len(found['test'])} speakers, none shared" in line
 
 
 def test_windows_cover_the_recording_and_merge_per_keyword():

@@ -99,8 +99,8 @@ def test_push_sends_the_folder_in_one_commit_and_never_leaks_the_token(run):
     assert (created["name"], created["organization"], created["visibility"]) == ("tiny-sentiment", "team", "private")
     (commit,) = hub.commits()
     files = {line["value"]["path"]: line["value"] for line in commit if line["key"] == "file"}
-    assert {"README.md", "config.json", "model.safetensors", "metrics.json", "confusion_matrix.png",
-            "test_predictions.csv", "compare.csv", "recipe.yaml"} <= set(files)
+    assert {"README.md", "config.json", "model.safetensors", "confusion_matrix.png", "compare.csv"} <= set(files)
+    assert not {"test_predictions.csv", "metrics.json", "recipe.yaml"} & set(files)  # private unless include_private
     assert not any(path.startswith(("checkpoints/", ".")) for path in files)
     sent = base64.b64decode(files["config.json"]["content"])
     assert sent == (out / "config.json").read_bytes()

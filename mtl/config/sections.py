@@ -150,6 +150,7 @@ class HubConfig:
     repo_id: str | None = None  # owner/name, or name alone for the token's own namespace
     private: bool = True  # create the repository private
     license: str | None = None  # license in the model card; None: the base model's, else "other"
+    include_private: bool = False  # also push test_predictions.csv (test inputs), log/recipe/metrics with local paths
 
 
 @dataclass

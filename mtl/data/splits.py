@@ -34,16 +34,17 @@ def complete_splits(splits: DatasetDict, config: DataConfig) -> DatasetDict:
     for role, size in (("test", config.test_size), ("validation", config.validation_size)):
         if role in splits:
             continue
-        splits["train"], splits[role] = hold_out(splits["train"], size, config.split_seed)
+        splits["train"], splits[role] = hold_out(splits["train"], size, config.split_seed, names=("train", role))
         logger.info("data: no %s split given; held out %d training examples (%.0f%%, seed %d)",
                     role, len(splits[role]), 100 * size, config.split_seed)
     return DatasetDict({k: splits[k] for k in ("train", "validation", "test")})
 
 
-def hold_out(dataset: Dataset, size: float, seed: int) -> tuple[Dataset, Dataset]:
+def hold_out(dataset: Dataset, size: float, seed: int,
+             names: tuple[str, str] = ("rest", "held out")) -> tuple[Dataset, Dataset]:
     """Split off a stratified, seeded fraction ``size``: (rest, held out); speaker-disjoint when file names carry
-    speaker ids (Speech Commands' ``<speaker>_nohash_<n>.wav``)."""
-    by_speaker = hold_out_by_speaker(dataset, size, seed)
+    speaker ids (Speech Commands' ``<speaker>_nohash_<n>.wav``). ``names`` name the two parts in the log."""
+    by_speaker = hold_out_by_speaker(dataset, size, seed, names)
     if by_speaker is not None and len(by_speaker[1]):
         return inherit_checked(dataset, *by_speaker)
     if by_speaker is not None:

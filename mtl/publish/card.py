@@ -12,7 +12,7 @@ Example::
 from __future__ import annotations
 
 import re
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 import yaml
@@ -29,6 +29,7 @@ def build_card(summary: dict[str, Any], recipe: dict[str, Any] | None, spec: Any
     task's usage code (``Task.usage_code``)."""
     from huggingface_hub import ModelCard, ModelCardData
 
+    recipe = _local_paths_as_names(recipe)  # a card is for others to read: no absolute path of this machine
     name = (repo_id or Path((recipe or {}).get("output", {}).get("dir", "model")).name).split("/")[-1]
     source = _data_source(recipe)
     test_source = ((recipe or {}).get("data") or {}).get("test_source") or source
@@ -83,6 +84,19 @@ def _is_hub_id(value: Any) -> bool:
     return isinstance(value, str) and bool(_HUB_ID.fullmatch(value)) and not Path(value).exists()
 
 
+def _local_paths_as_names(value: Any) -> Any:
+    """``value`` (a recipe mapping, a list or a string) with every absolute local path (``/x/y``, ``~/y``,
+    ``C:\\x\\y``) replaced by its base name (``y``); Hub ids and relative paths stay as they are."""
+    if isinstance(value, dict):
+        return {key: _local_paths_as_names(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_local_paths_as_names(item) for item in value]
+    if isinstance(value, str) and (value.startswith("~") or PurePosixPath(value).is_absolute()
+                                   or PureWindowsPath(value).is_absolute()):
+        return PureWindowsPath(value).name if "\\" in value else PurePosixPath(value).name
+    return value
+
+
 def _data_source(recipe: dict[str, Any] | None) -> str:
     data = (recipe or {}).get("data") or {}
     if data.get("source"):
@@ -105,7 +119,8 @@ def _eval_results(summary: dict[str, Any], spec: Any, source: str) -> list:
 def _body(summary: dict[str, Any], recipe: dict[str, Any] | None, spec: Any, name: str, base: str | None,
           usage: list[str]) -> str:
     labels = summary["labels"]
-    base_text = f"[{base}](https://huggingface.co/{base})" if base else f"`{summary['checkpoint']}` (a local folder)"
+    base_text = f"[{base}](https://huggingface.co/{base})" if base else \
+        f"`{_local_paths_as_names(summary['checkpoint'])}` (a local folder)"
     test = summary.get("test") or {}
     lines = [f"# {name}", "",
              f"{'An' if spec.modality[0] in 'aeiou' else 'A'} {spec.modality} classifier ({spec.pipeline_tag}) "

@@ -3,6 +3,11 @@
 The token comes from the argument, ``HF_TOKEN`` or the ``hf auth login`` cache (``huggingface_hub.get_token``);
 it is never printed, logged or written. ``HF_ENDPOINT`` (read when called) points the client at another Hub.
 
+What is pushed: the model, its card (``README.md``), the reports and plots. Training checkpoints and hidden files
+(the ``.mtl-output`` marker, ``.tmp-*`` staging) never leave the machine. Unless the caller passes
+``include_private=True`` (recipe: ``hub.include_private: true``), neither do ``test_predictions.csv`` (the user's
+raw test inputs) nor ``train_log.jsonl``, ``recipe.yaml`` and ``metrics.json`` when they hold absolute local paths.
+
 Example::
 
     repo_id = check_push_target("me/rt-minilm")          # before training: token valid, may write there
@@ -13,13 +18,18 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 
 from ..errors import MtlError
+from .output_dir import METRICS_FILE, RECIPE_FILE
 
 logger = logging.getLogger(__name__)
 
-SKIPPED = ("checkpoints/", ".")  # training checkpoints and hidden temporary files stay local
+IGNORED = ("checkpoints/", ".*", "*/.*")  # training checkpoints, hidden files (the marker, .tmp-* staging)
+PATH_HOLDERS = ("train_log.jsonl", RECIPE_FILE, METRICS_FILE)  # pushed only when they hold no absolute local path
+# an absolute local path: /x, ~/x, C:\x (C:\\x in JSON) at a line's start or after a space, quote, '=', '(', '[' or ','
+_ABSOLUTE_PATH = re.compile(r"""(?:^|(?<=[\s"'=(\[,]))(?:/|~/|[A-Za-z]:(?:\\{1,2}|/))[\w.~-]""", re.MULTILINE)
 
 
 class HubError(MtlError):
@@ -70,29 +80,50 @@ def check_push_target(repo_id: str, token: str | None = None) -> str:
 
 
 def push_folder(folder: str | os.PathLike, repo_id: str, *, private: bool = True, token: str | None = None,
-                commit_message: str = "Upload model trained with mtl") -> str:
-    """Create ``repo_id`` if needed and upload every file of ``folder`` (but checkpoints/) in one commit; return its URL."""
-    from huggingface_hub import CommitOperationAdd
+                include_private: bool = False, commit_message: str = "Upload model trained with mtl") -> str:
+    """Create ``repo_id`` if needed and upload ``folder`` with ``HfApi.upload_folder`` as one commit; return its URL.
+
+    Checkpoints and hidden files stay local, and so do the files :func:`private_files` names unless
+    ``include_private``. (huggingface_hub splits an upload into several commits only past hundreds of files.)
+    """
+    from huggingface_hub.utils import filter_repo_objects
 
     folder = Path(folder)
     token = _token(token)
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and not _skipped(p.relative_to(folder).as_posix()))
+    withheld = [] if include_private else private_files(folder)
+    ignore = [*IGNORED, *withheld]
+    present = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    files = list(filter_repo_objects(present, ignore_patterns=ignore))  # what upload_folder will send
     if not files:
         raise HubError(f"nothing to push: {folder} holds no files")
     api = _api()
     try:
         api.create_repo(repo_id, private=private, exist_ok=True, token=token)
-        operations = [CommitOperationAdd(path_in_repo=p.relative_to(folder).as_posix(), path_or_fileobj=str(p))
-                      for p in files]
-        commit = api.create_commit(repo_id, operations, commit_message=commit_message, token=token)
+        commit = api.upload_folder(repo_id=repo_id, folder_path=folder, ignore_patterns=ignore, token=token,
+                                   commit_message=commit_message)
     except Exception as error:
         raise HubError(f"pushing {folder} to {repo_id} failed: {_reason(error)}") from None
+    if withheld:
+        logger.info("hub: kept local, as they may hold private data (test inputs, local paths): %s; "
+                    "hub.include_private: true (include_private=True) pushes them too", ", ".join(withheld))
     logger.info("hub: pushed %d files to %s (%s)", len(files), repo_id, commit.commit_url)
     return commit.commit_url
 
 
-def _skipped(relative: str) -> bool:
-    return relative.startswith(SKIPPED[0]) or any(part.startswith(SKIPPED[1]) for part in relative.split("/"))
+def private_files(folder: str | os.PathLike) -> list[str]:
+    """The files of ``folder`` kept off the Hub by default: the test predictions (the user's raw test inputs), and
+    the training log, recipe and metrics when they hold an absolute local path."""
+    from .reports import PREDICTIONS_FILE  # the user's raw test inputs: pushed only when asked
+
+    folder = Path(folder)
+    names = [PREDICTIONS_FILE] if (folder / PREDICTIONS_FILE).is_file() else []
+    return names + [name for name in PATH_HOLDERS if (folder / name).is_file()
+                    and holds_absolute_path((folder / name).read_text(encoding="utf-8", errors="replace"))]
+
+
+def holds_absolute_path(text: str) -> bool:
+    """Whether ``text`` holds an absolute local path (``/home/me/x``, ``~/x``, ``C:\\x``); URLs and Hub ids do not."""
+    return bool(_ABSOLUTE_PATH.search(text))
 
 
 def _token(token: str | None) -> str:

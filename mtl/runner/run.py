@@ -85,7 +85,8 @@ def run_recipe(recipe: Recipe, *, overwrite: bool = False, resume: bool = False,
         clean_failed_run(run.out, created)
         raise
     if run.repo_id and run.task._accelerator.is_main_process:
-        summary["pushed"] = push_folder(run.out, run.repo_id, private=recipe.hub.private, token=token)
+        summary["pushed"] = push_folder(run.out, run.repo_id, private=recipe.hub.private, token=token,
+                                        include_private=recipe.hub.include_private)
     return summary
 
 
