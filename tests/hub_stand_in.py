@@ -44,13 +44,32 @@ class StandInHub:
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     def __enter__(self) -> "StandInHub":
+        """Serve, and put huggingface_hub online for the duration: the caller's shell may have set
+        HF_HUB_OFFLINE=1 (offline clusters do), which huggingface_hub reads once, at import."""
+        import os
+
+        from huggingface_hub import constants
+
+        self._saved = (os.environ.get("HF_HUB_OFFLINE"), constants.HF_HUB_OFFLINE)
+        os.environ["HF_HUB_OFFLINE"] = "0"
+        constants.HF_HUB_OFFLINE = False
         self.thread.start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        import os
+
+        from huggingface_hub import constants
+
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(timeout=5)
+        environ, constant = self._saved
+        if environ is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = environ
+        constants.HF_HUB_OFFLINE = constant
 
     def paths(self) -> list[str]:
         return [f"{r['method']} {r['path']}" for r in self.requests]
