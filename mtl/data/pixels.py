@@ -26,7 +26,10 @@ def looks_like_pixel_csv(path: Path) -> bool:
     """Whether a CSV's first line names pixel columns or holds a perfect-square-plus-one count of numbers."""
     if path.suffix.lower() not in (".csv", ".gz") or not path.is_file():
         return False
-    first = pd.read_csv(path, nrows=1, header=None).iloc[0].astype(str).tolist()
+    try:
+        first = pd.read_csv(path, nrows=1, header=None).iloc[0].astype(str).tolist()
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, IndexError, OSError):
+        return False  # not a readable table of numbers: the general readers name the problem
     if sum(bool(_PIXEL.fullmatch(c.strip())) for c in first) >= 16:
         return True
     numeric = all(_is_number(c) for c in first)

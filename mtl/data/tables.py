@@ -34,6 +34,8 @@ def read_files(files: Mapping[str, str | Path]) -> DatasetDict:
     for split, path in paths.items():
         if not path.is_file():
             raise DataError(f"data.files.{split}: file {path} does not exist")
+        if path.stat().st_size == 0:
+            raise DataError(f"{split} file {path} is empty; it needs a header and at least one row per split")
     if all(looks_like_pixel_csv(path) for path in paths.values()):
         return DatasetDict({split: read_pixel_csv(path) for split, path in paths.items()})
     suffixes = {path.suffix.lower() for path in paths.values()}

@@ -32,7 +32,7 @@ from ..config import schema
 from ..config.freeze import FreezeSpec, parse_freeze
 from ..config.sections import HeadConfig, TrainConfig
 from ..data.labelled import hold_out, labelled_split, require_trainable_labels
-from ..errors import MtlError
+from ..errors import CheckpointError, MtlError
 from ..metrics import classification_details, scores_from_logits
 from ..modeling import attach_mlp_head, build_classifier
 from ..publish.model_folder import read_task_folder, push_task, save_task, write_model_files
@@ -161,7 +161,15 @@ class Task(TaskHooks):
         if self.source is None:
             self.source = resolve_checkpoint(self.checkpoint, self.revision)
         if self.processor is None:
-            self.processor = self.load_processor(self.source.path)
+            try:
+                self.processor = self.load_processor(self.source.path)
+            except MtlError:
+                raise
+            except (OSError, ValueError, TypeError, KeyError) as error:  # damaged or foreign checkpoint files
+                raise CheckpointError(f"checkpoint {self.checkpoint}: cannot load its "
+                                      f"{self.spec.processor_class.removeprefix('Auto')} ({_first_line(error)}); "
+                                      "check config.json and the processor files, or point model.checkpoint at "
+                                      "another folder") from None
 
     def features(self, dataset: Dataset, *, train: bool = False) -> Dataset:
         """``dataset`` as model features: preprocessed once (cached by ``datasets``) or transformed when read."""
@@ -188,7 +196,13 @@ class Task(TaskHooks):
             current_head = {key: current_head[key] for key in ("hidden", "activation", "dropout")}
         if self.model is None or current != list(label_names) or current_head != wanted_head:
             auto_class = getattr(transformers, self.spec.model_class)
-            self.model = build_classifier(auto_class, self.source.path, label_names)
+            try:
+                self.model = build_classifier(auto_class, self.source.path, label_names)
+            except MtlError:
+                raise
+            except Exception as error:  # safetensors and torch errors of a damaged weight file
+                raise CheckpointError(f"checkpoint {self.checkpoint}: cannot load its weights ({_first_line(error)}); "
+                                      "the weight file is damaged or truncated: download or save it again") from None
             if head.type == "mlp":
                 logger.info("head: MLP %s -> %d labels (%s, dropout %.2f) replaces %s", head.hidden,
                             len(label_names), head.activation, head.dropout, attach_mlp_head(self.model, head))
@@ -208,6 +222,11 @@ class Task(TaskHooks):
     def _require_model(self, action: str) -> None:
         if self.model is None or self.label_names is None:
             raise MtlError(f"cannot {action}: no trained model yet; call fit() first or use {type(self).__name__}.load(folder)")
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0][:200]}" if text else type(error).__name__
 
 
 def as_input_list(inputs: Any) -> list[Any]:
