@@ -17,16 +17,8 @@ from conftest import pipeline_top1
 
 
 def colour_images(count: int, seed: int) -> dict[str, list]:
-    """Noisy 28x28 images; 'red' ones have a saturated red channel, 'dark' ones do not."""
-    rng = np.random.default_rng(seed)
-    images, labels = [], []
-    for i in range(count):
-        array = rng.integers(0, 80, (28, 28, 3)).astype(np.uint8)
-        if i % 2:
-            array[:, :, 0] = 230
-        images.append(Image.fromarray(array))
-        labels.append("red" if i % 2 else "dark")
-    return {"image": images, "label": labels}
+    """Noisy 28x28 images; 'red' ones have a saturated red channel, 'dark' ones do not (the task's own examples)."""
+    return ImageClassification.synthetic_examples(count, seed)
 
 
 TIMM_PREPROCESSING = {"input_size": (3, 32, 32), "interpolation": "bilinear", "crop_pct": 1.0, "crop_mode": "center",
