@@ -35,18 +35,26 @@ def readable(path: Path) -> None:
     os.chmod(path, 0o666 & ~umask)
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file beside it and a rename."""
+@contextlib.contextmanager
+def atomic_file(path: Path) -> Iterator[Path]:
+    """Yield a temporary file path beside ``path``; when the block ends without error it replaces ``path``."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(prefix=_prefix(path), dir=path.parent)
+    os.close(handle)
     try:
-        with os.fdopen(handle, "w") as out:
-            out.write(text)
+        yield Path(tmp)
         readable(Path(tmp))
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file beside it and a rename."""
+    with atomic_file(path) as tmp:
+        tmp.write_text(text)
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -65,6 +73,28 @@ def atomic_folder(target: Path) -> Iterator[Path]:
         yield staging
         os.chmod(staging, 0o777 & ~_umask())
         swap_in(staging, target)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def new_folder(target: Path) -> Iterator[Path]:
+    """Yield a staging folder that becomes ``target`` when the block ends without error; ``target`` must not exist
+    (or be empty) then: FileExistsError if another process made it first. A cache entry is built this way."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=_prefix(target), dir=target.parent))
+    try:
+        yield staging
+        if target.is_dir() and not any(target.iterdir()):
+            target.rmdir()
+        try:
+            os.rename(staging, target)  # refuses a non-empty target: a concurrent builder won
+        except OSError as error:
+            if target.exists():
+                raise FileExistsError(f"{target} appeared while it was being built") from error
+            raise
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)

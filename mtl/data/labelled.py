@@ -19,7 +19,7 @@ from datasets import ClassLabel, Dataset, DatasetDict, Value
 from ..config.sections import DataConfig
 from ..errors import DataError
 from .audio import relabel_keywords
-from .splits import STANDARDISED as _STANDARDISED, complete_splits, hold_out, limit_per_class
+from .splits import STANDARDISED as _STANDARDISED, complete_splits, limit_per_class
 from .tables import read_files, read_source, to_dataset
 
 logger = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 from ..errors import MtlError, OutputExistsError
 from ..fs import remove_folder

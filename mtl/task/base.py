@@ -31,7 +31,8 @@ from datasets import Dataset
 from ..config import schema
 from ..config.freeze import FreezeSpec, parse_freeze
 from ..config.sections import HeadConfig, TrainConfig
-from ..data.labelled import hold_out, labelled_split, require_trainable_labels
+from ..data.labelled import labelled_split, require_trainable_labels
+from ..data.splits import hold_out
 from ..errors import CheckpointError, MtlError
 from ..metrics import classification_details, scores_from_logits
 from ..modeling import attach_mlp_head, build_classifier

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import json
 import re
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ...errors import CheckpointError, OutputExistsError
+from ...fs import new_folder
 
 if TYPE_CHECKING:
     from ..catalog import Mirror
@@ -109,13 +109,11 @@ def convert_to_folder(pth_path: Path, out_dir: Path, mirror: Mirror) -> Path:
     if out_dir.exists() and any(out_dir.iterdir()):
         raise OutputExistsError(f"{out_dir} already exists and is not empty; remove it or choose another folder")
     model = _load_timm_model(pth_path, mirror.hub_id)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=f".{out_dir.name}-") as tmp:
-        staging = Path(tmp) / "folder"
-        _write_folder(model, staging, mirror)
-        if out_dir.exists():
-            out_dir.rmdir()  # empty (checked above); fails loudly if something appeared meanwhile
-        staging.rename(out_dir)
+    try:
+        with new_folder(out_dir) as staging:
+            _write_folder(model, staging, mirror)
+    except FileExistsError as error:  # another process finished first
+        raise OutputExistsError(str(error)) from None
     return out_dir
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ...errors import CheckpointError, OutputExistsError
+from ...fs import new_folder
 from ..artifacts import sha256_of
 from .ct2_reader import read_ct2_model
 from .whisper_mapping import map_variables
@@ -44,16 +44,11 @@ def _publish(out_dir: Path, write: Callable[[Path], None]) -> Path:
     """Run ``write`` on a temporary folder beside ``out_dir``, then rename it, so no half folder is seen."""
     if out_dir.exists():
         raise OutputExistsError(f"{out_dir} already exists; remove it or choose another folder")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}-"))
     try:
-        write(tmp)
-        tmp.rename(out_dir)
-    except BaseException as error:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(error, OSError) and out_dir.exists():  # another process finished first
-            raise OutputExistsError(f"{out_dir} appeared while it was being written") from error
-        raise
+        with new_folder(out_dir) as staging:
+            write(staging)
+    except FileExistsError as error:  # another process finished first
+        raise OutputExistsError(str(error)) from None
     return out_dir
 
 
