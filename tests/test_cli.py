@@ -61,8 +61,15 @@ def test_dry_run_prints_the_resolved_recipe(recipe, tmp_path):
     ("output.dir=reviews.csv/out", "cannot write"),
     ("preprocess.max_length=100", "more than the 64 tokens"),
 ])
-def test_dry_run_checks_data_checkpoint_metrics_and_output_before_training(recipe, override, message):
-    assert_clean_failure(run_cli(str(recipe), "--dry-run", override, cwd=recipe.parent), message)
+def test_dry_run_checks_data_checkpoint_metrics_and_output_before_training(recipe, override, message, capsys,
+                                                                           monkeypatch):
+    from mtl.run import main
+
+    monkeypatch.chdir(recipe.parent)
+    assert main([str(recipe), "--dry-run", override]) == 2  # in-process: the subprocess path is tested above
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err, err
+    assert not (recipe.parent / "out").exists()
 
 
 def test_run_writes_a_complete_folder_and_refuses_to_overwrite_it(recipe, tmp_path):

@@ -18,7 +18,7 @@ import pandas as pd
 import transformers
 
 from ..config.sections import Recipe
-from ..data.labelled import hold_out
+from ..data.splits import hold_out
 from ..modeling.classifier import scratch_model
 from .reports import pyplot
 
