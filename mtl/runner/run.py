@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import yaml
+from accelerate import PartialState
 
 from ..config.sections import Recipe
 from ..data import load_labelled
@@ -76,13 +77,22 @@ def run_recipe(recipe: Recipe, *, overwrite: bool = False, resume: bool = False,
                token: str | None = None) -> dict[str, Any]:
     """Train and evaluate as the recipe says; write the model folder, reports and card; push; return the metrics."""
     started = time.perf_counter()
+    state = PartialState()  # one process, or every process of a torchrun / accelerate launch
+    if state.num_processes > 1:
+        logger.info("distributed run: %d processes (%s); this is process %d", state.num_processes,
+                    state.distributed_type, state.process_index)
     run = prepare_run(recipe, overwrite=overwrite, resume=resume, token=token)
-    clean_orphans(run.out)
-    created = prepare_output_dir(run.out, overwrite=overwrite, resume=resume, protected=recipe_inputs(recipe))
+    state.wait_for_everyone()  # every process checked the output folder before the main process creates it
+    created = False
+    if state.is_main_process:
+        clean_orphans(run.out)
+        created = prepare_output_dir(run.out, overwrite=overwrite, resume=resume, protected=recipe_inputs(recipe))
+    state.wait_for_everyone()
     try:
         summary = _train_and_write(recipe, run, resume, started)
     except Exception:
-        clean_failed_run(run.out, created)
+        if state.is_main_process:
+            clean_failed_run(run.out, created)
         raise
     if run.repo_id and run.task._accelerator.is_main_process:
         summary["pushed"] = push_folder(run.out, run.repo_id, private=recipe.hub.private, token=token,
