@@ -7,7 +7,7 @@ import pytest
 from mtl.training.feature_cache import head_module_name
 from mtl.modeling.freezing import apply_freezing
 from mtl.config import HeadConfig
-from mtl.modeling.heads import attach_mlp_head
+from mtl.modeling import attach_mlp_head
 
 from test_image_classification import build_model
 
@@ -34,3 +34,17 @@ def test_an_mlp_head_is_cached_whole(tmp_path):
     apply_freezing(model, "backbone")
     name = head_module_name(model)
     assert name.startswith("classifier.1") and type(model.get_submodule(name)).__name__ in ("MlpHead", "Sequential")
+
+
+def test_cache_is_the_heads_business_not_any_trainable_module(tiny_bert):
+    from transformers import AutoModelForSequenceClassification
+
+    from mtl.modeling.classifier import build_classifier
+
+    model = build_classifier(AutoModelForSequenceClassification, tiny_bert, ["neg", "pos"])
+    apply_freezing(model, "backbone")
+    assert head_module_name(model) == "classifier"
+    frozen_but_pooler = [n for n, _ in model.named_parameters() if not n.startswith("bert.pooler.")]
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad_(name not in frozen_but_pooler)
+    assert head_module_name(model) is None  # only the pooler trains: caching its inputs would not train the head
