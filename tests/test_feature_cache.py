@@ -7,8 +7,9 @@ import pytest
 from mtl.training.feature_cache import head_module_name
 from mtl.modeling.freezing import apply_freezing
 from mtl.config import HeadConfig
-from mtl.modeling.heads import attach_mlp_head
+from mtl.modeling import attach_mlp_head
 
+from conftest import build_tiny_bert, make_sentences
 from test_image_classification import build_model
 
 
@@ -34,3 +35,36 @@ def test_an_mlp_head_is_cached_whole(tmp_path):
     apply_freezing(model, "backbone")
     name = head_module_name(model)
     assert name.startswith("classifier.1") and type(model.get_submodule(name)).__name__ in ("MlpHead", "Sequential")
+
+
+def test_cache_is_the_heads_business_not_any_trainable_module(tiny_bert):
+    from transformers import AutoModelForSequenceClassification
+
+    from mtl.modeling.classifier import build_classifier
+
+    model = build_classifier(AutoModelForSequenceClassification, tiny_bert, ["neg", "pos"])
+    apply_freezing(model, "backbone")
+    assert head_module_name(model) == "classifier"
+    frozen_but_pooler = [n for n, _ in model.named_parameters() if not n.startswith("bert.pooler.")]
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad_(name not in frozen_but_pooler)
+    assert head_module_name(model) is None  # only the pooler trains: caching its inputs would not train the head
+
+
+def test_a_head_that_reads_the_whole_sequence_trains_without_the_cache(tmp_path, caplog):
+    import logging
+
+    import pandas as pd
+    from transformers import RobertaConfig, RobertaModel
+
+    from mtl.tasks import TextSentiment
+
+    folder = build_tiny_bert(tmp_path / "roberta")  # the test vocabulary's tokenizer, then a RoBERTa body over it
+    RobertaModel(RobertaConfig(vocab_size=40, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                               intermediate_size=64, max_position_embeddings=80, pad_token_id=0)).save_pretrained(folder)
+    frame = pd.DataFrame(make_sentences(48, seed=2))
+    task = TextSentiment(folder, max_length=32)
+    with caplog.at_level(logging.INFO, logger="mtl.task.fitting"):
+        result = task.fit(frame[:40], frame[40:], freeze="backbone", epochs=1, batch_size=8)
+    assert "the head (classifier) reads more than one vector per example" in caplog.text  # [batch, tokens, hidden]
+    assert result.global_step == 5 and len(result.history) == 1

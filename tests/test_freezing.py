@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from transformers import AutoModelForSequenceClassification
 
-from mtl.modeling.classifier import build_classifier
+from mtl.modeling.classifier import attach_mlp_head, build_classifier
 from mtl.training.optim import parameter_groups
 from mtl.errors import MtlError
-from mtl.config import parse_freeze
-from mtl.modeling.freezing import apply_freezing, backbone_blocks, head_parameter_names
+from mtl.config import HeadConfig, parse_freeze
+from mtl.modeling.freezing import apply_freezing, backbone_blocks
+from mtl.modeling.locate import classifier_head, head_parameter_names, output_layer_name
 
 from conftest import build_tiny_bert
 
@@ -58,9 +61,16 @@ def test_patterns_freeze_matching_parameters_and_unmatched_pattern_is_an_error(m
         apply_freezing(model, {"patterns": ["encoder.nothing.*"]})
 
 
-@pytest.mark.parametrize("bad", ["bacbone", {"top_k": 0}, {"top_k": "2"}, {"patterns": []}, {"other": 1}, 3])
-def test_bad_specs_say_what_is_accepted(bad):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize("bad, message", [
+    ("bacbone", "unknown freezing spec 'bacbone'; use 'none', 'backbone'"),
+    ({"top_k": 0}, "top_k must be a positive integer, got 0"),
+    ({"top_k": "2"}, "top_k must be a positive integer, got '2'"),
+    ({"patterns": []}, "patterns must be a non-empty list of glob strings"),
+    ({"other": 1}, "cannot read freezing spec {'other': 1}; use 'none'"),
+    (3, "cannot read freezing spec 3; use 'none'"),
+])
+def test_bad_specs_say_what_is_accepted(bad, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
         parse_freeze(bad)
 
 
@@ -82,3 +92,45 @@ def test_parameter_groups_skip_decay_on_bias_and_norms_and_give_head_its_rate(mo
     assert by_id[id(named["bert.encoder.layer.0.output.dense.bias"])]["weight_decay"] == 0.0
     assert by_id[id(named["bert.encoder.layer.0.output.dense.weight"])]["weight_decay"] == 0.1
     assert sum(len(g["params"]) for g in groups) == len(named)
+
+
+def test_classifier_head_is_the_one_answer_for_head_parameters_output_layer_and_mlp_heads(model):
+    head = classifier_head(model)
+    assert (head.name, [name for name, _ in head.parts]) == ("classifier", ["classifier"])
+    assert head.module is model.classifier and head_parameter_names(model) == head.parameter_names
+    assert output_layer_name(model) == "classifier"
+    assert attach_mlp_head(model, HeadConfig(type="mlp", hidden=[8])) == "classifier"
+    head = classifier_head(model)
+    assert head.name == "classifier.layers"  # the smallest module holding every head parameter
+    assert head.parameter_names == {n for n, _ in model.named_parameters() if n.startswith("classifier.")}
+    assert output_layer_name(model) == "classifier.layers.3"
+
+
+def test_a_head_split_over_two_modules_has_no_single_module():
+    from transformers import DistilBertConfig, DistilBertForSequenceClassification
+
+    config = DistilBertConfig(vocab_size=50, dim=16, n_layers=1, n_heads=2, hidden_dim=32, num_labels=16)
+    model = DistilBertForSequenceClassification(config)
+    head = classifier_head(model)
+    assert [name for name, _ in head.parts] == ["pre_classifier", "classifier"]
+    assert head.name is None and head.module is None
+    assert head.parameter_names == {f"{m}.{p}" for m in ("pre_classifier", "classifier") for p in ("weight", "bias")}
+    assert output_layer_name(model) == "classifier"  # pre_classifier has 16 outputs too, but comes first
+    apply_freezing(model, "backbone")
+    assert trainable(model) == head.parameter_names
+
+
+def test_no_head_found_is_an_error():
+    from torch import nn
+
+    class Bare(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Linear(3, 2)
+            self.config = type("Config", (), {"num_labels": 2})()
+
+    assert classifier_head(Bare()).parts == () and classifier_head(Bare()).name is None
+    with pytest.raises(MtlError, match="found no classification head in Bare"):
+        apply_freezing(Bare(), "backbone")
+    with pytest.raises(ValueError, match="Bare has no linear layer with 2 outputs in its head"):
+        output_layer_name(Bare())

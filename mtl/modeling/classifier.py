@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
-from .freezing import head_parameter_names
-from .heads import attach_mlp_head
+from .heads import build_mlp_head
+from .locate import head_parameter_names, output_layer_name
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +54,23 @@ def build_classifier(auto_class: Any, checkpoint: str | Path, label_names: Seque
         logger.warning("%d backbone tensors were not in the checkpoint and start random: %s", len(stray),
                        ", ".join(stray[:6]))
     return model
+
+
+def attach_mlp_head(model: nn.Module, head: Any) -> str:
+    """Replace ``model``'s output layer (:func:`~mtl.modeling.locate.output_layer_name`) by an MLP head shaped as
+    ``head`` (a :class:`~mtl.config.sections.HeadConfig`); record its shape in the config; return the layer's name.
+
+    Example::
+
+        attach_mlp_head(model, HeadConfig(type="mlp", hidden=[1024], activation="relu", dropout=0.2))
+    """
+    name = output_layer_name(model)
+    linear = model.get_submodule(name)
+    spec = {"path": name, "in_features": linear.in_features, "hidden": list(head.hidden),
+            "activation": head.activation, "dropout": head.dropout, "base_class": type(model).__name__}
+    model.set_submodule(name, build_mlp_head(spec, model.config.num_labels))
+    model.config.mtl_head = spec
+    return name
 
 
 def scratch_model(auto_class: Any, checkpoint: str | Path, label_names: Sequence[str], seed: int,

@@ -18,10 +18,9 @@ from torch import nn
 
 from ..config.freeze import FreezeSpec, parse_freeze
 from ..errors import MtlError
+from .locate import head_parameter_names
 
 logger = logging.getLogger(__name__)
-
-HEAD_MODULE_NAMES = ("classifier", "score", "pre_classifier", "projector", "head", "fc", "mlp_head")
 
 
 @dataclass(frozen=True)
@@ -35,32 +34,6 @@ class FreezeReport:
     def __str__(self) -> str:
         share = 100.0 * self.trainable / max(self.total, 1)
         return f"freeze {self.spec.describe()}: {self.trainable:,} trainable / {self.total:,} parameters ({share:.2f}%)"
-
-
-def head_parameter_names(model: nn.Module) -> set[str]:
-    """Names of the classification-head parameters: everything outside the pretrained backbone."""
-    backbone_name = _backbone_name(model)
-    names: set[str] = set()
-    for child_name, child in model.named_children():
-        if child_name == backbone_name:
-            get_classifier = getattr(child, "get_classifier", None)  # timm models keep their head inside
-            if callable(get_classifier):
-                head = get_classifier()
-                prefix = {id(m): n for n, m in child.named_modules()}.get(id(head))
-                if prefix:
-                    names |= {f"{child_name}.{prefix}.{n}" for n, _ in head.named_parameters()}
-            continue
-        if backbone_name is None and child_name not in HEAD_MODULE_NAMES:
-            continue
-        names |= {f"{child_name}.{n}" for n, _ in child.named_parameters()}
-    return names
-
-
-def _backbone_name(model: nn.Module) -> str | None:
-    prefix = getattr(model, "base_model_prefix", None)
-    if prefix and isinstance(getattr(model, prefix, None), nn.Module) and getattr(model, prefix) is not model:
-        return prefix
-    return None
 
 
 def backbone_blocks(model: nn.Module) -> tuple[str, list[str]]:

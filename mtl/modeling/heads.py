@@ -6,9 +6,11 @@ This file imports nothing from mtl: a model saved with an MLP head carries a ver
 
     pipeline("image-classification", model="outputs/digits-mlp", trust_remote_code=True)
 
+Which layer the head replaces is decided outside this file (:func:`mtl.modeling.classifier.attach_mlp_head`).
+
 Example::
 
-    attach_mlp_head(model, HeadConfig(type="mlp", hidden=[1024], activation="relu", dropout=0.2))  # mtl.config
+    head = build_mlp_head({"in_features": 384, "hidden": [1024], "activation": "relu", "dropout": 0.2}, num_labels=2)
 """
 
 from __future__ import annotations
@@ -40,28 +42,6 @@ class MlpHead(nn.Module):
         return self.layers(features)
 
 
-def output_layer_name(model: nn.Module) -> str:
-    """The name of the last linear layer that produces one logit per label (the one an MLP head replaces)."""
-    num_labels = model.config.num_labels
-    found = [name for name, module in model.named_modules()
-             if isinstance(module, nn.Linear) and module.out_features == num_labels]
-    if not found:
-        raise ValueError(f"{type(model).__name__} has no linear layer with {num_labels} outputs to replace")
-    return found[-1]
-
-
-def attach_mlp_head(model: nn.Module, head: Any) -> str:
-    """Replace ``model``'s output layer by an :class:`MlpHead` shaped as ``head`` (a
-    :class:`~mtl.config.sections.HeadConfig`); record its shape in the config; return the layer's name."""
-    name = output_layer_name(model)
-    linear = model.get_submodule(name)
-    spec = {"path": name, "in_features": linear.in_features, "hidden": list(head.hidden),
-            "activation": head.activation, "dropout": head.dropout, "base_class": type(model).__name__}
-    model.set_submodule(name, _build(spec, model.config.num_labels))
-    model.config.mtl_head = spec
-    return name
-
-
 def remote_code_map(model: nn.Module, auto_class: str) -> dict[str, str]:
     """The ``auto_map`` entry that lets ``auto_class.from_pretrained(..., trust_remote_code=True)`` load the MLP head."""
     return {auto_class: f"mtl_head.{CLASS_PREFIX}{model.config.mtl_head['base_class']}"}
@@ -73,13 +53,14 @@ def with_mlp_head(base: type) -> type:
 
     def __init__(self, config: Any, *args: Any, **kwargs: Any) -> None:
         base.__init__(self, config, *args, **kwargs)
-        self.set_submodule(config.mtl_head["path"], _build(config.mtl_head, config.num_labels))
+        self.set_submodule(config.mtl_head["path"], build_mlp_head(config.mtl_head, config.num_labels))
 
     name = CLASS_PREFIX + base.__name__
     return type(name, (base,), {"__init__": __init__, "__module__": __name__, "__qualname__": name})
 
 
-def _build(spec: dict[str, Any], num_labels: int) -> MlpHead:
+def build_mlp_head(spec: dict[str, Any], num_labels: int) -> MlpHead:
+    """The :class:`MlpHead` that ``spec`` (``config.mtl_head``) describes, with ``num_labels`` outputs."""
     return MlpHead(spec["in_features"], list(spec["hidden"]), num_labels, spec["activation"], spec["dropout"])
 
 

@@ -52,10 +52,10 @@ def fit_stage(task: Any, train_set: Dataset, validation_set: Dataset, config: Tr
               accelerator: Any, run_dir: Path | None, resume: bool, seconds_before: float = 0.0) -> FitResult:
     """One :func:`fit_loop` over the model as frozen now; only the head trains: the backbone runs once (cached)."""
     head_name = head_module_name(task.model) if config.feature_cache else None
-    if head_name is not None:
+    cached = cache_head_inputs(task, train_set, validation_set, head_name, config.eval_batch) if head_name else None
+    if cached is not None:
         trained = HeadOnly(task.model.get_submodule(head_name))
-        train_features, val_features = (cached_head_inputs(task, split, head_name, config.eval_batch, what)
-                                         for split, what in ((train_set, "train"), (validation_set, "validation")))
+        train_features, val_features = cached
         collate, train_lengths, eval_lengths = collate_cached, None, None
     else:
         trained = task.model
@@ -65,9 +65,34 @@ def fit_stage(task: Any, train_set: Dataset, validation_set: Dataset, config: Tr
     result = fit_loop(trained, train_features, val_features, collate=collate, config=config, metrics=metrics,
                       accelerator=accelerator, train_lengths=train_lengths, eval_lengths=eval_lengths,
                       run_dir=run_dir, resume=resume, seconds_before=seconds_before)
-    if head_name is None:
+    if cached is None:
         task.model = accelerator.unwrap_model(task.model, keep_fp32_wrapper=False)
     return result
+
+
+class _NotOneVectorPerExample(Exception):
+    pass
+
+
+def _require_one_vector(module: torch.nn.Module, args: tuple[Any, ...]) -> None:
+    if args[0].dim() != 2:
+        raise _NotOneVectorPerExample(tuple(args[0].shape))
+
+
+def cache_head_inputs(task: Any, train_set: Dataset, validation_set: Dataset, head_name: str,
+                      batch_size: int) -> tuple[CachedInputs, CachedInputs] | None:
+    """The head's inputs over both splits, or None when the head reads more than one vector per example (RoBERTa's
+    reads [batch, tokens, hidden], and the token count varies by batch): the first batch tells, nothing is cached."""
+    guard = task.model.get_submodule(head_name).register_forward_pre_hook(_require_one_vector)
+    try:
+        return tuple(cached_head_inputs(task, split, head_name, batch_size, what)  # type: ignore[return-value]
+                     for split, what in ((train_set, "train"), (validation_set, "validation")))
+    except _NotOneVectorPerExample as error:
+        logger.info("feature cache: the head (%s) reads more than one vector per example (%s); the frozen backbone "
+                    "runs every epoch", head_name, "x".join(map(str, error.args[0])))
+        return None
+    finally:
+        guard.remove()
 
 
 def cached_head_inputs(task: Any, split: Dataset, head_name: str, batch_size: int, what: str) -> CachedInputs:

@@ -1,8 +1,8 @@
 """Frozen-backbone training on cached features: the backbone runs once per example, then only the head trains.
 
-When every trainable parameter lies inside one module (the head) that takes one vector per example, the
+When exactly the parameters of the head (one module, see :func:`mtl.modeling.classifier_head`) train, the
 inputs of that module are recorded once for the train and validation sets (eval mode, no augmentation)
-and the head alone trains on them, through the same :func:`mtl.train.fit_loop`. The head is the model's
+and the head alone trains on them, through the same :func:`mtl.training.fit_loop`. The head is the model's
 own module, so the trained weights are in the full model afterwards.
 
 Example::
@@ -19,19 +19,18 @@ import torch
 from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
+from ..modeling.locate import classifier_head
+
 
 def head_module_name(model: nn.Module) -> str | None:
-    """The module that holds exactly the trainable parameters while the rest is frozen, or None (nothing to cache)."""
-    names = [name for name, _ in model.named_parameters()]
-    trainable = {name for name, parameter in model.named_parameters() if parameter.requires_grad}
-    if not trainable or len(trainable) == len(names):
+    """The head module (:func:`~mtl.modeling.locate.classifier_head`) when exactly its parameters train and the rest
+    of the model is frozen; None when caching cannot apply (the head is split, or other parameters train too)."""
+    head = classifier_head(model)
+    named = [(name, parameter.requires_grad) for name, parameter in model.named_parameters()]
+    trainable = {name for name, requires_grad in named if requires_grad}
+    if head.name is None or trainable != head.parameter_names or len(trainable) == len(named):
         return None
-    innermost, owned_by_innermost = None, set()
-    for name, module in model.named_modules():  # pre-order: the last container of all of them is the innermost
-        owned = {f"{name}.{n}" if name else n for n, _ in module.named_parameters()}
-        if trainable <= owned:
-            innermost, owned_by_innermost = name, owned
-    return innermost if innermost and owned_by_innermost == trainable else None
+    return head.name
 
 
 class CachedInputs(torch.utils.data.Dataset):

@@ -3,6 +3,10 @@
 AdamW with a transformers schedule and warmup, gradient accumulation, mixed precision, early stopping
 on a chosen metric, the best weights kept, a JSONL log, and an atomic checkpoint per epoch so that a
 killed run resumes where it stopped. Losses stay on the device between log lines (no per-step syncs).
+
+:func:`fit_loop` reads top to bottom: :func:`_prepare` (loaders, optimizer, schedule, ``accelerator.prepare``),
+:func:`_resume`, then per epoch :func:`_train_epoch` (forward, ``backward``, step) and :func:`_end_epoch`
+(evaluation, best weights, checkpoint), and last :func:`_restore_best`.
 """
 
 from __future__ import annotations
@@ -15,7 +19,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
@@ -23,7 +26,7 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from ..config.sections import TrainConfig
-from ..metrics import is_better, scores_from_logits
+from ..metrics import is_better
 from ..modeling.freezing import train_mode
 from . import state as checkpoints
 from .batching import eval_loader, train_loader
@@ -74,7 +77,50 @@ def fit_loop(model: torch.nn.Module, train_set: Any, eval_set: Any, *, collate: 
     ``seconds_before`` is training time already spent (a head-first stage): timings count on from it.
     """
     set_seed(config.seed)
-    result = FitResult(metric_name=config.metric_for_best, train_seconds=seconds_before)
+    run = _prepare(model, train_set, eval_set, collate, config, metrics, accelerator, train_lengths, eval_lengths,
+                   run_dir, seconds_before)
+    if resume and run.ckpt_dir:
+        _resume(run, run.ckpt_dir)
+    run.progress = tqdm(total=run.total_steps, initial=run.result.global_step, desc="training", unit="step",
+                        disable=not accelerator.is_local_main_process)
+    run.started = time.perf_counter() - run.result.train_seconds
+    for epoch in range(run.start_epoch, run.num_epochs):
+        _train_epoch(run, epoch)
+        if _end_epoch(run, epoch):
+            break
+    run.progress.close()
+    _restore_best(run)
+    return run.result
+
+
+@dataclass
+class _Run:
+    """What one :func:`fit_loop` call holds between its steps: the prepared objects and the bookkeeping."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    loader: Any
+    val_loader: Any
+    accelerator: Accelerator
+    config: TrainConfig
+    metrics: Sequence[str]
+    total_steps: int
+    num_epochs: int
+    ckpt_dir: Path | None
+    log: JsonlLog
+    result: FitResult
+    start_epoch: int = 0
+    bad_epochs: int = 0
+    best_in_memory: dict[str, torch.Tensor] | None = None
+    progress: Any = None
+    started: float = 0.0
+
+
+def _prepare(model: torch.nn.Module, train_set: Any, eval_set: Any, collate: Callable, config: TrainConfig,
+             metrics: Sequence[str], accelerator: Accelerator, train_lengths: Sequence[int] | None,
+             eval_lengths: Sequence[int] | None, run_dir: Path | None, seconds_before: float) -> _Run:
+    """Loaders, AdamW and its schedule, all passed through ``accelerator.prepare``; the step and epoch counts."""
     loader = train_loader(train_set, collate, config.batch_size, config.seed,
                           train_lengths if config.group_by_length else None)
     val_loader = eval_loader(eval_set, collate, config.eval_batch_size or 2 * config.batch_size, eval_lengths)
@@ -87,88 +133,111 @@ def fit_loop(model: torch.nn.Module, train_set: Any, eval_set: Any, *, collate: 
                               optimizer, num_warmup_steps=math.ceil(config.warmup_ratio * total_steps),
                               num_training_steps=total_steps)
     model, optimizer, loader, val_loader, scheduler = accelerator.prepare(model, optimizer, loader, val_loader, scheduler)
+    return _Run(model, optimizer, scheduler, loader, val_loader, accelerator, config, metrics, total_steps, num_epochs,
+                ckpt_dir=run_dir / "checkpoints" if run_dir else None,
+                log=JsonlLog(run_dir / "train_log.jsonl" if run_dir else None, accelerator.is_main_process),
+                result=FitResult(metric_name=config.metric_for_best, train_seconds=seconds_before))
 
-    ckpt_dir = run_dir / "checkpoints" if run_dir else None
-    log = JsonlLog(run_dir / "train_log.jsonl" if run_dir else None, accelerator.is_main_process)
-    best_in_memory: dict[str, torch.Tensor] | None = None
-    bad_epochs, start_epoch = 0, 0
-    if resume and ckpt_dir and (found := checkpoints.latest_checkpoint(ckpt_dir)):
-        folder, state = found
-        accelerator.load_state(str(folder))
-        start_epoch, bad_epochs = state["epoch"] + 1, state["bad_epochs"]
-        result = FitResult(**{**state["result"], "resumed_from_epoch": state["epoch"] + 1})
-        logger.info("resumed from %s (epoch %d finished, step %d)", folder, state["epoch"] + 1, result.global_step)
 
-    progress = tqdm(total=total_steps, initial=result.global_step, desc="training", unit="step",
-                    disable=not accelerator.is_local_main_process)
-    started = time.perf_counter() - result.train_seconds
-    for epoch in range(start_epoch, num_epochs):
-        loader.set_epoch(epoch)
-        train_mode(model)
-        running, counted = torch.zeros((), device=accelerator.device), 0
-        for batch in loader:
-            with accelerator.accumulate(model):
-                loss = model(**batch).loss
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and config.max_grad_norm:
-                    accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-            running += loss.detach()
-            counted += 1
-            if accelerator.sync_gradients:
-                result.global_step += 1
-                progress.update(1)
-                if result.global_step % config.log_every == 0:
-                    mean_loss = accelerator.reduce(running, "mean").item() / counted
-                    running.zero_()
-                    counted = 0
-                    progress.set_postfix(epoch=epoch + 1, loss=f"{mean_loss:.4f}")
-                    record = {"epoch": epoch + 1, "step": result.global_step, "loss": mean_loss,
-                              "lr": scheduler.get_last_lr()[0]}
-                    result.train_losses.append(record)
-                    log.write(type="train", **record)
-                if result.global_step >= total_steps:
-                    break
-        if counted:
-            record = {"epoch": epoch + 1, "step": result.global_step,
-                      "loss": accelerator.reduce(running, "mean").item() / counted, "lr": scheduler.get_last_lr()[0]}
-            result.train_losses.append(record)
-            log.write(type="train", **record)
-        scores = evaluate_loader(model, val_loader, accelerator, metrics)
-        result.train_seconds = time.perf_counter() - started
-        record = {"epoch": epoch + 1, "step": result.global_step, "seconds": round(result.train_seconds, 1), **scores}
-        result.history.append(record)
-        log.write(type="eval", split="validation", **record)
-        current = scores[config.metric_for_best]
-        improved = is_better(config.metric_for_best, current, result.best_metric)
-        progress.write(f"epoch {epoch + 1}: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items())
-                       + (" (best)" if improved else ""))
-        if improved:
-            result.best_epoch, result.best_metric, bad_epochs = epoch + 1, current, 0
-            if ckpt_dir and accelerator.is_main_process:
-                checkpoints.save_weights(accelerator.unwrap_model(model), ckpt_dir / checkpoints.BEST_WEIGHTS)
-            elif not ckpt_dir:
-                best_in_memory = {k: v.detach().cpu().clone() for k, v in accelerator.unwrap_model(model).state_dict().items()}
-        else:
-            bad_epochs += 1
-        stop = config.early_stopping_patience is not None and bad_epochs >= config.early_stopping_patience
-        result.stopped_early = stop and epoch + 1 < num_epochs
-        if ckpt_dir:
-            state = {"epoch": epoch, "bad_epochs": bad_epochs, "result": result.to_dict()}
-            checkpoints.save_epoch_checkpoint(accelerator, ckpt_dir, epoch, state)
-        if stop or result.global_step >= total_steps:
-            if result.stopped_early:
-                progress.write(f"early stopping: no {config.metric_for_best} improvement for {bad_epochs} epochs")
-            break
-    progress.close()
-    accelerator.wait_for_everyone()
-    unwrapped = accelerator.unwrap_model(model)
-    if ckpt_dir and (ckpt_dir / checkpoints.BEST_WEIGHTS).is_file():
-        checkpoints.load_weights(unwrapped, ckpt_dir / checkpoints.BEST_WEIGHTS)
-    elif best_in_memory is not None:
-        unwrapped.load_state_dict(best_in_memory)
+def _resume(run: _Run, ckpt_dir: Path) -> None:
+    """Load the latest epoch checkpoint, if any: model, optimizer, schedule and RNG states, and the bookkeeping."""
+    found = checkpoints.latest_checkpoint(ckpt_dir)
+    if not found:
+        return
+    folder, state = found
+    run.accelerator.load_state(str(folder))
+    run.start_epoch, run.bad_epochs = state["epoch"] + 1, state["bad_epochs"]
+    run.result = FitResult(**{**state["result"], "resumed_from_epoch": state["epoch"] + 1})
+    logger.info("resumed from %s (epoch %d finished, step %d)", folder, state["epoch"] + 1, run.result.global_step)
+
+
+def _train_epoch(run: _Run, epoch: int) -> None:
+    """One pass over the training batches: forward, backward, clip, step; stops early at ``total_steps``."""
+    accelerator, model, config, result = run.accelerator, run.model, run.config, run.result
+    run.loader.set_epoch(epoch)
+    train_mode(model)
+    running, counted = torch.zeros((), device=accelerator.device), 0
+    for batch in run.loader:
+        with accelerator.accumulate(model):
+            loss = model(**batch).loss
+            accelerator.backward(loss)
+            if accelerator.sync_gradients and config.max_grad_norm:
+                accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+            run.optimizer.step()
+            run.scheduler.step()
+            run.optimizer.zero_grad(set_to_none=True)
+        running += loss.detach()
+        counted += 1
+        if accelerator.sync_gradients:
+            result.global_step += 1
+            run.progress.update(1)
+            if result.global_step % config.log_every == 0:
+                mean_loss = _log_train_loss(run, epoch, running, counted)
+                running.zero_()
+                counted = 0
+                run.progress.set_postfix(epoch=epoch + 1, loss=f"{mean_loss:.4f}")
+            if result.global_step >= run.total_steps:
+                break
+    if counted:
+        _log_train_loss(run, epoch, running, counted)
+
+
+def _log_train_loss(run: _Run, epoch: int, running: torch.Tensor, counted: int) -> float:
+    """Record the mean training loss of the last ``counted`` batches (one sync across processes); return it."""
+    mean_loss = run.accelerator.reduce(running, "mean").item() / counted
+    record = {"epoch": epoch + 1, "step": run.result.global_step, "loss": mean_loss,
+              "lr": run.scheduler.get_last_lr()[0]}
+    run.result.train_losses.append(record)
+    run.log.write(type="train", **record)
+    return mean_loss
+
+
+def _end_epoch(run: _Run, epoch: int) -> bool:
+    """Evaluate, keep the best weights, write the epoch checkpoint; return whether training stops here."""
+    config, result, progress = run.config, run.result, run.progress
+    scores = evaluate_loader(run.model, run.val_loader, run.accelerator, run.metrics)
+    result.train_seconds = time.perf_counter() - run.started
+    record = {"epoch": epoch + 1, "step": result.global_step, "seconds": round(result.train_seconds, 1), **scores}
+    result.history.append(record)
+    run.log.write(type="eval", split="validation", **record)
+    current = scores[config.metric_for_best]
+    improved = is_better(config.metric_for_best, current, result.best_metric)
+    progress.write(f"epoch {epoch + 1}: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items())
+                   + (" (best)" if improved else ""))
+    if improved:
+        result.best_epoch, result.best_metric, run.bad_epochs = epoch + 1, current, 0
+        _keep_best(run)
+    else:
+        run.bad_epochs += 1
+    stop = config.early_stopping_patience is not None and run.bad_epochs >= config.early_stopping_patience
+    result.stopped_early = stop and epoch + 1 < run.num_epochs
+    if run.ckpt_dir:
+        state = {"epoch": epoch, "bad_epochs": run.bad_epochs, "result": result.to_dict()}
+        checkpoints.save_epoch_checkpoint(run.accelerator, run.ckpt_dir, epoch, state)
+    if stop or result.global_step >= run.total_steps:
+        if result.stopped_early:
+            progress.write(f"early stopping: no {config.metric_for_best} improvement for {run.bad_epochs} epochs")
+        return True
+    return False
+
+
+def _keep_best(run: _Run) -> None:
+    """Keep the current weights as the best: in the checkpoints folder if there is one, else in memory."""
+    if run.ckpt_dir and run.accelerator.is_main_process:
+        checkpoints.save_weights(run.accelerator.unwrap_model(run.model), run.ckpt_dir / checkpoints.BEST_WEIGHTS)
+    elif not run.ckpt_dir:
+        weights = run.accelerator.unwrap_model(run.model).state_dict()
+        run.best_in_memory = {k: v.detach().cpu().clone() for k, v in weights.items()}
+
+
+def _restore_best(run: _Run) -> None:
+    """Put the best weights kept by :func:`_keep_best` back into the model."""
+    config, result = run.config, run.result
+    run.accelerator.wait_for_everyone()
+    unwrapped = run.accelerator.unwrap_model(run.model)
+    if run.ckpt_dir and (run.ckpt_dir / checkpoints.BEST_WEIGHTS).is_file():
+        checkpoints.load_weights(unwrapped, run.ckpt_dir / checkpoints.BEST_WEIGHTS)
+    elif run.best_in_memory is not None:
+        unwrapped.load_state_dict(run.best_in_memory)
     logger.info("best %s %.4f at epoch %s; %d steps in %.0f s", config.metric_for_best, result.best_metric or float("nan"),
                 result.best_epoch, result.global_step, result.train_seconds)
-    return result

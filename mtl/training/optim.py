@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..modeling.freezing import head_parameter_names
+from ..modeling.locate import head_parameter_names
 
 
 def parameter_groups(model: nn.Module, learning_rate: float, weight_decay: float,
