@@ -50,5 +50,9 @@ class CheckpointError(MtlError):
     """No source could serve a checkpoint, or it is not a usable model folder."""
 
 
+class TrainingDivergedError(MtlError):
+    """The training loss became NaN or infinite: the run stops, keeps its last good checkpoint and saves no model."""
+
+
 class OutputExistsError(MtlError):
     """The output folder already holds results and neither --overwrite nor --resume was given."""

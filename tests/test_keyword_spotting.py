@@ -13,7 +13,7 @@ import soundfile as sf
 import torch
 
 from mtl.data import load_labelled
-from mtl.errors import DataError
+from mtl.errors import DataError, MtlError
 from mtl.config import DataConfig
 from mtl.tasks import KeywordSpotting
 
@@ -196,9 +196,9 @@ def test_spec_augment_masks_the_batch_at_once_with_each_items_mean():
 
 
 def test_options_are_checked():
-    with pytest.raises(Exception, match="clip_seconds must be in"):
+    with pytest.raises(MtlError, match="clip_seconds must be in"):
         KeywordSpotting("unused", clip_seconds=0)
-    with pytest.raises(Exception, match="noise_snr_db must be"):
+    with pytest.raises(MtlError, match="noise_snr_db must be"):
         KeywordSpotting("unused", noise_snr_db=[20.0, 5.0])
 
 

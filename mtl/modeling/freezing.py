@@ -82,6 +82,9 @@ def apply_freezing(model: nn.Module, spec: FreezeSpec | str | dict[str, Any]) ->
                 raise MtlError(f"freeze pattern {pattern!r} matches no parameter of {type(model).__name__} "
                                f"(names look like: {examples}, ...)")
             trainable -= matched
+    if not trainable:
+        raise MtlError(f"freeze {spec.describe()} leaves nothing of {type(model).__name__} to train; freeze fewer "
+                       "parameters (the head must train)")
     for name, parameter in named:
         parameter.requires_grad_(name in trainable)
     report = FreezeReport(spec, sum(p.numel() for _, p in named if p.requires_grad), sum(p.numel() for _, p in named))

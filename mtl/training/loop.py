@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from ..config.sections import TrainConfig
+from ..errors import TrainingDivergedError
 from ..metrics import is_better
 from ..modeling.freezing import train_mode
 from . import state as checkpoints
@@ -84,11 +85,13 @@ def fit_loop(model: torch.nn.Module, train_set: Any, eval_set: Any, *, collate: 
     run.progress = tqdm(total=run.total_steps, initial=run.result.global_step, desc="training", unit="step",
                         disable=not accelerator.is_local_main_process)
     run.started = time.perf_counter() - run.result.train_seconds
-    for epoch in range(run.start_epoch, run.num_epochs):
-        _train_epoch(run, epoch)
-        if _end_epoch(run, epoch):
-            break
-    run.progress.close()
+    try:
+        for epoch in range(run.start_epoch, run.num_epochs):
+            _train_epoch(run, epoch)
+            if _end_epoch(run, epoch):
+                break
+    finally:
+        run.progress.close()  # an error message starts on a line of its own
     _restore_best(run)
     return run.result
 
@@ -123,7 +126,7 @@ def _prepare(model: torch.nn.Module, train_set: Any, eval_set: Any, collate: Cal
     """Loaders, AdamW and its schedule, all passed through ``accelerator.prepare``; the step and epoch counts."""
     loader = train_loader(train_set, collate, config.batch_size, config.seed,
                           train_lengths if config.group_by_length else None)
-    val_loader = eval_loader(eval_set, collate, config.eval_batch_size or 2 * config.batch_size, eval_lengths)
+    val_loader = eval_loader(eval_set, collate, config.eval_batch, eval_lengths)
     updates_per_epoch = math.ceil(len(loader) / config.gradient_accumulation_steps)
     total_steps = config.max_steps or math.ceil(config.epochs * updates_per_epoch)
     num_epochs = math.ceil(total_steps / updates_per_epoch)
@@ -157,6 +160,7 @@ def _train_epoch(run: _Run, epoch: int) -> None:
     run.loader.set_epoch(epoch)
     train_mode(model)
     running, counted = torch.zeros((), device=accelerator.device), 0
+    first_bad = torch.full((), -1, device=accelerator.device)  # first step with a NaN/inf loss, kept on the device
     for batch in run.loader:
         with accelerator.accumulate(model):
             loss = model(**batch).loss
@@ -168,18 +172,33 @@ def _train_epoch(run: _Run, epoch: int) -> None:
             run.optimizer.zero_grad(set_to_none=True)
         running += loss.detach()
         counted += 1
+        first_bad = torch.where(~torch.isfinite(loss.detach()) & (first_bad < 0), result.global_step + 1, first_bad)
         if accelerator.sync_gradients:
             result.global_step += 1
             run.progress.update(1)
             if result.global_step % config.log_every == 0:
+                _stop_if_diverged(run, epoch, first_bad)
                 mean_loss = _log_train_loss(run, epoch, running, counted)
                 running.zero_()
                 counted = 0
                 run.progress.set_postfix(epoch=epoch + 1, loss=f"{mean_loss:.4f}")
             if result.global_step >= run.total_steps:
                 break
+    _stop_if_diverged(run, epoch, first_bad)
     if counted:
         _log_train_loss(run, epoch, running, counted)
+
+
+def _stop_if_diverged(run: _Run, epoch: int, first_bad: torch.Tensor) -> None:
+    """Raise :class:`TrainingDivergedError` naming the first step whose loss was NaN or infinite (any process)."""
+    step = int(run.accelerator.reduce(first_bad.clone(), "max").item())
+    if step < 0:
+        return
+    kept = f"; the last good checkpoint stays in {run.ckpt_dir}" if run.ckpt_dir and \
+        checkpoints.has_checkpoint(run.ckpt_dir) else ""
+    raise TrainingDivergedError(f"training stopped: the loss became NaN or infinite at step {step} (epoch {epoch + 1}), "
+                                f"so no model was saved{kept}. Lower train.learning_rate, keep train.max_grad_norm set, "
+                                "or check the data for extreme values")
 
 
 def _log_train_loss(run: _Run, epoch: int, running: torch.Tensor, counted: int) -> float:

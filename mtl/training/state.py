@@ -8,15 +8,14 @@ at most a staging folder behind, which :func:`latest_checkpoint` ignores and the
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
-from ..fs import STAGING_PREFIX, clean_orphans, swap_in
+from ..errors import CheckpointError
+from ..fs import STAGING_PREFIX, atomic_file, clean_orphans, swap_in
 
 STATE_FILE = "trainer_state.json"
 BEST_WEIGHTS = "best-model.safetensors"
@@ -50,7 +49,11 @@ def latest_checkpoint(folder: Path) -> tuple[Path, dict[str, Any]] | None:
     for candidate in reversed(_epoch_folders(folder)):
         state_file = candidate / STATE_FILE
         if state_file.is_file():
-            return candidate, json.loads(state_file.read_text())
+            try:
+                return candidate, json.loads(state_file.read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError) as error:
+                raise CheckpointError(f"--resume: {state_file} is damaged ({error}); delete {candidate} to resume "
+                                      "from an earlier epoch, or start afresh with --overwrite") from None
     return None
 
 
@@ -70,15 +73,8 @@ def save_weights(model: nn.Module, path: Path) -> None:
     """Write a model's weights to ``path`` (safetensors) through a temporary file and a rename."""
     from safetensors.torch import save_model
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f"{STAGING_PREFIX}{path.name}-", dir=path.parent)
-    os.close(handle)
-    try:
-        save_model(model, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_file(path) as tmp:
+        save_model(model, str(tmp))
 
 
 def load_weights(model: nn.Module, path: Path) -> None:
