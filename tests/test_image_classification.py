@@ -98,12 +98,12 @@ def test_evaluation_is_deterministic_and_training_is_augmented(tmp_path):
 
 
 def test_inputs_become_rgb_and_bad_inputs_are_named(tmp_path):
-    assert to_rgb(np.zeros((5, 6), dtype=np.uint8)).size == (6, 5)
-    assert to_rgb(np.ones((5, 6, 1), dtype=np.float32)).getpixel((0, 0)) == (255, 255, 255)
+    assert to_rgb(np.zeros((9, 12), dtype=np.uint8)).size == (12, 9)
+    assert to_rgb(np.ones((9, 12, 1), dtype=np.float32)).getpixel((0, 0)) == (255, 255, 255)
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"not a png")
     with pytest.raises(DataError, match="input 2: cannot read image"):
-        ImageClassification("unused").inputs_to_dataset([np.zeros((4, 4, 3), dtype=np.uint8), str(broken)])
+        ImageClassification("unused").inputs_to_dataset([np.zeros((8, 8, 3), dtype=np.uint8), str(broken)])
     with pytest.raises(DataError, match="expected a PIL image"):
         to_rgb(42)
 
