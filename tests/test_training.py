@@ -179,3 +179,26 @@ def test_killed_run_resumes_and_ends_like_an_uninterrupted_one(tiny_bert, tmp_pa
     assert not checkpoints.exists()  # removed after a successful run
     log = [json.loads(line) for line in (killed / "out" / "train_log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log if r["type"] == "eval"][-3:] == [1, 2, 3]
+
+
+def test_report_to_tensorboard_logs_losses_metrics_rates_and_throughput(tiny_bert, tmp_path):
+    pytest.importorskip("tensorboardX")
+    task = TextSentiment(tiny_bert, max_length=32)
+    frame = pd.DataFrame(make_sentences(96, seed=5))
+    task.fit(frame[:80], frame[80:], epochs=2, batch_size=16, log_every=2, report_to=["tensorboard"],
+             output_dir=tmp_path / "run")
+    events = list((tmp_path / "run" / "runs").rglob("events.out.tfevents.*"))
+    assert events, sorted(str(p) for p in (tmp_path / "run").rglob("*"))
+    written = b"".join(path.read_bytes() for path in events)
+    for tag in (b"train/loss", b"train/learning_rate", b"train/examples_per_second", b"validation/accuracy",
+                b"validation/loss"):
+        assert tag in written, tag
+
+
+def test_report_to_names_a_tracker_that_is_not_installed(tiny_bert, monkeypatch, tmp_path):
+    import accelerate.utils
+
+    monkeypatch.setattr(accelerate.utils, "is_wandb_available", lambda: False)
+    with pytest.raises(MtlError, match="train.report_to: wandb is not installed; pip install wandb"):
+        TextSentiment(tiny_bert, max_length=32).fit(make_sentences(40), max_steps=1, report_to=["wandb"],
+                                                   output_dir=tmp_path / "run")

@@ -100,6 +100,8 @@ class TrainConfig:
     cpu: bool = False  # train on the CPU even when an accelerator is present
     feature_cache: bool = True  # when only the head trains: run the frozen backbone once, train the head on its outputs
     head_first_epochs: int = 0  # first train only the head for this many epochs (frozen features), then as `freeze` says
+    report_to: list[Tracker] = field(default_factory=list)  # accelerate trackers for losses, metrics, learning rates
+    # and throughput, written by the main process (tensorboard: OUT/runs/); off by default
 
     @property
     def eval_batch(self) -> int:
@@ -127,6 +129,9 @@ class TrainConfig:
         if isinstance(self.head_first_epochs, int) and self.head_first_epochs < 0:
             problems.append(f"head_first_epochs must not be negative, got {self.head_first_epochs}")
         _raise_all(problems)
+
+
+Tracker = Literal["tensorboard", "wandb", "comet_ml", "aim", "mlflow", "clearml", "dvclive", "swanlab", "trackio"]
 
 
 def _raise_all(problems: list[str]) -> None:

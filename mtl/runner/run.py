@@ -38,6 +38,7 @@ from ..publish.output_dir import (MARKER_FILE, METRICS_FILE, RECIPE_FILE, check_
                                   prepare_output_dir)
 from ..publish.reports import predictions_table, readable_inputs, write_reports
 from ..registry import get_task
+from ..training.accelerator import TRACKING_FOLDER, require_trackers
 from .summary import build_summary
 
 logger = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ def prepare_run(recipe: Recipe, *, overwrite: bool = False, resume: bool = False
     repo_id = check_push_target(recipe.hub.repo_id, token) if recipe.hub.push else None
     task_cls = get_task(recipe.task)
     require_metrics(recipe.metrics)
+    require_trackers(recipe.train.report_to)
     _check_resumed_recipe(out, recipe, resume)
     check_output_dir(out, overwrite=overwrite, resume=resume, protected=recipe_inputs(recipe))
     task = task_cls(recipe.model.checkpoint, revision=recipe.model.revision, options=recipe.preprocess)
@@ -141,10 +143,13 @@ def _train_and_write(recipe: Recipe, run: PreparedRun, resume: bool, started: fl
 
 
 def _carry_over(out: Path, staging: Path, keep_checkpoints: bool) -> None:
-    """Bring the run's marker, recipe and log (and checkpoints, hard-linked, when kept) into the staged output."""
+    """Bring the run's marker, recipe, log and tracker logs (and checkpoints, hard-linked, when kept) into the
+    staged output."""
     for name in (MARKER_FILE, RECIPE_FILE, LOG_FILE):
         if (out / name).is_file():
             shutil.copy2(out / name, staging / name)
+    if (out / TRACKING_FOLDER).is_dir():  # tracker logs (train.report_to)
+        shutil.copytree(out / TRACKING_FOLDER, staging / TRACKING_FOLDER)
     if keep_checkpoints and (out / "checkpoints").is_dir():
         shutil.copytree(out / "checkpoints", staging / "checkpoints", copy_function=os.link)
 

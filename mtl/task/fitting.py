@@ -37,13 +37,13 @@ def fit_stages(task: Any, train_set: Dataset, validation_set: Dataset, spec: Fre
         apply_freezing(task.model, "backbone")
         probe = dataclasses.replace(config, epochs=config.head_first_epochs, max_steps=None, warmup_ratio=0.0,
                                     learning_rate=config.head_learning_rate or config.learning_rate,
-                                    early_stopping_patience=None)
+                                    early_stopping_patience=None, report_to=[])
         first = fit_stage(task, train_set, validation_set, probe, metrics, make_accelerator(probe), None, False)
         logger.info("head first: %d epochs on frozen features, best validation %s %.4f; now training %s",
                     config.head_first_epochs, config.metric_for_best, first.best_metric, spec.describe())
         head_first_seconds = time.perf_counter() - started  # the main stage's clock starts here
     task.freeze_report = apply_freezing(task.model, spec)
-    task._accelerator = make_accelerator(config)
+    task._accelerator = make_accelerator(config, run_dir)
     return fit_stage(task, train_set, validation_set, config, metrics, task._accelerator, run_dir, resume,
                      seconds_before=head_first_seconds)
 

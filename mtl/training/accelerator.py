@@ -7,15 +7,26 @@ Example::
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 from accelerate import Accelerator
 
 from ..config.sections import TrainConfig
+from ..errors import MtlError
 
 
-def make_accelerator(config: TrainConfig) -> Accelerator:
-    """An Accelerator with precision, accumulation and device chosen explicitly from the config."""
-    options = dict(mixed_precision=config.mixed_precision, cpu=config.cpu,
-                   gradient_accumulation_steps=config.gradient_accumulation_steps)
+TRACKING_FOLDER = "runs"  # under the run's output folder
+
+
+def make_accelerator(config: TrainConfig, run_dir: Path | None = None) -> Accelerator:
+    """An Accelerator with precision, accumulation and device chosen explicitly from the config; with a run folder,
+    also the trackers of ``config.report_to`` (logs under ``run_dir/runs``)."""
+    options: dict[str, Any] = dict(mixed_precision=config.mixed_precision, cpu=config.cpu,
+                                   gradient_accumulation_steps=config.gradient_accumulation_steps)
+    if config.report_to and run_dir is not None:
+        require_trackers(config.report_to)
+        options.update(log_with=list(config.report_to), project_dir=str(run_dir / TRACKING_FOLDER))
     try:
         return Accelerator(**options)
     except ValueError:
@@ -27,3 +38,21 @@ def make_accelerator(config: TrainConfig) -> Accelerator:
             raise
         AcceleratorState._reset_state()
         return Accelerator(**options)
+
+
+def require_trackers(names: list[str]) -> None:
+    """Every tracker named in ``train.report_to`` must be installed: accelerate would drop it with a warning only."""
+    from accelerate.tracking import LOGGER_TYPE_TO_CLASS
+
+    missing = [name for name in names if name in LOGGER_TYPE_TO_CLASS and not _tracker_available(name)]
+    if missing:
+        hint = "pip install tensorboardX" if missing == ["tensorboard"] else f"pip install {' '.join(missing)}"
+        raise MtlError(f"train.report_to: {', '.join(missing)} is not installed; {hint}, or remove it from "
+                       "train.report_to")
+
+
+def _tracker_available(name: str) -> bool:
+    from accelerate import utils
+
+    check = getattr(utils, f"is_{name}_available", None)
+    return bool(check()) if callable(check) else True

@@ -85,6 +85,9 @@ def fit_loop(model: torch.nn.Module, train_set: Any, eval_set: Any, *, collate: 
     run.progress = tqdm(total=run.total_steps, initial=run.result.global_step, desc="training", unit="step",
                         disable=not accelerator.is_local_main_process)
     run.started = time.perf_counter() - run.result.train_seconds
+    if config.report_to:
+        accelerator.init_trackers("mtl", config=_tracked_config(config))
+    run.last_log = (time.perf_counter(), 0)
     try:
         for epoch in range(run.start_epoch, run.num_epochs):
             _train_epoch(run, epoch)
@@ -92,6 +95,8 @@ def fit_loop(model: torch.nn.Module, train_set: Any, eval_set: Any, *, collate: 
                 break
     finally:
         run.progress.close()  # an error message starts on a line of its own
+        if config.report_to:
+            accelerator.end_training()
     _restore_best(run)
     return run.result
 
@@ -118,6 +123,8 @@ class _Run:
     best_in_memory: dict[str, torch.Tensor] | None = None
     progress: Any = None
     started: float = 0.0
+    examples: int = 0  # training examples seen so far (this process)
+    last_log: tuple[float, int] = (0.0, 0)  # (time, examples) at the last loss record, for throughput
 
 
 def _prepare(model: torch.nn.Module, train_set: Any, eval_set: Any, collate: Callable, config: TrainConfig,
@@ -172,6 +179,7 @@ def _train_epoch(run: _Run, epoch: int) -> None:
             run.optimizer.zero_grad(set_to_none=True)
         running += loss.detach()
         counted += 1
+        run.examples += len(batch["labels"]) if "labels" in batch else 0
         first_bad = torch.where(~torch.isfinite(loss.detach()) & (first_bad < 0), result.global_step + 1, first_bad)
         if accelerator.sync_gradients:
             result.global_step += 1
@@ -208,7 +216,18 @@ def _log_train_loss(run: _Run, epoch: int, running: torch.Tensor, counted: int) 
               "lr": run.scheduler.get_last_lr()[0]}
     run.result.train_losses.append(record)
     run.log.write(type="train", **record)
+    if run.config.report_to:
+        now, seen = time.perf_counter(), run.examples * run.accelerator.num_processes
+        speed = (seen - run.last_log[1]) / max(now - run.last_log[0], 1e-9)
+        run.last_log = (now, seen)
+        run.accelerator.log({"train/loss": mean_loss, "train/learning_rate": record["lr"],
+                             "train/examples_per_second": speed}, step=run.result.global_step)
     return mean_loss
+
+
+def _tracked_config(config: TrainConfig) -> dict[str, Any]:
+    """The training settings trackers record as hyperparameters (numbers, words and switches only)."""
+    return {key: value for key, value in asdict(config).items() if isinstance(value, (int, float, str, bool))}
 
 
 def _end_epoch(run: _Run, epoch: int) -> bool:
@@ -219,6 +238,8 @@ def _end_epoch(run: _Run, epoch: int) -> bool:
     record = {"epoch": epoch + 1, "step": result.global_step, "seconds": round(result.train_seconds, 1), **scores}
     result.history.append(record)
     run.log.write(type="eval", split="validation", **record)
+    if config.report_to:
+        run.accelerator.log({f"validation/{name}": value for name, value in scores.items()}, step=result.global_step)
     current = scores[config.metric_for_best]
     improved = is_better(config.metric_for_best, current, result.best_metric)
     progress.write(f"epoch {epoch + 1}: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items())
