@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -129,3 +130,17 @@ def test_python_save_overwrite_refuses_a_user_folder_and_replaces_its_own(tiny_b
     (saved / "stale.bin").write_bytes(b"from an older save")
     task.save(saved, overwrite=True)
     assert (saved / "config.json").is_file() and not (saved / "stale.bin").exists()
+
+
+def test_a_moved_run_folder_resumes_from_its_new_place(recipe_file, tmp_path):
+    recipe = recipe_file(freeze="none")
+    first = run_cli(str(recipe), "output.keep_checkpoints=true", "train.epochs=2")
+    assert first.returncode == 0, first.stderr
+    moved = tmp_path / "elsewhere" / "run"
+    moved.parent.mkdir()
+    (tmp_path / "out").rename(moved)
+    resumed = run_cli(str(recipe), "output.keep_checkpoints=true", "train.epochs=2", f"output.dir={moved}", "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    metrics = json.loads((moved / "metrics.json").read_text())
+    assert metrics["resumed_from_epoch"] == 2 and len(metrics["history"]) == 2
+    assert not (tmp_path / "out").exists()

@@ -159,6 +159,8 @@ def _check_resumed_recipe(out: Path, recipe: Recipe, resume: bool) -> None:
     if not resume or not saved.is_file():
         return
     before, now = yaml.safe_load(saved.read_text()), recipe.to_dict()
+    before.get("output", {}).pop("dir", None)  # a run folder may be moved and resumed from its new place
+    now["output"].pop("dir", None)
     if before != now:
         changed = sorted(section for section in now if before.get(section) != now[section])
         raise MtlError(f"--resume: the recipe differs from the one this run started with (sections: "
