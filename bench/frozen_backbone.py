@@ -19,9 +19,8 @@ import torch
 from transformers import (AutoModelForSequenceClassification, DataCollatorWithPadding, Trainer,
                           TrainingArguments)
 
-from mtl.adapters import label_config
 from mtl.data.builtin import load_builtin
-from mtl.freezing import apply_freezing
+from mtl.modeling import apply_freezing, label_config
 from mtl.tasks import TextSentiment
 
 
@@ -41,7 +40,7 @@ def main() -> None:
     names = train.features["label"].names
 
     # --- plain transformers Trainer: frozen encoder, the head trains; the encoder still runs every epoch
-    features, val_features = task._features(train), task._features(validation)
+    features, val_features = task.features(train), task.features(validation)
     torch.manual_seed(42)
     model = AutoModelForSequenceClassification.from_pretrained(str(task.source.path), **label_config(names),
                                                                ignore_mismatched_sizes=True)

@@ -17,8 +17,8 @@ import torch
 from transformers import (AutoModelForSequenceClassification, DataCollatorWithPadding, Trainer,
                           TrainingArguments)
 
-from mtl.adapters import label_config
 from mtl.data.builtin import load_builtin
+from mtl.modeling import label_config
 from mtl.tasks import TextSentiment
 
 
@@ -38,7 +38,7 @@ def main() -> None:
     names = train.features["label"].names
 
     # --- plain transformers Trainer, dynamic padding, the same tokenized examples
-    features = task._features(train.select_columns(["text", "label"]))
+    features = task.features(train.select_columns(["text", "label"]))
     model = AutoModelForSequenceClassification.from_pretrained(str(task.source.path), **label_config(names),
                                                                ignore_mismatched_sizes=True)
     with tempfile.TemporaryDirectory() as out:
