@@ -47,6 +47,10 @@ def _run(args: argparse.Namespace) -> int:
         return 0
 
     summary = run_recipe(recipe, overwrite=args.overwrite, resume=args.resume)
+    from accelerate import PartialState
+
+    if not PartialState().is_main_process:  # a multi-process run reports once
+        return 0
     print(format_summary(summary))
     print(f"test accuracy: {summary['test'].get('accuracy', float('nan')):.4f}")
     print(f"model saved to {recipe.output.dir}")

@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 import yaml
-from accelerate import PartialState
 
 from ..config.sections import Recipe
 from ..data import load_labelled
@@ -38,7 +37,7 @@ from ..publish.output_dir import (MARKER_FILE, METRICS_FILE, RECIPE_FILE, check_
                                   prepare_output_dir)
 from ..publish.reports import predictions_table, readable_inputs, write_reports
 from ..registry import get_task
-from ..training.accelerator import TRACKING_FOLDER, require_trackers
+from ..training.accelerator import TRACKING_FOLDER, process_state, require_trackers
 from .summary import build_summary
 
 logger = logging.getLogger(__name__)
@@ -79,7 +78,7 @@ def run_recipe(recipe: Recipe, *, overwrite: bool = False, resume: bool = False,
                token: str | None = None) -> dict[str, Any]:
     """Train and evaluate as the recipe says; write the model folder, reports and card; push; return the metrics."""
     started = time.perf_counter()
-    state = PartialState()  # one process, or every process of a torchrun / accelerate launch
+    state = process_state(recipe.train)  # one process, or every process of a torchrun / accelerate launch
     if state.num_processes > 1:
         logger.info("distributed run: %d processes (%s); this is process %d", state.num_processes,
                     state.distributed_type, state.process_index)

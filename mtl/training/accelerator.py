@@ -22,7 +22,7 @@ TRACKING_FOLDER = "runs"  # under the run's output folder
 def make_accelerator(config: TrainConfig, run_dir: Path | None = None) -> Accelerator:
     """An Accelerator with precision, accumulation and device chosen explicitly from the config; with a run folder,
     also the trackers of ``config.report_to`` (logs under ``run_dir/runs``)."""
-    options: dict[str, Any] = dict(mixed_precision=config.mixed_precision, cpu=config.cpu,
+    options: dict[str, Any] = dict(mixed_precision=config.mixed_precision, cpu=on_cpu(config),
                                    gradient_accumulation_steps=config.gradient_accumulation_steps)
     if config.report_to and run_dir is not None:
         require_trackers(config.report_to)
@@ -38,6 +38,27 @@ def make_accelerator(config: TrainConfig, run_dir: Path | None = None) -> Accele
             raise
         AcceleratorState._reset_state()
         return Accelerator(**options)
+
+
+def on_cpu(config: TrainConfig) -> bool:
+    """Train on the CPU when asked or when there is no accelerator. Said explicitly, so that processes started by
+    ``torchrun`` on CPUs join one gloo process group (accelerate's default leaves each on its own)."""
+    import torch
+
+    return config.cpu or not (torch.cuda.is_available() or _mps_available())
+
+
+def process_state(config: TrainConfig) -> Any:
+    """accelerate's process-wide state (one process, or every process of a torchrun / accelerate launch)."""
+    from accelerate import PartialState
+
+    return PartialState(cpu=on_cpu(config))
+
+
+def _mps_available() -> bool:
+    import torch
+
+    return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
 
 
 def require_trackers(names: list[str]) -> None:
