@@ -31,8 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from .registry import load_saved_task
-    from .runner.inference import collect_inputs, predict_items, write_rows
+    from .runner.inference import collect_inputs, load_saved_task, predict_items, write_rows
 
     task = load_saved_task(args.model)
     write_rows(predict_items(task, collect_inputs(task, args.inputs, args.column), args.batch_size), args.output)

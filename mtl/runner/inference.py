@@ -22,6 +22,7 @@ from ..fs import write_text_atomic
 from ..registry import load_saved_task
 
 TABLES = {".csv": ",", ".tsv": "\t"}
+__all__ = ["collect_inputs", "detect_file", "export_folder", "load_saved_task", "predict_items", "write_rows"]
 
 
 def collect_inputs(task: Any, arguments: Sequence[str], column: str | None = None) -> list[tuple[str, Any]]:
