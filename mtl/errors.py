@@ -20,6 +20,12 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
+def describe(error: BaseException, limit: int = 300) -> str:
+    """``"TypeName: first line of the message"`` of a library's exception, for a one-line error of ours."""
+    lines = [line for line in str(error).strip().splitlines() if line.strip()]
+    return f"{type(error).__name__}: {lines[0][:limit]}" if lines else type(error).__name__
+
+
 class MtlError(Exception):
     """An error caused by the user's input (recipe, data, checkpoint, output folder).
 

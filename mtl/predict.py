@@ -31,6 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _predict(args: argparse.Namespace) -> int:
+    if args.batch_size < 1:  # before the model is loaded
+        from .errors import MtlError
+
+        raise MtlError(f"--batch-size must be at least 1, got {args.batch_size}")
     from .runner.inference import collect_inputs, load_saved_task, predict_items, write_rows
 
     task = load_saved_task(args.model)

@@ -11,7 +11,7 @@ from typing import Any, Mapping
 
 from datasets import Dataset, DatasetDict, load_dataset
 
-from ..errors import DataError
+from ..errors import DataError, describe
 from .audio import holds_audio, read_audio_folder, without_audio_decoding
 from .builtin import builtin_names, load_builtin
 from .idx import idx_pairs, read_idx_folder
@@ -47,7 +47,7 @@ def read_files(files: Mapping[str, str | Path]) -> DatasetDict:
     try:
         return load_dataset(builder, data_files={s: str(p) for s, p in paths.items()}, **options)
     except Exception as error:  # pyarrow / pandas parse errors carry the detail
-        raise DataError(f"cannot read {', '.join(str(p) for p in paths.values())}: {_short(error)}; "
+        raise DataError(f"cannot read {', '.join(str(p) for p in paths.values())}: {describe(error)}; "
                         "check the file's format and delimiter") from None
 
 
@@ -87,7 +87,7 @@ def _read_hub(source: str, config: str | None) -> DatasetDict:
     except Exception as error:
         raise DataError(
             f"data.source: {source!r} is not a built-in dataset ({', '.join(builtin_names())}), not a local "
-            f"file or folder, and the Hub could not provide it ({_short(error)}). Check the name, or download "
+            f"file or folder, and the Hub could not provide it ({describe(error)}). Check the name, or download "
             "it where the Hub is reachable and point data.source or data.files at the files."
         ) from None
     loaded = loaded if isinstance(loaded, DatasetDict) else DatasetDict({"train": loaded})
@@ -115,8 +115,3 @@ def to_dataset(data: Any, what: str = "data") -> Dataset:
         return Dataset.from_list(list(data))
     raise DataError(f"{what}: cannot use a {type(data).__name__}; pass a datasets.Dataset, a pandas DataFrame, "
                     "a dict of columns, a list of row dicts or a file path")
-
-
-def _short(error: BaseException) -> str:
-    lines = [line for line in str(error).strip().splitlines() if line.strip()]
-    return f"{type(error).__name__}: {lines[0][:300]}" if lines else type(error).__name__

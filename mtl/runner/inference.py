@@ -54,8 +54,6 @@ def predict_items(task: Any, items: list[tuple[str, Any]], batch_size: int = 32)
     """Label and score for each input, ``batch_size`` at a time, with a progress bar on stderr."""
     from tqdm.auto import tqdm
 
-    if batch_size < 1:
-        raise MtlError(f"--batch-size must be at least 1, got {batch_size}")
     rows: list[dict[str, Any]] = []
     with tqdm(total=len(items), desc="predicting", unit="input", file=sys.stderr, disable=None) as progress:
         for start in range(0, len(items), batch_size):

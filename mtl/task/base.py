@@ -33,7 +33,7 @@ from ..config.freeze import FreezeSpec, parse_freeze
 from ..config.sections import HeadConfig, TrainConfig
 from ..data.labelled import labelled_split, require_trainable_labels
 from ..data.splits import hold_out
-from ..errors import CheckpointError, MtlError
+from ..errors import CheckpointError, MtlError, describe
 from ..metrics import classification_details, scores_from_logits
 from ..modeling import attach_mlp_head, build_classifier
 from ..publish.model_folder import read_task_folder, push_task, save_task, write_model_files
@@ -168,7 +168,7 @@ class Task(TaskHooks):
                 raise
             except (OSError, ValueError, TypeError, KeyError) as error:  # damaged or foreign checkpoint files
                 raise CheckpointError(f"checkpoint {self.checkpoint}: cannot load its "
-                                      f"{self.spec.processor_class.removeprefix('Auto')} ({_first_line(error)}); "
+                                      f"{self.spec.processor_class.removeprefix('Auto')} ({describe(error)}); "
                                       "check config.json and the processor files, or point model.checkpoint at "
                                       "another folder") from None
 
@@ -202,7 +202,7 @@ class Task(TaskHooks):
             except MtlError:
                 raise
             except Exception as error:  # safetensors and torch errors of a damaged weight file
-                raise CheckpointError(f"checkpoint {self.checkpoint}: cannot load its weights ({_first_line(error)}); "
+                raise CheckpointError(f"checkpoint {self.checkpoint}: cannot load its weights ({describe(error)}); "
                                       "the weight file is damaged or truncated: download or save it again") from None
             if head.type == "mlp":
                 logger.info("head: MLP %s -> %d labels (%s, dropout %.2f) replaces %s", head.hidden,
@@ -223,11 +223,6 @@ class Task(TaskHooks):
     def _require_model(self, action: str) -> None:
         if self.model is None or self.label_names is None:
             raise MtlError(f"cannot {action}: no trained model yet; call fit() first or use {type(self).__name__}.load(folder)")
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0][:200]}" if text else type(error).__name__
 
 
 def as_input_list(inputs: Any) -> list[Any]:
