@@ -81,6 +81,7 @@ RUN_CASES = [  # (extra arguments, fragments of the one message); "{w}" is the w
     (["{w}/recipe.yaml", "train.learning_rate=-0.001"], ["learning_rate must be a finite number above 0"]),
     (["{w}/recipe.yaml", "train.batch_size=0"], ["batch_size must be at least 1"]),
     (["{w}/recipe.yaml", "train.warmup_ratio=1.5"], ["warmup_ratio must be in [0, 1)"]),
+    (["{w}/recipe.yaml", "train.save_every_steps=0"], ["save_every_steps must be at least 1"]),
     (["{w}/recipe.yaml", "model.freeze=partly"], ["model.freeze", "unknown freezing spec"]),
     (["{w}/recipe.yaml", "model.freeze={top_k: 0}"], ["top_k must be a positive integer"]),
     (["{w}/recipe.yaml", "model.freeze={top_k: 9}"], ["has only 2 blocks"]),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -136,48 +137,77 @@ def without_seconds(history):
     return [{key: value for key, value in record.items() if key != "seconds"} for record in history]
 
 
+def _newest_state(checkpoints):
+    """The trainer state of the newest complete checkpoint (epoch-N or step-N), as --resume picks it."""
+    states = [json.loads((folder / "trainer_state.json").read_text()) for folder in checkpoints.glob("[es][pt]*-*")
+              if (folder / "trainer_state.json").is_file()]
+    return max(states, key=lambda state: state["result"]["global_step"]) if states else None
+
+
+def _train_records(log_file):
+    return [{k: v for k, v in record.items() if k != "type"} for record in map(json.loads, log_file.read_text().splitlines())
+            if record["type"] == "train"]
+
+
+def _start_and_kill(recipe, checkpoints, after_step, rng, *args):
+    """Start a run, wait for a checkpoint past ``after_step``, SIGKILL it a random moment later; the newest state."""
+    process = subprocess.Popen([sys.executable, "-m", "mtl.run", str(recipe), *args], cwd=REPO,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and ((_newest_state(checkpoints) or {"result": {"global_step": -1}})
+                                      ["result"]["global_step"] <= after_step):
+        time.sleep(0.02)
+    time.sleep(rng.uniform(0.0, 1.5))  # anywhere: mid-step, mid-checkpoint, mid-evaluation
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    return _newest_state(checkpoints)
+
+
 def test_killed_run_resumes_and_ends_like_an_uninterrupted_one(tiny_bert, tmp_path):
+    """Killed twice at random moments (checkpoints every 40 steps and per epoch), resumed: the same run, bit for bit."""
     data = tmp_path / "big.csv"
     pd.DataFrame(make_sentences(1500, seed=5)).to_csv(data, index=False)
     reference = tmp_path / "reference"
     reference.mkdir()
-    done = run(str(write_recipe(reference, tiny_bert, data)))
+    done = run(str(write_recipe(reference, tiny_bert, data)))  # no step checkpoints: they must change nothing
     assert done.returncode == 0, done.stderr
     expected = json.loads((reference / "out" / "metrics.json").read_text())
+    expected_losses = _train_records(reference / "out" / "train_log.jsonl")
 
     killed = tmp_path / "killed"
     killed.mkdir()
-    recipe = write_recipe(killed, tiny_bert, data)
-    process = subprocess.Popen([sys.executable, "-m", "mtl.run", str(recipe)], cwd=REPO,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    recipe = write_recipe(killed, tiny_bert, data, save_every_steps=40)
     checkpoints = killed / "out" / "checkpoints"
-    deadline = time.time() + 300
-    while time.time() < deadline and not (checkpoints / "epoch-0").is_dir():
-        time.sleep(0.05)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
-    assert not (killed / "out" / "metrics.json").exists(), "the run finished before it could be killed"
-    finished = sorted(checkpoints.glob("epoch-*"))
-    assert len(finished) == 1, f"expected the newest epoch checkpoint alone, found {finished}"
-    state = json.loads((finished[0] / "trainer_state.json").read_text())
-    kept = state["epoch"] + 1  # epochs finished before the kill
-    assert finished[0].name == f"epoch-{state['epoch']}" and kept in (1, 2)
-    assert without_seconds(state["result"]["history"]) == without_seconds(expected["history"][:kept])
+    seed = random.randrange(10**6)
+    print(f"kill moments drawn with random.Random({seed})")
+    rng, state, step = random.Random(seed), None, -1
+    for attempt in range(2):
+        state = _start_and_kill(recipe, checkpoints, step, rng, *(["--resume"] if attempt else []))
+        assert not (killed / "out" / "metrics.json").exists(), "the run finished before it could be killed"
+        assert state is not None and state["result"]["global_step"] > step
+        step = state["result"]["global_step"]
+        finished = state["epoch"] + 1  # whole epochs before the kill
+        assert without_seconds(state["result"]["history"]) == without_seconds(expected["history"][:finished])
+        assert state["result"]["train_losses"] == expected_losses[:len(state["result"]["train_losses"])]
 
     refused = run(str(recipe))
     assert refused.returncode == 2 and "--resume" in refused.stderr
     resumed = run(str(recipe), "--resume")
     assert resumed.returncode == 0, resumed.stderr
     got = json.loads((killed / "out" / "metrics.json").read_text())
-    assert got["resumed_from_epoch"] == kept
-    assert got["history"][:kept] == state["result"]["history"]  # carried over from the checkpoint, not re-run
+    assert got["resumed_from_step"] == step and got["resumed_from_epoch"] == state["epoch"] + 1
+    assert got["history"][:finished] == state["result"]["history"]  # carried over from the checkpoint, not re-run
     assert [h["step"] for h in got["history"]] == [h["step"] for h in expected["history"]]  # counting went on
     assert without_seconds(got["history"]) == without_seconds(expected["history"])  # the same epochs, bit for bit
+    log = [json.loads(line) for line in (killed / "out" / "train_log.jsonl").read_text().splitlines()]
+    last_resume = max(i for i, record in enumerate(log) if record["type"] == "resume")
+    assert log[last_resume]["step"] == step
+    after = [{k: v for k, v in r.items() if k != "type"} for r in log[last_resume:] if r["type"] == "train"]
+    assert after == [r for r in expected_losses if r["step"] > step]  # the losses logged after resuming, exactly
     assert got["test"] == expected["test"]
     weights = [(folder / "out" / "model.safetensors").read_bytes() for folder in (killed, reference)]
     assert weights[0] == weights[1]
     assert not checkpoints.exists()  # removed after a successful run
-    log = [json.loads(line) for line in (killed / "out" / "train_log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log if r["type"] == "eval"][-3:] == [1, 2, 3]
 
 

@@ -96,6 +96,8 @@ class TrainConfig:
     metric_for_best: str = "accuracy"
     early_stopping_patience: int | None = None  # epochs without improvement before stopping
     log_every: int = 20  # optimizer steps between loss lines in the JSONL log
+    save_every_steps: int | None = None  # also checkpoint every N optimizer steps inside an epoch (long epochs);
+    # a run killed between them resumes from the newest and ends as if never stopped
     group_by_length: bool = True  # batch examples of similar length together (less padding)
     cpu: bool = False  # train on the CPU even when an accelerator is present
     feature_cache: bool = True  # when only the head trains: run the frozen backbone once, train the head on its outputs
@@ -114,8 +116,9 @@ class TrainConfig:
                     if isinstance(getattr(self, name), int) and getattr(self, name) < 1]
         if isinstance(self.epochs, float) and not (math.isfinite(self.epochs) and self.epochs > 0) and not self.max_steps:
             problems.append(f"epochs must be a positive number, got {self.epochs}")
-        if isinstance(self.max_steps, int) and self.max_steps < 1:
-            problems.append(f"max_steps must be at least 1 (or null), got {self.max_steps}")
+        for name in ("max_steps", "save_every_steps"):
+            if isinstance(getattr(self, name), int) and getattr(self, name) < 1:
+                problems.append(f"{name} must be at least 1 (or null), got {getattr(self, name)}")
         for name in ("learning_rate", "head_learning_rate", "max_grad_norm"):  # NaN, inf, 0 or < 0 train nothing good
             value = getattr(self, name)
             if isinstance(value, float) and not (math.isfinite(value) and value > 0):

@@ -36,6 +36,7 @@ def build_summary(recipe: Any, task: Any, data: Any, fit: Any, test: dict[str, A
         "total_seconds": round(seconds, 1),
         "stopped_early": fit.stopped_early,
         "resumed_from_epoch": fit.resumed_from_epoch,
+        "resumed_from_step": fit.resumed_from_step,
         "warnings": quality_warnings(test, task.label_names),
         "environment": {"mtl": __version__, "torch": torch.__version__, "python": platform.python_version(),
                         "device": str(device), "hardware": _hardware(device),

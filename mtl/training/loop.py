@@ -1,8 +1,9 @@
 """One explicit training loop on ``accelerate``: prepare, backward, step, evaluate every epoch.
 
 AdamW with a transformers schedule and warmup, gradient accumulation, mixed precision, early stopping
-on a chosen metric, the best weights kept, a JSONL log, and an atomic checkpoint per epoch so that a
-killed run resumes where it stopped. Losses stay on the device between log lines (no per-step syncs).
+on a chosen metric, the best weights kept, a JSONL log, and an atomic checkpoint per epoch (and every
+``train.save_every_steps`` steps inside one) so that a killed run resumes where it stopped and ends with
+the weights it would have had. Losses stay on the device between log lines (no per-step syncs).
 
 :func:`fit_loop` reads top to bottom: :func:`_prepare` (loaders, optimizer, schedule, ``accelerator.prepare``),
 :func:`_resume`, then per epoch :func:`_train_epoch` (forward, ``backward``, step) and :func:`_end_epoch`
@@ -49,6 +50,7 @@ class FitResult:
     train_seconds: float = 0.0
     stopped_early: bool = False
     resumed_from_epoch: int | None = None  # epochs already finished when a resumed run picked up
+    resumed_from_step: int | None = None  # optimizer steps already done when a resumed run picked up
     train_losses: list[dict[str, Any]] = field(default_factory=list)  # {epoch, step, loss, lr} every log_every steps
 
     def to_dict(self) -> dict[str, Any]:
@@ -124,6 +126,9 @@ class _Run:
     progress: Any = None
     started: float = 0.0
     examples: int = 0  # training examples seen so far (this process)
+    skip_batches: int = 0  # batches of the first epoch already trained before a mid-epoch resume
+    carried_loss: tuple[float, int] = (0.0, 0)  # (sum, batches) of training losses not yet logged at that resume
+    random_states: tuple[Any, ...] | None = None  # the checkpoint's random states, put back once its loader runs
     last_log: tuple[float, int] = (0.0, 0)  # (time, examples) at the last loss record, for throughput
 
 
@@ -150,15 +155,28 @@ def _prepare(model: torch.nn.Module, train_set: Any, eval_set: Any, collate: Cal
 
 
 def _resume(run: _Run, ckpt_dir: Path) -> None:
-    """Load the latest epoch checkpoint, if any: model, optimizer, schedule and RNG states, and the bookkeeping."""
+    """Load the newest checkpoint, if any: model, optimizer, schedule and random states, and the bookkeeping.
+
+    A checkpoint from inside an epoch also says how many of that epoch's batches were trained: they are
+    skipped, and the random states are put back again once the loader has started (starting it draws one).
+    """
     found = checkpoints.latest_checkpoint(ckpt_dir)
     if not found:
         return
     folder, state = found
     run.accelerator.load_state(str(folder))
     run.start_epoch, run.bad_epochs = state["epoch"] + 1, state["bad_epochs"]
-    run.result = FitResult(**{**state["result"], "resumed_from_epoch": state["epoch"] + 1})
-    logger.info("resumed from %s (epoch %d finished, step %d)", folder, state["epoch"] + 1, run.result.global_step)
+    run.result = FitResult(**{**state["result"], "resumed_from_epoch": state["epoch"] + 1,
+                              "resumed_from_step": state["result"]["global_step"]})
+    inside = state.get("in_epoch")
+    run.log.write(type="resume", step=run.result.global_step, epoch=run.start_epoch + 1, checkpoint=folder.name)
+    if inside:
+        run.skip_batches, run.carried_loss = inside["batches"], (inside["loss_sum"], inside["loss_batches"])
+        run.random_states = checkpoints.random_states()
+        logger.info("resumed from %s (epoch %d, after batch %d of %d, step %d)", folder, run.start_epoch + 1,
+                    run.skip_batches, len(run.loader), run.result.global_step)
+    else:
+        logger.info("resumed from %s (epoch %d finished, step %d)", folder, run.start_epoch, run.result.global_step)
 
 
 def _train_epoch(run: _Run, epoch: int) -> None:
@@ -166,9 +184,15 @@ def _train_epoch(run: _Run, epoch: int) -> None:
     accelerator, model, config, result = run.accelerator, run.model, run.config, run.result
     run.loader.set_epoch(epoch)
     train_mode(model)
-    running, counted = torch.zeros((), device=accelerator.device), 0
+    skipped, run.skip_batches = run.skip_batches, 0
+    batches = accelerator.skip_first_batches(run.loader, skipped) if skipped else run.loader
+    running, counted = torch.tensor(run.carried_loss[0], device=accelerator.device), run.carried_loss[1]
+    run.carried_loss = (0.0, 0)
     first_bad = torch.full((), -1, device=accelerator.device)  # first step with a NaN/inf loss, kept on the device
-    for batch in run.loader:
+    for done, batch in enumerate(batches, start=skipped + 1):
+        if run.random_states is not None:  # as they were when the checkpoint was written
+            checkpoints.set_random_states(run.random_states)
+            run.random_states = None
         with accelerator.accumulate(model):
             loss = model(**batch).loss
             accelerator.backward(loss)
@@ -192,9 +216,28 @@ def _train_epoch(run: _Run, epoch: int) -> None:
                 run.progress.set_postfix(epoch=epoch + 1, loss=f"{mean_loss:.4f}")
             if result.global_step >= run.total_steps:
                 break
+            if _step_checkpoint_due(run, done):
+                _stop_if_diverged(run, epoch, first_bad)
+                _save_step_checkpoint(run, epoch, done, running, counted)
     _stop_if_diverged(run, epoch, first_bad)
     if counted:
         _log_train_loss(run, epoch, running, counted)
+
+
+def _step_checkpoint_due(run: _Run, batches_done: int) -> bool:
+    """Whether a ``save_every_steps`` checkpoint falls on this step (never on an epoch's last batch: the
+    epoch checkpoint follows)."""
+    every = run.config.save_every_steps
+    return bool(every and run.ckpt_dir and run.result.global_step % every == 0 and batches_done < len(run.loader))
+
+
+def _save_step_checkpoint(run: _Run, epoch: int, batches_done: int, running: torch.Tensor, counted: int) -> None:
+    """Checkpoint inside ``epoch`` after ``batches_done`` batches, with the losses not yet logged."""
+    run.result.train_seconds = time.perf_counter() - run.started
+    loss_sum = run.accelerator.reduce(running.clone(), "mean").item()  # every process resumes with the mean
+    inside = {"epoch": epoch, "batches": batches_done, "loss_sum": loss_sum, "loss_batches": counted}
+    state = {"epoch": epoch - 1, "bad_epochs": run.bad_epochs, "result": run.result.to_dict(), "in_epoch": inside}
+    checkpoints.save_checkpoint(run.accelerator, run.ckpt_dir, f"step-{run.result.global_step}", state)
 
 
 def _stop_if_diverged(run: _Run, epoch: int, first_bad: torch.Tensor) -> None:
@@ -253,7 +296,7 @@ def _end_epoch(run: _Run, epoch: int) -> bool:
     result.stopped_early = stop and epoch + 1 < run.num_epochs
     if run.ckpt_dir:
         state = {"epoch": epoch, "bad_epochs": run.bad_epochs, "result": result.to_dict()}
-        checkpoints.save_epoch_checkpoint(run.accelerator, run.ckpt_dir, epoch, state)
+        checkpoints.save_checkpoint(run.accelerator, run.ckpt_dir, f"epoch-{epoch}", state)
     if stop or result.global_step >= run.total_steps:
         if result.stopped_early:
             progress.write(f"early stopping: no {config.metric_for_best} improvement for {run.bad_epochs} epochs")

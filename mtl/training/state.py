@@ -1,17 +1,21 @@
 """Training checkpoints, written atomically: a staging folder beside the target first, then one rename.
 
-Layout under a run's ``checkpoints/``: ``epoch-N/`` (accelerate state + ``trainer_state.json``) for the
-latest finished epoch, and ``best-model.safetensors`` for the best weights so far. A killed run leaves
+Layout under a run's ``checkpoints/``: the newest checkpoint, ``epoch-N/`` after a finished epoch or ``step-N/``
+inside one (``train.save_every_steps``), each holding accelerate state + ``trainer_state.json``, and
+``best-model.safetensors`` for the best weights so far. A killed run leaves
 at most a staging folder behind, which :func:`latest_checkpoint` ignores and the next save removes.
 """
 
 from __future__ import annotations
 
 import json
+import random
 import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
 from torch import nn
 
 from ..errors import CheckpointError
@@ -21,12 +25,13 @@ STATE_FILE = "trainer_state.json"
 BEST_WEIGHTS = "best-model.safetensors"
 
 
-def save_epoch_checkpoint(accelerator: Any, folder: Path, epoch: int, state: dict[str, Any], keep_last: int = 1) -> Path:
-    """Save accelerate state and ``state`` for a finished epoch, then drop older epoch checkpoints.
+def save_checkpoint(accelerator: Any, folder: Path, name: str, state: dict[str, Any]) -> Path:
+    """Save accelerate state and ``state`` as ``folder/name``, then drop every older checkpoint.
 
-    Call it on every process: accelerate writes what each process owns, the main process renames.
+    ``name`` is ``epoch-N`` after a finished epoch, ``step-N`` inside one. Call it on every process:
+    accelerate writes what each process owns, the main process renames.
     """
-    final = folder / f"epoch-{epoch}"
+    final = folder / name
     tmp = folder / f"{STAGING_PREFIX}{final.name}-staging"  # one name all processes agree on
     if accelerator.is_main_process:
         clean_orphans(final)
@@ -38,35 +43,56 @@ def save_epoch_checkpoint(accelerator: Any, folder: Path, epoch: int, state: dic
     if accelerator.is_main_process:
         (tmp / STATE_FILE).write_text(json.dumps(state, indent=1))
         swap_in(tmp, final)
-        for old in _epoch_folders(folder)[:-keep_last]:
-            shutil.rmtree(old, ignore_errors=True)
+        for old in _checkpoint_folders(folder):
+            if old != final:
+                shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
     return final
 
 
 def latest_checkpoint(folder: Path) -> tuple[Path, dict[str, Any]] | None:
-    """The newest complete epoch checkpoint and its trainer state, or None."""
-    for candidate in reversed(_epoch_folders(folder)):
+    """The complete checkpoint with the most optimizer steps and its trainer state, or None."""
+    found = []
+    for candidate in _checkpoint_folders(folder):
         state_file = candidate / STATE_FILE
         if state_file.is_file():
             try:
-                return candidate, json.loads(state_file.read_text())
-            except (json.JSONDecodeError, UnicodeDecodeError) as error:
+                state = json.loads(state_file.read_text())
+                found.append((int(state["result"]["global_step"]), candidate, state))
+            except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as error:
                 raise CheckpointError(f"--resume: {state_file} is damaged ({error}); delete {candidate} to resume "
-                                      "from an earlier epoch, or start afresh with --overwrite") from None
-    return None
+                                      "from an earlier checkpoint, or start afresh with --overwrite") from None
+    if not found:
+        return None
+    _, newest, state = max(found, key=lambda item: item[0])
+    return newest, state
 
 
 def has_checkpoint(folder: Path) -> bool:
-    """Whether ``folder`` holds a complete epoch checkpoint to resume from."""
+    """Whether ``folder`` holds a complete checkpoint to resume from."""
     return latest_checkpoint(folder) is not None
 
 
-def _epoch_folders(folder: Path) -> list[Path]:
+def _checkpoint_folders(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
-    found = [p for p in folder.iterdir() if p.is_dir() and p.name.startswith("epoch-") and p.name[6:].isdigit()]
-    return sorted(found, key=lambda p: int(p.name[6:]))
+    return [p for p in folder.iterdir() if p.is_dir() and p.name.partition("-")[0] in ("epoch", "step")
+            and p.name.partition("-")[2].isdigit()]
+
+
+def random_states() -> tuple[Any, ...]:
+    """This process's Python, NumPy, torch CPU and CUDA random states (see :func:`set_random_states`)."""
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    return random.getstate(), np.random.get_state(), torch.get_rng_state(), cuda
+
+
+def set_random_states(states: tuple[Any, ...]) -> None:
+    """Put back random states taken by :func:`random_states`."""
+    random.setstate(states[0])
+    np.random.set_state(states[1])
+    torch.set_rng_state(states[2])
+    if states[3] is not None:
+        torch.cuda.set_rng_state_all(states[3])
 
 
 def save_weights(model: nn.Module, path: Path) -> None:
