@@ -14,6 +14,7 @@ from typing import Sequence
 
 from ..errors import MtlError, OutputExistsError
 from ..fs import remove_folder
+from ..training.state import checkpoint_folders
 
 RECIPE_FILE = "recipe.yaml"
 METRICS_FILE = "metrics.json"
@@ -79,10 +80,10 @@ def _require_writable(directory: Path) -> None:
 
 
 def clean_failed_run(directory: Path, created: bool) -> None:
-    """Remove what a failed run wrote, so that the next attempt needs no flag; a run that finished an epoch
-    keeps its folder (and checkpoints) for ``--resume``."""
+    """Remove what a failed run wrote, so that the next attempt needs no flag; a run that wrote a checkpoint
+    (after an epoch, or ``train.save_every_steps``) keeps its folder for ``--resume``."""
     directory = Path(directory).expanduser()
-    if not directory.is_dir() or any((directory / "checkpoints").glob("epoch-*")):
+    if not directory.is_dir() or checkpoint_folders(directory / "checkpoints"):
         return
     if created:
         remove_folder(directory)

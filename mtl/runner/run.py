@@ -37,7 +37,7 @@ from ..publish.output_dir import (MARKER_FILE, METRICS_FILE, RECIPE_FILE, check_
                                   prepare_output_dir)
 from ..publish.reports import predictions_table, readable_inputs, write_reports
 from ..registry import get_task
-from ..training.accelerator import TRACKING_FOLDER, process_state, require_trackers
+from ..training.accelerator import TRACKING_FOLDER, launch_warning, process_state, require_trackers
 from .summary import build_summary
 
 logger = logging.getLogger(__name__)
@@ -59,6 +59,7 @@ class PreparedRun:
 def prepare_run(recipe: Recipe, *, overwrite: bool = False, resume: bool = False,
                 token: str | None = None) -> PreparedRun:
     """Resolve and check the Hub target, task, metrics, output folder, data and checkpoint; write nothing."""
+    _report_processes(process_state(recipe.train))
     out = Path(recipe.output.dir).expanduser()
     # cheap checks first: no hour of training (or of reading data) lost to a typo
     repo_id = check_push_target(recipe.hub.repo_id, token) if recipe.hub.push else None
@@ -74,14 +75,23 @@ def prepare_run(recipe: Recipe, *, overwrite: bool = False, resume: bool = False
     return PreparedRun(task_cls, task, data, out, repo_id)
 
 
+def _report_processes(state: Any) -> None:
+    """Log how many processes joined the run, and what went wrong when the launcher asked for more."""
+    if state.num_processes > 1:
+        logger.info("distributed run: %d processes (%s); this is process %d", state.num_processes,
+                    state.distributed_type, state.process_index)
+    else:
+        logger.info("one process (%s)", state.device)
+    warning = launch_warning(state)
+    if warning:
+        logger.warning(warning)
+
+
 def run_recipe(recipe: Recipe, *, overwrite: bool = False, resume: bool = False,
                token: str | None = None) -> dict[str, Any]:
     """Train and evaluate as the recipe says; write the model folder, reports and card; push; return the metrics."""
     started = time.perf_counter()
     state = process_state(recipe.train)  # one process, or every process of a torchrun / accelerate launch
-    if state.num_processes > 1:
-        logger.info("distributed run: %d processes (%s); this is process %d", state.num_processes,
-                    state.distributed_type, state.process_index)
     run = prepare_run(recipe, overwrite=overwrite, resume=resume, token=token)
     state.wait_for_everyone()  # every process checked the output folder before the main process creates it
     created = False

@@ -7,6 +7,7 @@ Example::
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,31 @@ def process_state(config: TrainConfig) -> Any:
     from accelerate import PartialState
 
     return PartialState(cpu=on_cpu(config))
+
+
+_WORLD_SIZE_VARIABLES = ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
+
+
+def launch_warning(state: Any) -> str | None:
+    """What went wrong between the launcher and the processes that joined, or None.
+
+    Raises :class:`MtlError` when the launcher started several processes that each ended up alone (each would
+    train the whole run and write the same folder). Returns a warning when ``accelerate launch`` was asked for
+    several processes but started this one only: its MULTI_CPU type needs mpirun to start more.
+    """
+    asked = max((int(os.environ[name]) for name in _WORLD_SIZE_VARIABLES if os.environ.get(name, "").isdigit()),
+                default=None)
+    if asked and asked > 1 and state.num_processes == 1:
+        raise MtlError(f"this process was launched as one of {asked} (WORLD_SIZE / PMI_SIZE say so) but joined no "
+                       "process group, so each would train alone and write the same output; launch with torchrun or "
+                       "accelerate launch and a config from recipes/accelerate/, and leave train.cpu and the "
+                       "launcher's device settings in agreement")
+    if asked is None and state.num_processes == 1 and "ACCELERATE_USE_CPU" in os.environ and os.environ.get("MASTER_ADDR"):
+        return ("accelerate launch was asked for several processes but started this one only: its MULTI_CPU type "
+                "starts more only through mpirun (pip install mpich, and mpirun_hostfile in the config, as "
+                "recipes/accelerate/cpu-2-processes.yaml does), or use torchrun --nproc_per_node N; "
+                "training goes on in one process")
+    return None
 
 
 def _mps_available() -> bool:

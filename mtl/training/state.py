@@ -43,7 +43,7 @@ def save_checkpoint(accelerator: Any, folder: Path, name: str, state: dict[str, 
     if accelerator.is_main_process:
         (tmp / STATE_FILE).write_text(json.dumps(state, indent=1))
         swap_in(tmp, final)
-        for old in _checkpoint_folders(folder):
+        for old in checkpoint_folders(folder):
             if old != final:
                 shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
@@ -53,7 +53,7 @@ def save_checkpoint(accelerator: Any, folder: Path, name: str, state: dict[str, 
 def latest_checkpoint(folder: Path) -> tuple[Path, dict[str, Any]] | None:
     """The complete checkpoint with the most optimizer steps and its trainer state, or None."""
     found = []
-    for candidate in _checkpoint_folders(folder):
+    for candidate in checkpoint_folders(folder):
         state_file = candidate / STATE_FILE
         if state_file.is_file():
             try:
@@ -73,7 +73,8 @@ def has_checkpoint(folder: Path) -> bool:
     return latest_checkpoint(folder) is not None
 
 
-def _checkpoint_folders(folder: Path) -> list[Path]:
+def checkpoint_folders(folder: Path) -> list[Path]:
+    """The checkpoint folders (``epoch-N``, ``step-N``) in a run's ``checkpoints/``, complete or not."""
     if not folder.is_dir():
         return []
     return [p for p in folder.iterdir() if p.is_dir() and p.name.partition("-")[0] in ("epoch", "step")
