@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import re
 
 import pytest
+import torch
 from transformers import AutoModelForSequenceClassification
 
 from mtl.modeling.classifier import attach_mlp_head, build_classifier
@@ -134,3 +136,33 @@ def test_no_head_found_is_an_error():
         apply_freezing(Bare(), "backbone")
     with pytest.raises(ValueError, match="Bare has no linear layer with 2 outputs in its head"):
         output_layer_name(Bare())
+
+
+def test_lr_decay_gives_each_block_down_the_rate_of_the_one_above_times_the_decay(model, caplog):
+    apply_freezing(model, "none")
+    with caplog.at_level(logging.INFO, logger="mtl"):
+        groups = parameter_groups(model, learning_rate=1e-3, weight_decay=0.0, head_learning_rate=1e-2, lr_decay=0.5)
+    by_id = {id(p): g["lr"] for g in groups for p in g["params"]}
+    named = dict(model.named_parameters())
+    layers = model.config.num_hidden_layers
+    assert by_id[id(named["classifier.weight"])] == 1e-2
+    assert by_id[id(named[f"bert.encoder.layer.{layers - 1}.output.dense.weight"])] == 1e-3  # the top block
+    assert by_id[id(named["bert.pooler.dense.weight"])] == 1e-3  # after the blocks: the top block's rate
+    for index in range(layers):
+        assert by_id[id(named[f"bert.encoder.layer.{index}.output.dense.weight"])] == pytest.approx(
+            1e-3 * 0.5 ** (layers - 1 - index))
+    assert by_id[id(named["bert.embeddings.word_embeddings.weight"])] == pytest.approx(1e-3 * 0.5 ** layers)
+    assert sum(len(g["params"]) for g in groups) == len(named)
+    assert any("parameter groups: head: lr 0.01" in r.getMessage() for r in caplog.records)
+
+
+def test_lr_decay_on_a_model_without_blocks_is_a_named_error():
+
+    class Flat(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoder = torch.nn.Linear(4, 4)
+            self.classifier = torch.nn.Linear(4, 2)
+
+    with pytest.raises(MtlError, match="train.lr_decay: Flat has no list of repeated blocks"):
+        parameter_groups(Flat(), learning_rate=1e-3, weight_decay=0.0, lr_decay=0.5)

@@ -11,6 +11,7 @@ import sys
 import time
 
 import pandas as pd
+import torch
 import pytest
 import yaml
 from datasets import load_dataset
@@ -232,3 +233,41 @@ def test_report_to_names_a_tracker_that_is_not_installed(tiny_bert, monkeypatch,
     with pytest.raises(MtlError, match="train.report_to: wandb is not installed; pip install wandb"):
         TextSentiment(tiny_bert, max_length=32).fit(make_sentences(40), max_steps=1, report_to=["wandb"],
                                                    output_dir=tmp_path / "run")
+
+
+def test_class_weights_and_label_smoothing_shape_what_the_model_learns(trained, tiny_bert):
+    from mtl.training.losses import class_weight_vector
+
+    assert class_weight_vector("auto", ["neg", "pos"], [0, 0, 0, 1]) == pytest.approx([4 / 6, 2.0])
+    with pytest.raises(MtlError, match=r"names \['postive'\].*the labels are \['neg', 'pos'\]"):
+        class_weight_vector({"postive": 2.0}, ["neg", "pos"], [0, 1])
+
+    plain = trained[0]
+    frame = pd.DataFrame(make_sentences(400, seed=1))  # what `trained` learned from, with FAST
+    texts = [row["sentence"] for row in make_sentences(80, seed=9)]
+    weighted = TextSentiment(tiny_bert, max_length=32)
+    weighted.fit(frame[:320], frame[320:], class_weights={"negative": 1.0, "positive": 200.0}, **{**FAST, "epochs": 2})
+    share = [sum(p["label"] == "positive" for p in task.predict(texts)) / len(texts) for task in (plain, weighted)]
+    assert share[1] > 0.9 and share[1] > share[0], share  # a loss that counts positives 200x answers positive
+
+
+
+def test_label_smoothing_spreads_each_target_over_all_labels_in_the_training_loss():
+    from transformers.modeling_outputs import SequenceClassifierOutput
+
+    from mtl.training.losses import training_loss
+
+    class Fixed(torch.nn.Module):  # a classifier whose logits are given
+        def forward(self, inputs):
+            return SequenceClassifierOutput(logits=inputs)
+
+    logits, labels = torch.tensor([[2.0, 0.0, -1.0], [0.5, 1.5, 0.0]]), torch.tensor([0, 2])
+    log_p = logits.log_softmax(-1)
+    smoothing, weights = 0.3, [1.0, 1.0, 4.0]
+    targets = torch.full((2, 3), smoothing / 3) + (1 - smoothing) * torch.nn.functional.one_hot(labels, 3)
+    expected = -(targets * log_p).sum(-1)
+    loss = training_loss(None, smoothing)(Fixed(), {"inputs": logits, "labels": labels})
+    assert loss.item() == pytest.approx(expected.mean().item(), rel=1e-6)
+    per_example = -(targets * log_p * torch.tensor(weights)).sum(-1)
+    weighted = training_loss(weights, smoothing)(Fixed(), {"inputs": logits, "labels": labels})
+    assert weighted.item() == pytest.approx((per_example.sum() / torch.tensor(weights)[labels].sum()).item(), rel=1e-6)

@@ -86,6 +86,9 @@ class TrainConfig:
     eval_batch_size: int | None = None  # default: 2 x batch_size
     learning_rate: float = 5e-5
     head_learning_rate: float | None = None  # default: learning_rate
+    lr_decay: float | None = None  # layer-wise: each block down from the top gets the rate of the one above x this
+    class_weights: Literal["auto"] | dict[str, float] | None = None  # loss weight per label; auto: inverse frequency
+    label_smoothing: float = 0.0  # share of each target spread over all labels in the training loss
     weight_decay: float = 0.01
     scheduler: Literal["linear", "cosine", "constant"] = "linear"
     warmup_ratio: float = 0.06
@@ -125,6 +128,15 @@ class TrainConfig:
                 problems.append(f"{name} must be a finite number above 0, got {value}")
         if isinstance(self.weight_decay, float) and not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
             problems.append(f"weight_decay must be a finite number of at least 0, got {self.weight_decay}")
+        if isinstance(self.lr_decay, float) and not (math.isfinite(self.lr_decay) and 0 < self.lr_decay <= 1):
+            problems.append(f"lr_decay must be in (0, 1] (or null), got {self.lr_decay}")
+        if isinstance(self.label_smoothing, float) and not 0 <= self.label_smoothing < 1:
+            problems.append(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if isinstance(self.class_weights, dict):
+            bad = {label: weight for label, weight in self.class_weights.items()
+                   if not (isinstance(weight, (int, float)) and math.isfinite(weight) and weight > 0)}
+            if bad or not self.class_weights:
+                problems.append(f"class_weights must map labels to finite weights above 0, got {bad or '{}'}")
         if isinstance(self.warmup_ratio, float) and not 0 <= self.warmup_ratio < 1:
             problems.append(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if isinstance(self.early_stopping_patience, int) and self.early_stopping_patience < 1:

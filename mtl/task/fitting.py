@@ -22,6 +22,7 @@ from ..config.sections import TrainConfig
 from ..modeling.freezing import apply_freezing
 from ..training import FitResult, fit_loop, make_accelerator
 from ..training.feature_cache import CachedInputs, HeadOnly, collate_cached, head_module_name
+from ..training.losses import class_weight_vector
 from ..training.state import has_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -48,6 +49,14 @@ def fit_stages(task: Any, train_set: Dataset, validation_set: Dataset, spec: Fre
                      seconds_before=head_first_seconds)
 
 
+def _class_weights(task: Any, train_set: Dataset, config: TrainConfig) -> list[float] | None:
+    weights = class_weight_vector(config.class_weights, task.label_names, train_set["label"])
+    if weights is not None:
+        logger.info("class weights in the training loss: %s",
+                    ", ".join(f"{name} {weight:.3g}" for name, weight in zip(task.label_names, weights)))
+    return weights
+
+
 def fit_stage(task: Any, train_set: Dataset, validation_set: Dataset, config: TrainConfig, metrics: list[str],
               accelerator: Any, run_dir: Path | None, resume: bool, seconds_before: float = 0.0) -> FitResult:
     """One :func:`fit_loop` over the model as frozen now; only the head trains: the backbone runs once (cached)."""
@@ -64,7 +73,8 @@ def fit_stage(task: Any, train_set: Dataset, validation_set: Dataset, config: Tr
         collate, train_lengths, eval_lengths = task.collate, task.lengths(train_features), task.lengths(val_features)
     result = fit_loop(trained, train_features, val_features, collate=collate, config=config, metrics=metrics,
                       accelerator=accelerator, train_lengths=train_lengths, eval_lengths=eval_lengths,
-                      run_dir=run_dir, resume=resume, seconds_before=seconds_before)
+                      run_dir=run_dir, resume=resume, seconds_before=seconds_before,
+                      class_weights=_class_weights(task, train_set, config))
     if cached is None:
         task.model = accelerator.unwrap_model(task.model, keep_fp32_wrapper=False)
     return result

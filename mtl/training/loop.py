@@ -33,6 +33,7 @@ from ..modeling.freezing import train_mode
 from . import state as checkpoints
 from .batching import eval_loader, train_loader
 from .inference import evaluate_loader
+from .losses import training_loss
 from .optim import parameter_groups
 
 logger = logging.getLogger(__name__)
@@ -74,14 +75,16 @@ class JsonlLog:
 def fit_loop(model: torch.nn.Module, train_set: Any, eval_set: Any, *, collate: Callable, config: TrainConfig,
              metrics: Sequence[str], accelerator: Accelerator, train_lengths: Sequence[int] | None = None,
              eval_lengths: Sequence[int] | None = None, run_dir: Path | None = None, resume: bool = False,
-             seconds_before: float = 0.0) -> FitResult:
+             seconds_before: float = 0.0, class_weights: Sequence[float] | None = None) -> FitResult:
     """Train ``model`` on ``train_set``, evaluating on ``eval_set`` after every epoch; return a FitResult.
 
     ``seconds_before`` is training time already spent (a head-first stage): timings count on from it.
+    ``class_weights`` (one per label) weight the training loss, with ``config.label_smoothing``.
     """
     set_seed(config.seed)
     run = _prepare(model, train_set, eval_set, collate, config, metrics, accelerator, train_lengths, eval_lengths,
                    run_dir, seconds_before)
+    run.loss = training_loss(class_weights, config.label_smoothing)
     if resume and run.ckpt_dir:
         _resume(run, run.ckpt_dir)
     run.progress = tqdm(total=run.total_steps, initial=run.result.global_step, desc="training", unit="step",
@@ -129,6 +132,7 @@ class _Run:
     skip_batches: int = 0  # batches of the first epoch already trained before a mid-epoch resume
     carried_loss: tuple[float, int] = (0.0, 0)  # (sum, batches) of training losses not yet logged at that resume
     random_states: tuple[Any, ...] | None = None  # the checkpoint's random states, put back once its loader runs
+    loss: Callable[[torch.nn.Module, dict[str, Any]], torch.Tensor] = lambda model, batch: model(**batch).loss
     last_log: tuple[float, int] = (0.0, 0)  # (time, examples) at the last loss record, for throughput
 
 
@@ -143,7 +147,7 @@ def _prepare(model: torch.nn.Module, train_set: Any, eval_set: Any, collate: Cal
     total_steps = config.max_steps or math.ceil(config.epochs * updates_per_epoch)
     num_epochs = math.ceil(total_steps / updates_per_epoch)
     optimizer = torch.optim.AdamW(parameter_groups(model, config.learning_rate, config.weight_decay,
-                                                   config.head_learning_rate))
+                                                   config.head_learning_rate, config.lr_decay))
     scheduler = get_scheduler("constant_with_warmup" if config.scheduler == "constant" else config.scheduler,
                               optimizer, num_warmup_steps=math.ceil(config.warmup_ratio * total_steps),
                               num_training_steps=total_steps)
@@ -194,7 +198,7 @@ def _train_epoch(run: _Run, epoch: int) -> None:
             checkpoints.set_random_states(run.random_states)
             run.random_states = None
         with accelerator.accumulate(model):
-            loss = model(**batch).loss
+            loss = run.loss(model, batch)
             accelerator.backward(loss)
             if accelerator.sync_gradients and config.max_grad_norm:
                 accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
