@@ -3,7 +3,10 @@
 * ``"none"``: everything trains (full fine-tuning);
 * ``"backbone"``: only the classification head trains;
 * ``{"top_k": N}``: the last N blocks of the backbone, what follows them, and the head train;
-* ``{"patterns": ["bert.embeddings.*", ...]}``: parameters whose names match a glob are frozen.
+* ``{"patterns": ["bert.embeddings.*", ...]}``: parameters whose names match a glob are frozen;
+* ``{"lora": {"r": 8, "alpha": 16, "dropout": 0.1, "target_modules": null}}``: the backbone stays frozen and
+  low-rank adapters (LoRA, through ``peft``) train beside the chosen layers, with the head; merged into the
+  weights when training ends.
 
 Only the spec's form is checked here; :mod:`mtl.modeling.freezing` applies it to a model.
 
@@ -19,14 +22,29 @@ from typing import Any, Literal
 
 
 @dataclass(frozen=True)
+class LoraSettings:
+    """LoRA's rank, scaling numerator (``alpha / r`` scales the update), dropout, and the layers it adapts
+    (module names or name suffixes; None: the default for the architecture family)."""
+
+    r: int = 8
+    alpha: float = 16
+    dropout: float = 0.1
+    target_modules: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
 class FreezeSpec:
     """A parsed freezing spec."""
 
-    mode: Literal["none", "backbone", "top_k", "patterns"] = "none"
+    mode: Literal["none", "backbone", "top_k", "patterns", "lora"] = "none"
     top_k: int = 0
     patterns: tuple[str, ...] = ()
+    lora: LoraSettings | None = None
 
     def describe(self) -> str:
+        if self.mode == "lora" and self.lora:
+            targets = list(self.lora.target_modules) if self.lora.target_modules else "default"
+            return f"lora (r={self.lora.r}, alpha={self.lora.alpha:g}, targets {targets}; backbone frozen, head trains)"
         if self.mode == "top_k":
             return f"top_k={self.top_k} (last {self.top_k} blocks and the head train)"
         if self.mode == "patterns":
@@ -36,7 +54,7 @@ class FreezeSpec:
 
 def parse_freeze(value: str | dict[str, Any] | FreezeSpec | None) -> FreezeSpec:
     """Parse a freezing spec; raise ValueError saying what is accepted."""
-    accepted = "use 'none', 'backbone', {top_k: N} or {patterns: [glob, ...]}"
+    accepted = "use 'none', 'backbone', {top_k: N}, {patterns: [glob, ...]} or {lora: {r: 8, alpha: 16}}"
     if value is None:
         return FreezeSpec()
     if isinstance(value, FreezeSpec):
@@ -56,4 +74,30 @@ def parse_freeze(value: str | dict[str, Any] | FreezeSpec | None) -> FreezeSpec:
             if not isinstance(patterns, list) or not patterns or not all(isinstance(p, str) for p in patterns):
                 raise ValueError(f"patterns must be a non-empty list of glob strings, got {arg!r}")
             return FreezeSpec(mode="patterns", patterns=tuple(patterns))
+        if key == "lora":
+            return FreezeSpec(mode="lora", lora=_parse_lora(arg))
     raise ValueError(f"cannot read freezing spec {value!r}; {accepted}")
+
+
+def _parse_lora(value: Any) -> LoraSettings:
+    """``{r, alpha, dropout, target_modules}`` (all optional) as :class:`LoraSettings`; ValueError on bad values."""
+    value = {} if value is None else value
+    if not isinstance(value, dict):
+        raise ValueError(f"lora takes a mapping such as {{r: 8, alpha: 16, dropout: 0.1}}, got {value!r}")
+    unknown = sorted(set(value) - {"r", "alpha", "dropout", "target_modules"})
+    if unknown:
+        raise ValueError(f"lora has no setting {unknown}; use r, alpha, dropout and target_modules")
+    r, alpha, dropout = value.get("r", 8), value.get("alpha", 16), value.get("dropout", 0.1)
+    targets = value.get("target_modules")
+    if isinstance(r, bool) or not isinstance(r, int) or r < 1:
+        raise ValueError(f"lora r (the rank) must be a positive integer, got {r!r}")
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha > 0:
+        raise ValueError(f"lora alpha must be a number above 0, got {alpha!r}")
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+        raise ValueError(f"lora dropout must be in [0, 1), got {dropout!r}")
+    if targets is not None:
+        targets = [targets] if isinstance(targets, str) else targets
+        if not isinstance(targets, list) or not targets or not all(isinstance(t, str) and t for t in targets):
+            raise ValueError(f"lora target_modules must be a list of module names (or null), got {targets!r}")
+        targets = tuple(targets)
+    return LoraSettings(r=r, alpha=float(alpha), dropout=float(dropout), target_modules=targets)

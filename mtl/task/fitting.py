@@ -20,6 +20,7 @@ from datasets import Dataset
 from ..config.freeze import FreezeSpec
 from ..config.sections import TrainConfig
 from ..modeling.freezing import apply_freezing
+from ..modeling.lora import add_lora
 from ..training import FitResult, fit_loop, make_accelerator
 from ..training.feature_cache import CachedInputs, HeadOnly, collate_cached, head_module_name
 from ..training.losses import class_weight_vector
@@ -43,10 +44,15 @@ def fit_stages(task: Any, train_set: Dataset, validation_set: Dataset, spec: Fre
         logger.info("head first: %d epochs on frozen features, best validation %s %.4f; now training %s",
                     config.head_first_epochs, config.metric_for_best, first.best_metric, spec.describe())
         head_first_seconds = time.perf_counter() - started  # the main stage's clock starts here
-    task.freeze_report = apply_freezing(task.model, spec)
+    adapters = add_lora(task.model, spec) if spec.mode == "lora" else None
+    task.freeze_report = adapters.report if adapters else apply_freezing(task.model, spec)
     task._accelerator = make_accelerator(config, run_dir)
-    return fit_stage(task, train_set, validation_set, config, metrics, task._accelerator, run_dir, resume,
-                     seconds_before=head_first_seconds)
+    result = fit_stage(task, train_set, validation_set, config, metrics, task._accelerator, run_dir, resume,
+                       seconds_before=head_first_seconds)
+    if adapters:
+        task.model = adapters.merge()  # a plain transformers model again: saved, loaded and served as any other
+        logger.info("LoRA adapters merged into the weights")
+    return result
 
 
 def _class_weights(task: Any, train_set: Dataset, config: TrainConfig) -> list[float] | None:

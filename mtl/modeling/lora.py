@@ -1,0 +1,103 @@
+"""LoRA through ``peft``: low-rank adapters beside chosen layers of a frozen backbone, the head trained in full,
+merged into the weights afterwards so that the saved model stays a plain transformers folder.
+
+Default layers per architecture family: BERT-like attention ``query``/``value`` (DistilBERT ``q_lin``/``v_lin``,
+MPNet ``q``/``v``), Whisper and wav2vec2 ``q_proj``/``v_proj``, and for convolutional timm backbones their
+pointwise (1x1) convolutions ``conv_pw``/``conv_pwl``. Depthwise convolutions are never adapted (peft's
+Conv2d LoRA needs ``groups == 1``).
+
+Example::
+
+    adapters = add_lora(model, parse_freeze({"lora": {"r": 8}}))
+    ...train model...
+    model = adapters.merge()        # the plain transformers model with the updates folded in
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from ..config.freeze import FreezeSpec, LoraSettings
+from ..errors import MtlError
+from .freezing import FreezeReport
+from .locate import head_parameter_names
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TARGETS = (("query", "value"), ("q_proj", "v_proj"), ("q_lin", "v_lin"), ("q", "v"), ("conv_pw", "conv_pwl"))
+
+
+@dataclass
+class LoraAdapters:
+    """Adapters added to a model in place: what trains now, and :meth:`merge` to fold them in when done."""
+
+    tuner: Any
+    report: FreezeReport
+    targets: list[str]
+
+    def merge(self) -> nn.Module:
+        """The model with every adapter's update added to its layer, adapters removed (peft ``merge_and_unload``)."""
+        return self.tuner.merge_and_unload()
+
+
+def add_lora(model: nn.Module, spec: FreezeSpec) -> LoraAdapters:
+    """Add LoRA adapters to ``model`` in place as ``spec.lora`` says; freeze all but the adapters and the head."""
+    settings = spec.lora or LoraSettings()
+    peft = _require_peft()
+    head = head_parameter_names(model)
+    layers = _adaptable_layers(model, head)
+    targets = _chosen(layers, settings.target_modules, type(model).__name__)
+    config = peft.LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
+                             target_modules="^(" + "|".join(map(re.escape, targets)) + ")$")
+    tuner = peft.LoraModel(model, config, "default")  # injects into ``model`` itself; names outside targets keep
+    named = list(model.named_parameters())
+    for name, parameter in named:
+        parameter.requires_grad_(".lora_" in name or name in head)
+    report = FreezeReport(spec, sum(p.numel() for _, p in named if p.requires_grad), sum(p.numel() for _, p in named))
+    logger.info("%s; adapters on %d layers (%s)", report, len(targets), ", ".join(sorted({t.rsplit('.', 1)[-1]
+                                                                                         for t in targets})))
+    return LoraAdapters(tuner, report, targets)
+
+
+def _adaptable_layers(model: nn.Module, head: set[str]) -> list[str]:
+    """Full names of the linear and non-grouped convolutional layers outside the head."""
+    found = []
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Linear) or (isinstance(module, nn.Conv2d) and module.groups == 1):
+            if not any(f"{name}.{p}" in head for p, _ in module.named_parameters(recurse=False)):
+                found.append(name)
+    return found
+
+
+def _chosen(layers: list[str], wanted: tuple[str, ...] | None, model_name: str) -> list[str]:
+    """The layers named by ``wanted`` (names or name suffixes), or by the first default family that matches."""
+    def matching(target: str) -> list[str]:
+        return [layer for layer in layers if layer == target or layer.endswith("." + target)]
+
+    if wanted:
+        missing = [target for target in wanted if not matching(target)]
+        if missing:
+            known = sorted({layer.rsplit(".", 1)[-1] for layer in layers})
+            raise MtlError(f"model.freeze.lora.target_modules: {missing} match no linear or convolutional layer of "
+                           f"{model_name} outside its head; its layers are named {known}")
+        return sorted({layer for target in wanted for layer in matching(target)})
+    for family in DEFAULT_TARGETS:
+        chosen = sorted({layer for target in family for layer in matching(target)})
+        if chosen:
+            return chosen
+    known = sorted({layer.rsplit(".", 1)[-1] for layer in layers})
+    raise MtlError(f"model.freeze.lora: no default layers to adapt in {model_name}; set target_modules to some of "
+                   f"{known}")
+
+
+def _require_peft() -> Any:
+    try:
+        import peft
+    except ImportError:
+        raise MtlError('model.freeze.lora needs peft: pip install "mtl[lora]" (or pip install peft)') from None
+    return peft

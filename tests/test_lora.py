@@ -1,0 +1,62 @@
+"""LoRA (``model.freeze: {lora: ...}``): adapters beside the chosen layers train with the head, the rest stays
+exactly as pretrained, the adapters are merged so the saved folder is a plain transformers model, and a target that
+matches nothing is a named error. Default targets exist for every registered task's architecture."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+import transformers
+from safetensors.torch import load_file
+
+from mtl.config import parse_freeze
+from mtl.errors import MtlError
+from mtl.modeling.classifier import build_classifier
+from mtl.modeling.lora import add_lora
+from mtl.registry import get_task, known_tasks
+from mtl.tasks import TextSentiment
+
+from conftest import make_sentences, pipeline_top1
+
+pytest.importorskip("peft")
+
+
+def test_lora_trains_adapters_and_head_only_and_saves_a_plain_model(tiny_bert, tmp_path):
+    task = TextSentiment(tiny_bert, max_length=32)
+    frame = pd.DataFrame(make_sentences(120, seed=2))
+    task.fit(frame[:96], frame[96:], freeze={"lora": {"r": 4, "alpha": 8}}, epochs=2, batch_size=16,
+             learning_rate=2e-2, warmup_ratio=0.0)
+    assert "lora (r=4" in str(task.freeze_report) and task.freeze_report.trainable < task.freeze_report.total / 4
+    assert not [name for name, _ in task.model.named_parameters() if "lora" in name]  # merged, adapters gone
+    folder = task.save(tmp_path / "out")
+    saved = load_file(folder / "model.safetensors")
+    pretrained = {f"bert.{key}": value for key, value in load_file(tiny_bert / "model.safetensors").items()}  # a BertModel
+    shared = [key for key in saved if key in pretrained and not key.startswith("classifier")]
+    changed = {key for key in shared if not torch.equal(saved[key], pretrained[key])}
+    assert changed and all(".attention.self.query." in key or ".attention.self.value." in key for key in changed), \
+        changed  # only the adapted layers moved (their LoRA update merged in); everything else is as pretrained
+    assert {key.split(".")[-1] for key in changed} == {"weight"}  # LoRA leaves biases alone
+    texts = [row["sentence"] for row in make_sentences(6, seed=5)]
+    assert [p["label"] for p in pipeline_top1("text-classification", folder, texts)] == \
+        [p["label"] for p in task.predict(texts)]
+
+
+def test_a_lora_target_that_matches_nothing_names_the_layers_that_exist(tiny_bert):
+    model = build_classifier(transformers.AutoModelForSequenceClassification, tiny_bert, ["a", "b"])
+    with pytest.raises(MtlError, match=r"target_modules: \['qkv'\] match no .* layers are named \[.*'query'.*\]"):
+        add_lora(model, parse_freeze({"lora": {"target_modules": ["qkv"]}}))
+
+
+@pytest.mark.parametrize("name", known_tasks())
+def test_every_task_architecture_has_default_lora_targets_and_merges_back(name, tmp_path):
+    cls = get_task(name)
+    checkpoint = cls.tiny_checkpoint(tmp_path / "checkpoint")
+    model = build_classifier(getattr(transformers, cls.spec.model_class), checkpoint, ["a", "b", "c"])
+    adapters = add_lora(model, parse_freeze({"lora": {"r": 2}}))
+    assert adapters.targets and adapters.report.trainable > 0
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(".lora_" in n or n.startswith(("classifier", "projector", "score", "head", "timm_model.classifier")) for n in trainable), trainable
+    merged = adapters.merge()
+    assert type(merged).__name__ == cls.spec.model_class.replace("AutoModelFor", "") or merged.config.num_labels == 3
+    assert not [n for n, _ in merged.named_parameters() if "lora" in n]
