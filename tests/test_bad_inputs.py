@@ -84,6 +84,7 @@ RUN_CASES = [  # (extra arguments, fragments of the one message); "{w}" is the w
     (["{w}/recipe.yaml", "train.save_every_steps=0"], ["save_every_steps must be at least 1"]),
     (["{w}/recipe.yaml", "train.lr_decay=1.5"], ["lr_decay must be in (0, 1]"]),
     (["{w}/recipe.yaml", "model.freeze={lora: {r: 0}}"], ["lora r (the rank) must be a positive integer"]),
+    (["{w}/recipe.yaml", "model.freeze={gradual: {every: 0}}"], ["gradual every", "must be a positive integer"]),
     (["{w}/recipe.yaml", "model.freeze={lora: {rank: 8}}"], ["lora has no setting ['rank']"]),
     (["{w}/recipe.yaml", "model.freeze={lora: {target_modules: [qkv]}}"], ["target_modules: ['qkv'] match no", "'query'"]),
     (["{w}/recipe.yaml", "train.label_smoothing=1"], ["label_smoothing must be in [0, 1)"]),

@@ -67,3 +67,41 @@ def test_a_run_stopped_inside_an_epoch_resumes_to_the_same_weights(name, tmp_pat
     got, want = resumed_task.model.state_dict(), reference.model.state_dict()
     assert got.keys() == want.keys()
     assert all(torch.equal(got[key], want[key]) for key in want), [k for k in want if not torch.equal(got[k], want[k])]
+
+
+def test_gradual_unfreezing_follows_its_schedule_and_resumes_mid_schedule_to_the_same_weights(tiny_bert, tmp_path):
+    from safetensors.torch import load_file
+
+    from mtl.tasks import TextSentiment
+    from conftest import make_sentences
+
+    rows = make_sentences(80, seed=6)
+    train, validation = rows[:64], rows[64:]
+    options = dict(freeze={"gradual": {"every": 1}}, epochs=4, batch_size=16, learning_rate=5e-3, warmup_ratio=0.0,
+                   seed=2)
+    pretrained = {f"bert.{k}": v for k, v in load_file(tiny_bert / "model.safetensors").items()}
+
+    first_epoch = TextSentiment(tiny_bert, max_length=32)
+    first_epoch.fit(train, validation, **{**options, "epochs": 1})
+    moved = {k for k, v in first_epoch.model.state_dict().items() if k in pretrained and not torch.equal(v, pretrained[k])}
+    assert not moved, moved  # the first stage trains the head alone
+
+    whole = TextSentiment(tiny_bert, max_length=32)
+    whole.fit(train, validation, output_dir=tmp_path / "whole", **options)
+    log = (tmp_path / "whole" / "train_log.jsonl").read_text()
+    stages = [json.loads(line) for line in log.splitlines() if '"type": "stage"' in line]
+    assert [stage["epoch"] for stage in stages] == [1, 2, 3, 4]
+    assert "the head trains" in stages[0]["stage"] and "the top 1 blocks" in stages[1]["stage"]
+    assert "everything trains" in stages[-1]["stage"]  # embeddings too, at last
+
+    handle = _stop_at_training_step(4 * 2 + 2)  # inside epoch 3 (4 batches an epoch): the top block training
+    try:
+        with pytest.raises(Stop):
+            TextSentiment(tiny_bert, max_length=32).fit(train, validation, output_dir=tmp_path / "run", **options)
+    finally:
+        handle.remove()
+    resumed = TextSentiment(tiny_bert, max_length=32)
+    result = resumed.fit(train, validation, output_dir=tmp_path / "run", resume=True, **options)
+    assert result.resumed_from_epoch == 2
+    got, want = resumed.model.state_dict(), whole.model.state_dict()
+    assert all(torch.allclose(got[key], want[key], atol=1e-6) for key in want)

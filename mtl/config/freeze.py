@@ -6,7 +6,9 @@
 * ``{"patterns": ["bert.embeddings.*", ...]}``: parameters whose names match a glob are frozen;
 * ``{"lora": {"r": 8, "alpha": 16, "dropout": 0.1, "target_modules": null}}``: the backbone stays frozen and
   low-rank adapters (LoRA, through ``peft``) train beside the chosen layers, with the head; merged into the
-  weights when training ends.
+  weights when training ends;
+* ``{"gradual": {"every": N}}``: gradual unfreezing (ULMFiT): the head alone trains first, then every N epochs
+  one more block from the top, until everything trains.
 
 Only the spec's form is checked here; :mod:`mtl.modeling.freezing` applies it to a model.
 
@@ -36,15 +38,18 @@ class LoraSettings:
 class FreezeSpec:
     """A parsed freezing spec."""
 
-    mode: Literal["none", "backbone", "top_k", "patterns", "lora"] = "none"
+    mode: Literal["none", "backbone", "top_k", "patterns", "lora", "gradual"] = "none"
     top_k: int = 0
     patterns: tuple[str, ...] = ()
     lora: LoraSettings | None = None
+    every: int = 1  # gradual: epochs between unfreezing steps
 
     def describe(self) -> str:
         if self.mode == "lora" and self.lora:
             targets = list(self.lora.target_modules) if self.lora.target_modules else "default"
             return f"lora (r={self.lora.r}, alpha={self.lora.alpha:g}, targets {targets}; backbone frozen, head trains)"
+        if self.mode == "gradual":
+            return f"gradual (the head, then one more block from the top every {self.every} epochs)"
         if self.mode == "top_k":
             return f"top_k={self.top_k} (last {self.top_k} blocks and the head train)"
         if self.mode == "patterns":
@@ -54,7 +59,8 @@ class FreezeSpec:
 
 def parse_freeze(value: str | dict[str, Any] | FreezeSpec | None) -> FreezeSpec:
     """Parse a freezing spec; raise ValueError saying what is accepted."""
-    accepted = "use 'none', 'backbone', {top_k: N}, {patterns: [glob, ...]} or {lora: {r: 8, alpha: 16}}"
+    accepted = ("use 'none', 'backbone', {top_k: N}, {patterns: [glob, ...]}, {lora: {r: 8, alpha: 16}} or "
+                "{gradual: {every: N}}")
     if value is None:
         return FreezeSpec()
     if isinstance(value, FreezeSpec):
@@ -76,6 +82,14 @@ def parse_freeze(value: str | dict[str, Any] | FreezeSpec | None) -> FreezeSpec:
             return FreezeSpec(mode="patterns", patterns=tuple(patterns))
         if key == "lora":
             return FreezeSpec(mode="lora", lora=_parse_lora(arg))
+        if key == "gradual":
+            every = (arg or {}).get("every", 1) if isinstance(arg, dict) or arg is None else arg
+            if isinstance(arg, dict) and set(arg) - {"every"}:
+                raise ValueError(f"gradual has no setting {sorted(set(arg) - {'every'})}; use every")
+            if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+                raise ValueError(f"gradual every (epochs between unfreezing steps) must be a positive integer, "
+                                 f"got {every!r}")
+            return FreezeSpec(mode="gradual", every=every)
     raise ValueError(f"cannot read freezing spec {value!r}; {accepted}")
 
 

@@ -74,6 +74,8 @@ def apply_freezing(model: nn.Module, spec: FreezeSpec | str | dict[str, Any]) ->
         order = [name for name, _ in named]
         start = next(i for i, n in enumerate(order) if n.startswith(first_trainable + "."))
         trainable = set(order[start:]) | head_parameter_names(model)
+    elif spec.mode == "gradual":  # everything the schedule will train; gradual_stages() says what trains when
+        backbone_blocks(model)
     elif spec.mode == "patterns":
         for pattern in spec.patterns:
             matched = {n for n, _ in named if fnmatch.fnmatchcase(n, pattern)}
@@ -90,6 +92,22 @@ def apply_freezing(model: nn.Module, spec: FreezeSpec | str | dict[str, Any]) ->
     report = FreezeReport(spec, sum(p.numel() for _, p in named if p.requires_grad), sum(p.numel() for _, p in named))
     logger.info("%s", report)
     return report
+
+
+def gradual_stages(model: nn.Module) -> list[set[str]]:
+    """Gradual unfreezing's stages, each the parameter names that train: the head; then with what follows the
+    blocks (pooler, final norm) the top block; one more block each stage; last, everything (embeddings too)."""
+    head = head_parameter_names(model)
+    _, blocks = backbone_blocks(model)
+    order = [name for name, _ in model.named_parameters()]
+    first_block = next(i for i, n in enumerate(order) if n.startswith(blocks[0] + "."))
+    stages = [set(head)]
+    for k in range(1, len(blocks) + 1):
+        start = next(i for i, n in enumerate(order) if n.startswith(blocks[len(blocks) - k] + "."))
+        stages.append(set(order[start:]) | head)
+    if first_block > 0:
+        stages.append(set(order))
+    return stages
 
 
 def train_mode(model: nn.Module) -> None:

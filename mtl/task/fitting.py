@@ -12,14 +12,15 @@ import dataclasses
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from datasets import Dataset
 
 from ..config.freeze import FreezeSpec
 from ..config.sections import TrainConfig
-from ..modeling.freezing import apply_freezing
+from ..errors import MtlError
+from ..modeling.freezing import apply_freezing, gradual_stages
 from ..modeling.lora import add_lora
 from ..training import FitResult, fit_loop, make_accelerator
 from ..training.feature_cache import CachedInputs, HeadOnly, collate_cached, head_module_name
@@ -47,8 +48,9 @@ def fit_stages(task: Any, train_set: Dataset, validation_set: Dataset, spec: Fre
     adapters = add_lora(task.model, spec) if spec.mode == "lora" else None
     task.freeze_report = adapters.report if adapters else apply_freezing(task.model, spec)
     task._accelerator = make_accelerator(config, run_dir)
+    epoch_start = _gradual_unfreezing(task.model, spec, task._accelerator) if spec.mode == "gradual" else None
     result = fit_stage(task, train_set, validation_set, config, metrics, task._accelerator, run_dir, resume,
-                       seconds_before=head_first_seconds)
+                       seconds_before=head_first_seconds, epoch_start=epoch_start)
     if adapters:
         task.model = adapters.merge()  # a plain transformers model again: saved, loaded and served as any other
         logger.info("LoRA adapters merged into the weights")
@@ -63,8 +65,34 @@ def _class_weights(task: Any, train_set: Dataset, config: TrainConfig) -> list[f
     return weights
 
 
+def _gradual_unfreezing(model: torch.nn.Module, spec: FreezeSpec, accelerator: Any) -> Callable[[int], str | None]:
+    """What trains in each epoch under gradual unfreezing: stage ``epoch // every`` of :func:`gradual_stages`.
+    A function of the epoch alone, so a resumed run trains what the uninterrupted one did."""
+    if accelerator.num_processes > 1:
+        raise MtlError("model.freeze gradual: unfreezing during training is not supported on several processes "
+                       "(DDP fixes the trained parameters when it starts); use {top_k: N} or one process")
+    stages = gradual_stages(model)
+    named = list(model.named_parameters())
+    current: list[int] = []
+
+    def at_epoch(epoch: int) -> str | None:
+        stage = min(epoch // spec.every, len(stages) - 1)
+        for name, parameter in named:
+            parameter.requires_grad_(name in stages[stage])
+        if current == [stage]:
+            return None
+        current[:] = [stage]
+        trainable = sum(p.numel() for name, p in named if name in stages[stage])
+        what = "the head" if stage == 0 else ("everything" if stage == len(stages) - 1 and len(stages[stage]) == len(named)
+                                              else f"the head and the top {stage} blocks")
+        return f"gradual unfreezing: from epoch {epoch + 1} {what} trains ({trainable:,} parameters)"
+
+    return at_epoch
+
+
 def fit_stage(task: Any, train_set: Dataset, validation_set: Dataset, config: TrainConfig, metrics: list[str],
-              accelerator: Any, run_dir: Path | None, resume: bool, seconds_before: float = 0.0) -> FitResult:
+              accelerator: Any, run_dir: Path | None, resume: bool, seconds_before: float = 0.0,
+              epoch_start: Callable[[int], str | None] | None = None) -> FitResult:
     """One :func:`fit_loop` over the model as frozen now; only the head trains: the backbone runs once (cached)."""
     head_name = head_module_name(task.model) if config.feature_cache else None
     cached = cache_head_inputs(task, train_set, validation_set, head_name, config.eval_batch) if head_name else None
@@ -80,7 +108,7 @@ def fit_stage(task: Any, train_set: Dataset, validation_set: Dataset, config: Tr
     result = fit_loop(trained, train_features, val_features, collate=collate, config=config, metrics=metrics,
                       accelerator=accelerator, train_lengths=train_lengths, eval_lengths=eval_lengths,
                       run_dir=run_dir, resume=resume, seconds_before=seconds_before,
-                      class_weights=_class_weights(task, train_set, config))
+                      class_weights=_class_weights(task, train_set, config), epoch_start=epoch_start)
     if cached is None:
         task.model = accelerator.unwrap_model(task.model, keep_fp32_wrapper=False)
     return result

@@ -75,16 +75,19 @@ class JsonlLog:
 def fit_loop(model: torch.nn.Module, train_set: Any, eval_set: Any, *, collate: Callable, config: TrainConfig,
              metrics: Sequence[str], accelerator: Accelerator, train_lengths: Sequence[int] | None = None,
              eval_lengths: Sequence[int] | None = None, run_dir: Path | None = None, resume: bool = False,
-             seconds_before: float = 0.0, class_weights: Sequence[float] | None = None) -> FitResult:
+             seconds_before: float = 0.0, class_weights: Sequence[float] | None = None,
+             epoch_start: Callable[[int], str | None] | None = None) -> FitResult:
     """Train ``model`` on ``train_set``, evaluating on ``eval_set`` after every epoch; return a FitResult.
 
     ``seconds_before`` is training time already spent (a head-first stage): timings count on from it.
     ``class_weights`` (one per label) weight the training loss, with ``config.label_smoothing``.
+    ``epoch_start(epoch)`` runs before each epoch (gradual unfreezing sets what trains); what it returns is logged.
     """
     set_seed(config.seed)
     run = _prepare(model, train_set, eval_set, collate, config, metrics, accelerator, train_lengths, eval_lengths,
                    run_dir, seconds_before)
     run.loss = training_loss(class_weights, config.label_smoothing)
+    run.epoch_start = epoch_start
     if resume and run.ckpt_dir:
         _resume(run, run.ckpt_dir)
     run.progress = tqdm(total=run.total_steps, initial=run.result.global_step, desc="training", unit="step",
@@ -133,6 +136,7 @@ class _Run:
     carried_loss: tuple[float, int] = (0.0, 0)  # (sum, batches) of training losses not yet logged at that resume
     random_states: tuple[Any, ...] | None = None  # the checkpoint's random states, put back once its loader runs
     loss: Callable[[torch.nn.Module, dict[str, Any]], torch.Tensor] = lambda model, batch: model(**batch).loss
+    epoch_start: Callable[[int], str | None] | None = None
     last_log: tuple[float, int] = (0.0, 0)  # (time, examples) at the last loss record, for throughput
 
 
@@ -187,6 +191,10 @@ def _train_epoch(run: _Run, epoch: int) -> None:
     """One pass over the training batches: forward, backward, clip, step; stops early at ``total_steps``."""
     accelerator, model, config, result = run.accelerator, run.model, run.config, run.result
     run.loader.set_epoch(epoch)
+    said = run.epoch_start(epoch) if run.epoch_start else None
+    if said:
+        run.progress.write(said)
+        run.log.write(type="stage", epoch=epoch + 1, step=result.global_step, stage=said)
     train_mode(model)
     skipped, run.skip_batches = run.skip_batches, 0
     batches = accelerator.skip_first_batches(run.loader, skipped) if skipped else run.loader
