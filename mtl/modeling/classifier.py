@@ -16,6 +16,7 @@ from torch import nn
 from ..errors import CheckpointError
 from .heads import build_mlp_head
 from .locate import head_parameter_names, output_layer_name
+from .pooling import apply_pooling
 
 logger = logging.getLogger(__name__)
 
@@ -74,8 +75,9 @@ def attach_mlp_head(model: nn.Module, head: Any) -> str:
 
 
 def scratch_model(auto_class: Any, checkpoint: str | Path, label_names: Sequence[str], seed: int,
-                  head: Any = None) -> nn.Module:
-    """``checkpoint``'s architecture with random weights (its config, the data's labels, the recipe's head)."""
+                  head: Any = None, pooling: str = "pooler") -> nn.Module:
+    """``checkpoint``'s architecture with random weights (its config, the data's labels, the recipe's head and
+    pooling)."""
     import transformers
 
     config = transformers.AutoConfig.from_pretrained(str(checkpoint), **label_config(label_names))
@@ -85,4 +87,5 @@ def scratch_model(auto_class: Any, checkpoint: str | Path, label_names: Sequence
     model = auto_class.from_config(config)
     if head is not None and head.type == "mlp":  # the same head as the pretrained run, so fit keeps this model
         attach_mlp_head(model, head)
+    apply_pooling(model, pooling, Path(checkpoint))
     return model

@@ -1,8 +1,10 @@
-"""Classification heads: the checkpoint's own linear layer, or the seeds' MLP (pooled features -> Dense -> classes).
+"""Classification heads: the checkpoint's own linear layer, or the seeds' MLP (pooled features -> Dense -> classes);
+and token pooling for BERT-like encoders (the first token's state, or the mean over real tokens, in place of the
+pretrained pooler).
 
-This file imports nothing from mtl: a model saved with an MLP head carries a verbatim copy of it as
-``mtl_head.py`` and its config names it in ``auto_map``, so plain transformers loads the folder with
-``trust_remote_code=True`` (the head's shape is in ``config.mtl_head``)::
+This file imports nothing from mtl: a model saved with an MLP head or token pooling carries a verbatim copy of
+it as ``mtl_head.py`` and its config names it in ``auto_map``, so plain transformers loads the folder with
+``trust_remote_code=True`` (the head's shape is in ``config.mtl_head``, the pooling in ``config.mtl_pooling``)::
 
     pipeline("image-classification", model="outputs/digits-mlp", trust_remote_code=True)
 
@@ -22,7 +24,8 @@ import transformers
 from torch import nn
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "silu": nn.SiLU}
-CLASS_PREFIX = "MlpHead"
+CLASS_PREFIX = "MlpHead"  # also serves token pooling; the name stays for folders saved before pooling existed
+TOKEN_POOLINGS = ("cls", "mean")
 
 
 class MlpHead(nn.Module):
@@ -42,18 +45,60 @@ class MlpHead(nn.Module):
         return self.layers(features)
 
 
+class TokenPooler(nn.Module):
+    """A BERT-like pooler without weights: the first token's state (``cls``) or the mean of the states of the real
+    tokens (``mean``, padding left out through the attention mask the encoder was called with)."""
+
+    def __init__(self, mode: str):
+        super().__init__()
+        self.mode = mode
+        self.mask = None  # set by install_token_pooling's hook on every encoder call
+
+    def forward(self, hidden_states):
+        if self.mode == "cls":
+            return hidden_states[:, 0]
+        mask = self.mask
+        if mask is None or tuple(mask.shape) != tuple(hidden_states.shape[:2]):
+            mask = hidden_states.new_ones(hidden_states.shape[:2])
+        weights = mask.unsqueeze(-1).to(hidden_states.dtype)
+        return (hidden_states * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+
+
+def install_token_pooling(model: nn.Module, mode: str) -> None:
+    """Put a :class:`TokenPooler` in place of the pooler of ``model``'s encoder (``config.mtl_pooling = mode``)."""
+    encoder = getattr(model, model.base_model_prefix)
+    pooler = TokenPooler(mode)
+    encoder.pooler = pooler
+
+    def keep_mask(module: nn.Module, args: tuple, kwargs: dict) -> None:
+        pooler.mask = kwargs.get("attention_mask", args[1] if len(args) > 1 else None)
+
+    encoder.register_forward_pre_hook(keep_mask, with_kwargs=True)
+    model.config.mtl_pooling = mode
+
+
 def remote_code_map(model: nn.Module, auto_class: str) -> dict[str, str]:
-    """The ``auto_map`` entry that lets ``auto_class.from_pretrained(..., trust_remote_code=True)`` load the MLP head."""
-    return {auto_class: f"mtl_head.{CLASS_PREFIX}{model.config.mtl_head['base_class']}"}
+    """The ``auto_map`` entry that lets ``auto_class.from_pretrained(..., trust_remote_code=True)`` load the MLP head
+    or the token pooling."""
+    return {auto_class: f"mtl_head.{CLASS_PREFIX}{type(model).__name__.removeprefix(CLASS_PREFIX)}"}
+
+
+def needs_remote_code(config: Any) -> bool:
+    """Whether a model with this config loads only through this file (an MLP head or token pooling)."""
+    return bool(getattr(config, "mtl_head", None) or getattr(config, "mtl_pooling", None))
 
 
 @functools.cache
 def with_mlp_head(base: type) -> type:
-    """A subclass of a transformers model class whose output layer is the MLP described by ``config.mtl_head``."""
+    """A subclass of a transformers model class with the MLP head of ``config.mtl_head`` and the token pooling of
+    ``config.mtl_pooling``, each when the config has it."""
 
     def __init__(self, config: Any, *args: Any, **kwargs: Any) -> None:
         base.__init__(self, config, *args, **kwargs)
-        self.set_submodule(config.mtl_head["path"], build_mlp_head(config.mtl_head, config.num_labels))
+        if getattr(config, "mtl_head", None):
+            self.set_submodule(config.mtl_head["path"], build_mlp_head(config.mtl_head, config.num_labels))
+        if getattr(config, "mtl_pooling", None):
+            install_token_pooling(self, config.mtl_pooling)
 
     name = CLASS_PREFIX + base.__name__
     return type(name, (base,), {"__init__": __init__, "__module__": __name__, "__qualname__": name})

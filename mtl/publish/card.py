@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from ..modeling import heads
 from .reports import CONFUSION_FILE, CURVES_FILE
 
 CARD_FILE = "README.md"
@@ -60,7 +61,7 @@ def write_task_card(task: Any, folder: Path, *, repo_id: str | None = None, lice
                "train_seconds": round(fit.train_seconds, 1) if fit else None,
                "validation_best": {"epoch": fit.best_epoch, fit.metric_name: fit.best_metric} if fit else {}}
     license = license or base_license(task.source.path if task.source else None, task.checkpoint)
-    usage = task.usage_code(repo_id or "path/to/this/folder", bool(getattr(task.model.config, "mtl_head", None)))
+    usage = task.usage_code(repo_id or "path/to/this/folder", heads.needs_remote_code(task.model.config))
     return write_card(folder, summary, None, task.spec, usage, repo_id=repo_id, license=license)
 
 

@@ -73,10 +73,11 @@ def train_variant(recipe: Recipe, task_cls: type, data: Any, *, init: str, fract
     freeze = recipe.model.freeze
     if init == "scratch":
         auto_class = getattr(transformers, task.spec.model_class)
-        task.model = scratch_model(auto_class, task.source.path, data.label_names, recipe.train.seed, recipe.model.head)
+        task.model = scratch_model(auto_class, task.source.path, data.label_names, recipe.train.seed, recipe.model.head,
+                                   recipe.model.pooling)
         freeze = "none"
-    fit = task.fit(train, data.splits["validation"], freeze=freeze, head=recipe.model.head, metrics=recipe.metrics,
-                   config=recipe.train)
+    fit = task.fit(train, data.splits["validation"], freeze=freeze, head=recipe.model.head,
+                   pooling=recipe.model.pooling, metrics=recipe.metrics, config=recipe.train)
     test = task.evaluate(data.splits["test"], batch_size=recipe.train.eval_batch, metrics=recipe.metrics)
     return variant_row(recipe, init, fraction, len(train), freeze, test, fit.train_seconds, fit.history)
 

@@ -35,11 +35,11 @@ def write_model_files(task: Any, directory: Path) -> Path:
     config = task.model.config
     config.mtl_task = task.name
     config.mtl_options = dataclasses.asdict(task.options)
-    if getattr(config, "mtl_head", None):  # an MLP head loads with trust_remote_code=True
+    if heads.needs_remote_code(config):  # an MLP head or token pooling loads with trust_remote_code=True
         config.auto_map = heads.remote_code_map(task.model, task.spec.model_class)
     task.model.save_pretrained(directory, safe_serialization=True)
     task.processor.save_pretrained(directory)
-    if getattr(config, "mtl_head", None):
+    if heads.needs_remote_code(config):
         shutil.copyfile(heads.__file__, directory / "mtl_head.py")
     for item in directory.iterdir():
         if item.is_file():
@@ -68,9 +68,12 @@ def read_task_folder(cls: type, directory: str | os.PathLike, options: dict[str,
     saved = json.loads(config_file.read_text()) if config_file.is_file() else {}
     task = cls(directory, **{**saved.get("mtl_options", {}), **options})
     task.prepare()
-    mlp_head = saved.get("mtl_head")
-    model_class = heads.with_mlp_head(getattr(transformers, mlp_head["base_class"])) if mlp_head else \
-        getattr(transformers, cls.spec.model_class)
+    if saved.get("mtl_head") or saved.get("mtl_pooling"):
+        base = (saved.get("mtl_head") or {}).get("base_class") or \
+            saved["architectures"][0].removeprefix(heads.CLASS_PREFIX)
+        model_class = heads.with_mlp_head(getattr(transformers, base))
+    else:
+        model_class = getattr(transformers, cls.spec.model_class)
     task.model = model_class.from_pretrained(str(task.source.path))
     task.label_names = [task.model.config.id2label[i] for i in range(task.model.config.num_labels)]
     return task

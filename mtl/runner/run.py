@@ -122,7 +122,8 @@ def _train_and_write(recipe: Recipe, run: PreparedRun, resume: bool, started: fl
     task, task_cls, data, out, repo_id = run.task, run.task_cls, run.data, run.out, run.repo_id
     write_text_atomic(out / RECIPE_FILE, recipe.to_yaml())
     fit = task.fit(data.splits["train"], data.splits["validation"], freeze=recipe.freeze_spec, head=recipe.model.head,
-                   metrics=recipe.metrics, output_dir=out, resume=resume, config=recipe.train)
+                   pooling=recipe.model.pooling, metrics=recipe.metrics, output_dir=out, resume=resume,
+                   config=recipe.train)
     metrics, split, logits = task.evaluate_with_logits(data.splits["test"], batch_size=recipe.train.eval_batch,
                                                        metrics=recipe.metrics, what="test data")
     predictions = predictions_table(readable_inputs(split, task.spec.input_column), np.asarray(split["label"]),

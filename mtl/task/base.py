@@ -36,6 +36,7 @@ from ..data.splits import hold_out
 from ..errors import CheckpointError, MtlError, describe
 from ..metrics import classification_details, scores_from_logits
 from ..modeling import attach_mlp_head, build_classifier
+from ..modeling.pooling import apply_pooling, current_pooling, resolve_pooling
 from ..publish.model_folder import read_task_folder, push_task, save_task, write_model_files
 from ..sources import ResolvedCheckpoint, resolve_checkpoint
 from ..training import FitResult, Predictions, make_accelerator, predict_loader
@@ -80,13 +81,14 @@ class Task(TaskHooks):
 
     # ---- public API ---------------------------------------------------------------------------------
     def fit(self, train: Any, validation: Any = None, *, freeze: str | dict | FreezeSpec = "none",
-            head: str | dict | HeadConfig = "linear", metrics: Sequence[str] | None = None,
+            head: str | dict | HeadConfig = "linear", pooling: str = "pooler", metrics: Sequence[str] | None = None,
             output_dir: str | os.PathLike | None = None, resume: bool = False, config: TrainConfig | None = None,
             **train_options: Any) -> FitResult:
         """Fine-tune on ``train`` (evaluated on ``validation`` every epoch) and keep the best weights.
 
         ``head`` is ``"linear"``, ``"mlp"`` or a :class:`~mtl.config.sections.HeadConfig` mapping such as
-        ``{"type": "mlp", "hidden": [1024], "dropout": 0.2}``. ``train_options`` are
+        ``{"type": "mlp", "hidden": [1024], "dropout": 0.2}``. ``pooling`` (text encoders): ``"pooler"`` (the
+        checkpoint's own), ``"auto"`` (what it was trained for), ``"cls"`` or ``"mean"``. ``train_options`` are
         :class:`~mtl.config.sections.TrainConfig` fields (epochs, batch_size, learning_rate, mixed_precision,
         ...); ``output_dir`` receives the JSONL log and per-epoch checkpoints.
         """
@@ -101,7 +103,7 @@ class Task(TaskHooks):
             raise MtlError(f"freeze: {error}") from None
         train_set, validation_set = self._labelled_pair(train, validation)
         set_seed(config.seed)  # before the new head is initialised, so runs are reproducible
-        self._ensure_model(self.label_names, head)
+        self._ensure_model(self.label_names, head, pooling)
         self.fit_result = fit_stages(self, train_set, validation_set, spec, config, metrics,
                                      Path(output_dir) if output_dir else None, resume)
         return self.fit_result
@@ -186,7 +188,8 @@ class Task(TaskHooks):
             return predict_loader(self.model.to(accelerator.device), loader, accelerator, capture)
 
     # ---- internals ----------------------------------------------------------------------------------
-    def _ensure_model(self, label_names: Sequence[str], head: HeadConfig | None = None) -> None:
+    def _ensure_model(self, label_names: Sequence[str], head: HeadConfig | None = None,
+                      pooling: str = "pooler") -> None:
         self.prepare()
         head = head or HeadConfig()
         current = self.model and [self.model.config.id2label[i] for i in range(self.model.config.num_labels)]
@@ -195,7 +198,8 @@ class Task(TaskHooks):
             if head.type == "mlp" else None
         if current_head:
             current_head = {key: current_head[key] for key in ("hidden", "activation", "dropout")}
-        if self.model is None or current != list(label_names) or current_head != wanted_head:
+        if self.model is None or current != list(label_names) or current_head != wanted_head or \
+                current_pooling(self.model) != resolve_pooling(self.model, pooling, self.source.path):
             auto_class = getattr(transformers, self.spec.model_class)
             try:
                 self.model = build_classifier(auto_class, self.source.path, label_names)
@@ -204,6 +208,7 @@ class Task(TaskHooks):
             except Exception as error:  # safetensors and torch errors of a damaged weight file
                 raise CheckpointError(f"checkpoint {self.checkpoint}: cannot load its weights ({describe(error)}); "
                                       "the weight file is damaged or truncated: download or save it again") from None
+            apply_pooling(self.model, pooling, self.source.path)
             if head.type == "mlp":
                 logger.info("head: MLP %s -> %d labels (%s, dropout %.2f) replaces %s", head.hidden,
                             len(label_names), head.activation, head.dropout, attach_mlp_head(self.model, head))

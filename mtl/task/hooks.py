@@ -85,7 +85,7 @@ class TaskHooks:
 
     def usage_code(self, model: str, trust_remote_code: bool = False) -> list[str]:
         """Lines of Python for the model card: plain transformers running the saved folder on one input."""
-        remote = ", trust_remote_code=True)  # the MLP head's code (mtl_head.py) ships in the folder" \
+        remote = ", trust_remote_code=True)  # its head or pooling code (mtl_head.py) ships in the folder" \
             if trust_remote_code else ")"
         return ["from transformers import pipeline", "",
                 f'classifier = pipeline("{self.spec.pipeline_tag}", model="{model}"{remote}',

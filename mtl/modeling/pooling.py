@@ -1,0 +1,71 @@
+"""How a text encoder's token states become one vector for the head (recipe ``model.pooling``).
+
+``pooler``: the checkpoint's own pooler (BERT: dense + tanh over the first token, trained for next-sentence
+prediction); ``cls``: the first token's state as it is; ``mean``: the mean over the real tokens. ``auto`` takes
+what the checkpoint was trained for: a sentence-transformers checkpoint says so in ``1_Pooling/config.json``
+(all-MiniLM-L6-v2: mean), any other keeps its pooler. Only encoders with a pooler module (BERT-like) can change
+it; audio and image classifiers already average over frames or pool spatially.
+
+Example::
+
+    mode = apply_pooling(model, "auto", Path("checkpoint/folder"))   # "mean" for a sentence-transformers MiniLM
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from torch import nn
+
+from ..errors import MtlError
+from .heads import TOKEN_POOLINGS, install_token_pooling
+
+logger = logging.getLogger(__name__)
+
+POOLINGS = ("auto", "pooler", *TOKEN_POOLINGS)
+
+
+def trained_pooling(folder: Path) -> str | None:
+    """The pooling a sentence-transformers checkpoint was trained with (``cls`` or ``mean``), or None."""
+    config_file = Path(folder) / "1_Pooling" / "config.json"
+    try:
+        config = json.loads(config_file.read_text())
+    except (OSError, ValueError):
+        return None
+    if config.get("pooling_mode_mean_tokens"):
+        return "mean"
+    if config.get("pooling_mode_cls_token"):
+        return "cls"
+    return None
+
+
+def resolve_pooling(model: nn.Module, requested: str, checkpoint_folder: Path | None) -> str:
+    """The pooling ``requested`` (one of :data:`POOLINGS`) means for ``model``: ``pooler``, ``cls`` or ``mean``."""
+    if requested not in POOLINGS:
+        raise MtlError(f"model.pooling: {requested!r} is not a pooling; use one of {list(POOLINGS)}")
+    encoder = getattr(model, getattr(model, "base_model_prefix", ""), None)
+    has_pooler = isinstance(getattr(encoder, "pooler", None), nn.Module)
+    if requested == "auto":
+        trained = trained_pooling(checkpoint_folder) if checkpoint_folder else None
+        return trained if trained and has_pooler else "pooler"
+    if requested != "pooler" and not has_pooler:
+        raise MtlError(f"model.pooling: {type(model).__name__} has no pooler to replace (only BERT-like text "
+                       "encoders do); remove model.pooling or set it to auto")
+    return requested
+
+
+def current_pooling(model: nn.Module) -> str:
+    """The pooling ``model`` uses now."""
+    return getattr(model.config, "mtl_pooling", None) or "pooler"
+
+
+def apply_pooling(model: nn.Module, requested: str, checkpoint_folder: Path | None) -> str:
+    """Set ``model``'s pooling as ``requested`` (one of :data:`POOLINGS`); return the pooling in use."""
+    mode = resolve_pooling(model, requested, checkpoint_folder)
+    if mode != current_pooling(model):
+        install_token_pooling(model, mode)
+        logger.info("pooling: %s of the token states feeds the head%s", "the mean" if mode == "mean" else "the first",
+                    " (as the checkpoint was trained)" if requested == "auto" else "")
+    return mode

@@ -1,0 +1,86 @@
+"""Pooling of text encoders (``model.pooling``): the mean over real tokens (padding left out) or the first token
+feeds the head, ``auto`` follows a sentence-transformers checkpoint's ``1_Pooling/config.json``, the saved folder
+loads in plain transformers with ``trust_remote_code=True`` and agrees with ``predict``, and the frozen-feature
+cache trains the head on the pooled vectors."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import transformers
+
+from mtl.errors import MtlError
+from mtl.modeling.classifier import build_classifier
+from mtl.modeling.pooling import apply_pooling
+from mtl.registry import get_task
+from mtl.tasks import TextSentiment
+
+from conftest import make_sentences, pipeline_top1
+
+
+def _classifier_inputs(model, batch):
+    seen = []
+    handle = model.classifier.register_forward_pre_hook(lambda module, args: seen.append(args[0].detach()))
+    try:
+        model.eval()(**batch)
+    finally:
+        handle.remove()
+    return seen[0]
+
+
+@pytest.mark.parametrize("mode", ["mean", "cls"])
+def test_the_head_reads_the_mean_of_real_tokens_or_the_first_token(tiny_bert, mode):
+    tokenizer = transformers.AutoTokenizer.from_pretrained(tiny_bert)
+    model = build_classifier(transformers.AutoModelForSequenceClassification, tiny_bert, ["neg", "pos"])
+    assert apply_pooling(model, mode, tiny_bert) == mode
+    batch = tokenizer(["good film", "a long and rather boring film with bad acting"], padding=True, return_tensors="pt")
+    states = model.bert(**batch).last_hidden_state
+    mask = batch["attention_mask"].unsqueeze(-1).float()
+    expected = (states * mask).sum(1) / mask.sum(1) if mode == "mean" else states[:, 0]
+    assert torch.allclose(_classifier_inputs(model, batch), expected, atol=1e-6)
+    alone = _classifier_inputs(model, tokenizer(["good film"], return_tensors="pt"))
+    assert torch.allclose(alone[0], expected[0], atol=1e-5)  # padding in the batch changes nothing
+
+
+def test_auto_follows_the_checkpoints_sentence_transformers_pooling(tiny_bert, tmp_path):
+    plain = build_classifier(transformers.AutoModelForSequenceClassification, tiny_bert, ["a", "b"])
+    assert apply_pooling(plain, "auto", tiny_bert) == "pooler"  # no 1_Pooling: the checkpoint's own pooler
+    sentence_model = shutil.copytree(tiny_bert, tmp_path / "st")
+    (sentence_model / "1_Pooling").mkdir()
+    (sentence_model / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_mean_tokens": True,
+                                                                          "pooling_mode_cls_token": False}))
+    model = build_classifier(transformers.AutoModelForSequenceClassification, sentence_model, ["a", "b"])
+    assert apply_pooling(model, "auto", sentence_model) == "mean" and model.config.mtl_pooling == "mean"
+
+
+def test_a_pooling_for_an_encoder_without_a_pooler_is_a_named_error(tmp_path):
+    cls = get_task("image-classification")
+    checkpoint = cls.tiny_checkpoint(tmp_path / "image")
+    model = build_classifier(getattr(transformers, cls.spec.model_class), checkpoint, ["a", "b"])
+    assert apply_pooling(model, "auto", checkpoint) == "pooler"
+    with pytest.raises(MtlError, match="model.pooling: .* has no pooler to replace"):
+        apply_pooling(model, "mean", checkpoint)
+
+
+def test_mean_pooled_model_saves_loads_and_serves_in_plain_transformers(tiny_bert, tmp_path, caplog):
+    frame = pd.DataFrame(make_sentences(160, seed=3))
+    task = TextSentiment(tiny_bert, max_length=32)
+    with caplog.at_level(logging.INFO, logger="mtl"):
+        task.fit(frame[:128], frame[128:], freeze="backbone", pooling="mean", epochs=3, batch_size=16,
+                 learning_rate=1e-2, warmup_ratio=0.0)
+    assert any("feature cache: the frozen backbone ran once" in r.getMessage() for r in caplog.records)
+    folder = task.save(tmp_path / "model")
+    assert json.loads((folder / "config.json").read_text())["mtl_pooling"] == "mean"
+    texts = [row["sentence"] for row in make_sentences(6, seed=11)]
+    ours = task.predict_proba(texts)
+    again = TextSentiment.load(folder)
+    assert np.allclose(again.predict_proba(texts), ours, atol=1e-6)
+    served = pipeline_top1("text-classification", folder, texts, trust_remote_code=True)
+    assert [p["label"] for p in served] == [task.label_names[i] for i in ours.argmax(-1)]
+    assert np.allclose([p["score"] for p in served], ours.max(-1), atol=1e-5)
