@@ -68,3 +68,40 @@ def test_a_head_that_reads_the_whole_sequence_trains_without_the_cache(tmp_path,
         result = task.fit(frame[:40], frame[40:], freeze="backbone", epochs=1, batch_size=8)
     assert "the head (classifier) reads more than one vector per example" in caplog.text  # [batch, tokens, hidden]
     assert result.global_step == 5 and len(result.history) == 1
+
+
+def test_a_projector_and_classifier_head_trains_on_cached_frames_like_the_whole_model(tmp_path, caplog):
+    """A speech head (projector per frame, mean over time, classifier: wav2vec2's and Whisper's) trains on the
+    projector's input averaged over time: exact, since the projector is affine; the same run without the cache
+    (and without train-time randomness in the backbone) ends with the same head."""
+    import json
+    import logging
+
+    import numpy as np
+
+    from mtl.registry import get_task
+
+    cls = get_task("keyword-spotting")
+    checkpoint = cls.tiny_checkpoint(tmp_path / "speech")
+    config_file = checkpoint / "config.json"  # no train-time randomness in the backbone: the two runs must agree
+    config = json.loads(config_file.read_text())
+    config.update({key: 0.0 for key, value in config.items() if isinstance(value, float) and
+                   ("dropout" in key or "layerdrop" in key or key.startswith("mask_"))})
+    config_file.write_text(json.dumps(config))
+    examples = cls.synthetic_examples(48, seed=3)
+    train = {key: values[:32] for key, values in examples.items()}
+    validation = {key: values[32:] for key, values in examples.items()}
+    options = dict(freeze="backbone", epochs=2, batch_size=8, learning_rate=1e-2, warmup_ratio=0.0,
+                   group_by_length=False, seed=5)
+    cached, direct = cls(checkpoint, augment=False), cls(checkpoint, augment=False)
+    with caplog.at_level(logging.INFO, logger="mtl"):
+        cached.fit(train, validation, **options)
+    assert "the head (projector + classifier) trains on its" in caplog.text and "averaged over time" in caplog.text
+    direct.fit(train, validation, feature_cache=False, **options)
+    for name in ("projector.weight", "classifier.weight"):
+        assert np.allclose(cached.model.get_parameter(name).detach(), direct.model.get_parameter(name).detach(),
+                           atol=1e-5), name
+    pretrained = cls(checkpoint, augment=False)
+    pretrained._ensure_model(cached.label_names)
+    assert not np.allclose(pretrained.model.get_parameter("classifier.weight").detach(),
+                           cached.model.get_parameter("classifier.weight").detach())  # it did train

@@ -179,13 +179,16 @@ class Task(TaskHooks):
         self.prepare()
         return task_features(self, dataset, train=train)
 
-    def run_model(self, features: Dataset, batch_size: int, capture: torch.nn.Module | None = None) -> Predictions:
-        """Logits (and labels, and ``capture``'s inputs) for preprocessed examples, in their order."""
+    def run_model(self, features: Dataset, batch_size: int, capture: torch.nn.Module | None = None,
+                  over_frames: bool = False) -> Predictions:
+        """Logits (and labels, and ``capture``'s inputs, averaged over time when ``over_frames``) for preprocessed
+        examples, in their order."""
         accelerator = self._accelerator or make_accelerator(TrainConfig())
         self._accelerator = accelerator
         loader = accelerator.prepare(eval_loader(features, self.collate, batch_size, self.lengths(features)))
         with accelerator.autocast():
-            return predict_loader(self.model.to(accelerator.device), loader, accelerator, capture)
+            return predict_loader(self.model.to(accelerator.device), loader, accelerator, capture,
+                                  over_frames=over_frames)
 
     # ---- internals ----------------------------------------------------------------------------------
     def _ensure_model(self, label_names: Sequence[str], head: HeadConfig | None = None,

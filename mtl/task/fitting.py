@@ -23,7 +23,7 @@ from ..errors import MtlError
 from ..modeling.freezing import apply_freezing, gradual_stages
 from ..modeling.lora import add_lora
 from ..training import FitResult, fit_loop, make_accelerator
-from ..training.feature_cache import CachedInputs, HeadOnly, collate_cached, head_module_name
+from ..training.feature_cache import CachePlan, CachedInputs, HeadOnly, cache_plan, collate_cached
 from ..training.losses import class_weight_vector
 from ..training.state import has_checkpoint
 
@@ -94,10 +94,10 @@ def fit_stage(task: Any, train_set: Dataset, validation_set: Dataset, config: Tr
               accelerator: Any, run_dir: Path | None, resume: bool, seconds_before: float = 0.0,
               epoch_start: Callable[[int], str | None] | None = None) -> FitResult:
     """One :func:`fit_loop` over the model as frozen now; only the head trains: the backbone runs once (cached)."""
-    head_name = head_module_name(task.model) if config.feature_cache else None
-    cached = cache_head_inputs(task, train_set, validation_set, head_name, config.eval_batch) if head_name else None
+    plan = cache_plan(task.model) if config.feature_cache else None
+    cached = cache_head_inputs(task, train_set, validation_set, plan, config.eval_batch) if plan else None
     if cached is not None:
-        trained = HeadOnly(task.model.get_submodule(head_name))
+        trained = HeadOnly([task.model.get_submodule(name) for name in plan.modules])
         train_features, val_features = cached
         collate, train_lengths, eval_lengths = collate_cached, None, None
     else:
@@ -114,37 +114,56 @@ def fit_stage(task: Any, train_set: Dataset, validation_set: Dataset, config: Tr
     return result
 
 
-class _NotOneVectorPerExample(Exception):
+class _NotTheExpectedShape(Exception):
     pass
 
 
-def _require_one_vector(module: torch.nn.Module, args: tuple[Any, ...]) -> None:
-    if args[0].dim() != 2:
-        raise _NotOneVectorPerExample(tuple(args[0].shape))
+def _input_of_rank(rank: int) -> Callable[[torch.nn.Module, tuple[Any, ...]], None]:
+    def check(module: torch.nn.Module, args: tuple[Any, ...]) -> None:
+        if args[0].dim() != rank:
+            raise _NotTheExpectedShape(tuple(args[0].shape))
+
+    return check
 
 
-def cache_head_inputs(task: Any, train_set: Dataset, validation_set: Dataset, head_name: str,
+def cache_head_inputs(task: Any, train_set: Dataset, validation_set: Dataset, plan: CachePlan,
                       batch_size: int) -> tuple[CachedInputs, CachedInputs] | None:
-    """The head's inputs over both splits, or None when the head reads more than one vector per example (RoBERTa's
-    reads [batch, tokens, hidden], and the token count varies by batch): the first batch tells, nothing is cached."""
-    guard = task.model.get_submodule(head_name).register_forward_pre_hook(_require_one_vector)
+    """The head's inputs over both splits, or None when caching cannot stand in for the head: a one-module head
+    that reads more than one vector per example (RoBERTa's reads [batch, tokens, hidden], and the token count
+    varies by batch; the first batch tells), or a cached head whose logits differ from the whole model's."""
+    first = plan.modules[0]
+    guard = task.model.get_submodule(first).register_forward_pre_hook(_input_of_rank(3 if plan.over_frames else 2))
     try:
-        return tuple(cached_head_inputs(task, split, head_name, batch_size, what)  # type: ignore[return-value]
-                     for split, what in ((train_set, "train"), (validation_set, "validation")))
-    except _NotOneVectorPerExample as error:
+        cached = tuple(cached_head_inputs(task, split, plan, batch_size, what)
+                       for split, what in ((train_set, "train"), (validation_set, "validation")))
+    except _NotTheExpectedShape as error:
         logger.info("feature cache: the head (%s) reads more than one vector per example (%s); the frozen backbone "
-                    "runs every epoch", head_name, "x".join(map(str, error.args[0])))
+                    "runs every epoch", first, "x".join(map(str, error.args[0])))
         return None
     finally:
         guard.remove()
+    inputs, logits = zip(*cached)
+    head = HeadOnly([task.model.get_submodule(name) for name in plan.modules]).eval()
+    accelerator = task._accelerator
+    tolerance = 1e-4 if accelerator.mixed_precision == "no" else 5e-2  # bf16 / fp16 heads round differently
+    with torch.no_grad(), accelerator.autocast():
+        again = head(inputs[1].features[:32].to(accelerator.device)).logits.float().cpu()
+    agree = torch.allclose(again, logits[1][:32], atol=tolerance, rtol=tolerance)
+    if not agree:
+        logger.info("feature cache: the head (%s) on cached inputs does not reproduce the model's outputs; the frozen "
+                    "backbone runs every epoch", " + ".join(plan.modules))
+        return None
+    return inputs  # type: ignore[return-value]
 
 
-def cached_head_inputs(task: Any, split: Dataset, head_name: str, batch_size: int, what: str) -> CachedInputs:
-    """Run the frozen backbone once over ``split`` (no augmentation) and keep what enters the head."""
+def cached_head_inputs(task: Any, split: Dataset, plan: CachePlan, batch_size: int,
+                       what: str) -> tuple[CachedInputs, torch.Tensor]:
+    """Run the frozen backbone once over ``split`` (no augmentation); keep what enters the head, and the logits."""
     started = time.perf_counter()
-    head = task.model.get_submodule(head_name)
-    predicted = task.run_model(task.features(split), batch_size, capture=head)
+    predicted = task.run_model(task.features(split), batch_size, capture=task.model.get_submodule(plan.modules[0]),
+                               over_frames=plan.over_frames)
     logger.info("feature cache: the frozen backbone ran once over %d %s examples (%.0f s); the head (%s) trains "
-                "on its %s outputs without train-time augmentation", len(split), what,
-                time.perf_counter() - started, head_name, "x".join(map(str, predicted.captured.shape[1:])))
-    return CachedInputs(predicted.captured, torch.as_tensor(predicted.labels))
+                "on its %s inputs%s without train-time augmentation", len(split), what,
+                time.perf_counter() - started, " + ".join(plan.modules),
+                "x".join(map(str, predicted.captured.shape[1:])), " averaged over time" if plan.over_frames else "")
+    return CachedInputs(predicted.captured, torch.as_tensor(predicted.labels)), torch.as_tensor(predicted.logits)

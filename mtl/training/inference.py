@@ -31,8 +31,10 @@ class Predictions:
 
 @torch.no_grad()
 def predict_loader(model: torch.nn.Module, loader: Any, accelerator: Accelerator,
-                   capture: torch.nn.Module | None = None, desc: str = "predicting") -> Predictions:
-    """Run ``model`` over ``loader``; with ``capture``, also record that module's input for each example."""
+                   capture: torch.nn.Module | None = None, desc: str = "predicting",
+                   over_frames: bool = False) -> Predictions:
+    """Run ``model`` over ``loader``; with ``capture``, also record that module's input for each example
+    (averaged over its time axis when ``over_frames``)."""
     model.eval()
     seen: dict[str, torch.Tensor] = {}
     hook = capture.register_forward_hook(lambda module, args, output: seen.update(x=args[0])) if capture else None
@@ -46,7 +48,8 @@ def predict_loader(model: torch.nn.Module, loader: Any, accelerator: Accelerator
             if labels is not None:
                 step["labels"] = labels
             if capture is not None:
-                step["captured"] = seen.pop("x").detach().float()
+                captured = seen.pop("x").detach().float()
+                step["captured"] = captured.mean(dim=1) if over_frames else captured
             for key, value in accelerator.gather_for_metrics(step).items():
                 parts[key].append(value.cpu())
     finally:
