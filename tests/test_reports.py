@@ -26,7 +26,8 @@ def run(tmp_path_factory, tiny_bert):
     pd.DataFrame(make_sentences(100)).to_csv(folder / "reviews.csv", index=False)
     raw = {"task": "text-sentiment", "model": {"checkpoint": str(tiny_bert)}, "data": {"source": str(folder / "reviews.csv")},
            "preprocess": {"max_length": 16}, "train": {"epochs": 2, "batch_size": 32, "learning_rate": 1e-3},
-           "compare": {"scratch": True, "label_fractions": [0.5, 1.0]}, "output": {"dir": str(folder / "out")}}
+           "compare": {"scratch": True, "label_fractions": [0.5, 1.0], "scratch_max_epochs": 5, "scratch_patience": 2},
+           "output": {"dir": str(folder / "out")}}
     (folder / "recipe.yaml").write_text("# python -m mtl.run recipe.yaml\n" + yaml.safe_dump(raw))
     stdout = io.StringIO()
     with StandInHub() as hub, pytest.MonkeyPatch.context() as patch:
@@ -66,6 +67,14 @@ def test_compare_trains_scratch_and_pretrained_on_each_fraction(run):
     assert (half < full.max()).all() and (full == json.loads((out / "metrics.json").read_text())["data"]["train"]).all()
     assert (table["train_seconds"] > 0).all() and "test_accuracy" in table
     assert len(json.loads((out / "metrics.json").read_text())["compare"]) == 4
+    pretrained, scratch = (table[table["init"] == init] for init in ("pretrained", "scratch"))
+    assert (pretrained["budget"] == "the recipe: 2 epochs").all() and (pretrained["epochs"] == 2).all()
+    assert scratch["budget"].str.contains("early stopping \\(patience 2\\), at most 4x the pretrained time or 5").all()
+    assert scratch["ended_by"].isin(["early stopping", "time budget", "last epoch"]).all()
+    assert (scratch["epochs"] <= 5).all()
+    card = (out / "README.md").read_text()
+    assert "## Pretrained versus trained from scratch" in card and "at most 4x the pretrained time" in card
+    assert "the recipe: 2 epochs" in card and "(compare.png)" in card
 
 
 def test_model_card_metadata_round_trips_through_huggingface_hub(run):

@@ -271,3 +271,11 @@ def test_label_smoothing_spreads_each_target_over_all_labels_in_the_training_los
     per_example = -(targets * log_p * torch.tensor(weights)).sum(-1)
     weighted = training_loss(weights, smoothing)(Fixed(), {"inputs": logits, "labels": labels})
     assert weighted.item() == pytest.approx((per_example.sum() / torch.tensor(weights)[labels].sum()).item(), rel=1e-6)
+
+
+def test_max_seconds_stops_training_after_the_epoch_in_progress(tiny_bert):
+    frame = pd.DataFrame(make_sentences(96, seed=4))
+    task = TextSentiment(tiny_bert, max_length=32)
+    result = task.fit(frame[:64], frame[64:], epochs=20, batch_size=16, max_seconds=1e-3)
+    assert result.stopped_by_time and len(result.history) == 1 and result.global_step == 1  # one step, evaluated
+    assert result.best_epoch == 1

@@ -102,6 +102,7 @@ class TrainConfig:
     metric_for_best: str = "accuracy"
     early_stopping_patience: int | None = None  # epochs without improvement before stopping
     log_every: int = 20  # optimizer steps between loss lines in the JSONL log
+    max_seconds: float | None = None  # stop after this much training time (the epoch in progress is evaluated)
     save_every_steps: int | None = None  # also checkpoint every N optimizer steps inside an epoch (long epochs);
     # a run killed between them resumes from the newest and ends as if never stopped
     group_by_length: bool = True  # batch examples of similar length together (less padding)
@@ -125,7 +126,7 @@ class TrainConfig:
         for name in ("max_steps", "save_every_steps"):
             if isinstance(getattr(self, name), int) and getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1 (or null), got {getattr(self, name)}")
-        for name in ("learning_rate", "head_learning_rate", "max_grad_norm"):  # NaN, inf, 0 or < 0 train nothing good
+        for name in ("learning_rate", "head_learning_rate", "max_grad_norm", "max_seconds"):  # NaN, inf, 0, < 0
             value = getattr(self, name)
             if isinstance(value, float) and not (math.isfinite(value) and value > 0):
                 problems.append(f"{name} must be a finite number above 0, got {value}")
@@ -182,10 +183,19 @@ class CompareConfig:
 
     scratch: bool = False  # also train the architecture from random initialisation
     label_fractions: list[float] = field(default_factory=list)  # fractions of the training labels, each in (0, 1]
+    scratch_time_multiple: float = 4.0  # scratch trains until validation stops improving, for at most this many
+    scratch_max_epochs: int = 100  # times the pretrained run's training time on the same labels, or these epochs
+    scratch_patience: int = 3  # epochs without validation improvement before a scratch run stops
 
     def __post_init__(self) -> None:
         bad = [f for f in self.label_fractions or [] if isinstance(f, float) and not 0 < f <= 1]
-        _raise_all([f"label_fractions must be fractions in (0, 1], got {bad}"] if bad else [])
+        problems = [f"label_fractions must be fractions in (0, 1], got {bad}"] if bad else []
+        if isinstance(self.scratch_time_multiple, float) and not (math.isfinite(self.scratch_time_multiple)
+                                                                  and self.scratch_time_multiple > 0):
+            problems.append(f"scratch_time_multiple must be a number above 0, got {self.scratch_time_multiple}")
+        problems += [f"{name} must be at least 1, got {getattr(self, name)}" for name in
+                     ("scratch_max_epochs", "scratch_patience") if getattr(self, name) < 1]
+        _raise_all(problems)
 
     @property
     def enabled(self) -> bool:

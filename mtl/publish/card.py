@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from ..modeling import heads
+from .compare import COMPARE_PNG
 from .reports import CONFUSION_FILE, CURVES_FILE
 
 CARD_FILE = "README.md"
@@ -79,6 +80,18 @@ def base_license(checkpoint_folder: str | Path | None, hub_id: str | None = None
             pass
     mirror = MIRRORS.get(hub_id or "")
     return mirror.license if mirror else None
+
+
+def _compare_section(rows: list[dict[str, Any]]) -> list[str]:
+    """Transfer versus scratch: each run's start, labels, test score, time and budget (what each start was given)."""
+    metric = next((key for key in rows[0] if key.startswith("test_") and key != "test_loss"), None)
+    lines = ["## Pretrained versus trained from scratch", "",
+             f"| start | labels | test {metric[5:] if metric else ''} | training time | epochs | budget | ended by |",
+             "|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['init']} | {r['train_examples']:,} ({r['label_fraction']:.0%}) | "
+              f"{r[metric]:.4f} | {r['train_seconds']:.0f} s | {r['epochs']} | {r.get('budget', '')} | "
+              f"{r.get('ended_by', '')} |" for r in rows] if metric else []
+    return [*lines, "", f"![Pretrained versus scratch]({COMPARE_PNG})", ""]
 
 
 def _is_hub_id(value: Any) -> bool:
@@ -151,6 +164,8 @@ def _body(summary: dict[str, Any], recipe: dict[str, Any] | None, spec: Any, nam
                   f"{int(row['support'])} |" for label, row in test.get("per_class", {}).items()]
         lines += ["", f"![Confusion matrix]({CONFUSION_FILE})", ""]
         lines += [f"![Learning curves]({CURVES_FILE})", ""] if summary.get("history") else []
+    if summary.get("compare"):
+        lines += _compare_section(summary["compare"])
     if summary.get("warnings"):
         lines += ["## Warning", "", *[f"- {warning}" for warning in summary["warnings"]], ""]
     lines += ["## How to use", "", "```python", *usage, "```", "",

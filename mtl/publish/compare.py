@@ -5,11 +5,16 @@ Recipe section::
 
     compare: {scratch: true, label_fractions: [0.1, 1.0]}
 
-Scratch models train every parameter (``freeze: none``): a frozen random backbone would measure nothing.
+Each start gets the budget that suits it: the pretrained model trains as the recipe says; a scratch model (every
+parameter trains, ``freeze: none``: a frozen random backbone would measure nothing) trains until validation stops
+improving (``compare.scratch_patience`` epochs), for at most ``compare.scratch_time_multiple`` times the pretrained
+run's training time on the same labels or ``compare.scratch_max_epochs`` epochs. The table states both budgets and
+what stopped each run.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
@@ -50,8 +55,13 @@ def run_compare(recipe: Recipe, task_cls: type, data: Any,
             if done and key in done:
                 row, curves[key] = done[key]
             else:
-                logger.info("compare: training %s weights on %.0f%% of the training labels", init, 100 * fraction)
-                row, curves[key] = train_variant(recipe, task_cls, data, init=init, fraction=fraction)
+                budget = None if init == "pretrained" else \
+                    recipe.compare.scratch_time_multiple * next(r for r in rows if r["init"] == "pretrained"
+                                                                and r["label_fraction"] == fraction)["train_seconds"]
+                logger.info("compare: training %s weights on %.0f%% of the training labels%s", init, 100 * fraction,
+                            f" (up to {budget:.0f} s)" if budget else "")
+                row, curves[key] = train_variant(recipe, task_cls, data, init=init, fraction=fraction,
+                                                 max_seconds=budget)
             rows.append(row)
     return pd.DataFrame(rows), curves
 
@@ -63,32 +73,47 @@ def write_compare(out: Path, table: pd.DataFrame, curves: dict[tuple[str, float]
     return [COMPARE_CSV, COMPARE_PNG]
 
 
-def train_variant(recipe: Recipe, task_cls: type, data: Any, *, init: str, fraction: float) -> tuple[dict[str, Any], Curve]:
-    """Fit one model (``init`` "pretrained" or "scratch") on ``fraction`` of the training split; test it."""
+def train_variant(recipe: Recipe, task_cls: type, data: Any, *, init: str, fraction: float,
+                  max_seconds: float | None = None) -> tuple[dict[str, Any], Curve]:
+    """Fit one model (``init`` "pretrained" or "scratch") on ``fraction`` of the training split; test it.
+    Scratch trains with early stopping, for at most ``max_seconds`` (see the module's docstring)."""
     task = task_cls(recipe.model.checkpoint, revision=recipe.model.revision, options=recipe.preprocess)
     task.prepare()
     train = data.splits["train"]
     if fraction < 1.0:
         train, _ = hold_out(train, 1.0 - fraction, recipe.data.split_seed)
-    freeze = recipe.model.freeze
+    freeze, config = recipe.model.freeze, recipe.train
     if init == "scratch":
+        config = dataclasses.replace(config, epochs=recipe.compare.scratch_max_epochs, max_steps=None,
+                                     early_stopping_patience=recipe.compare.scratch_patience,
+                                     max_seconds=max_seconds, head_first_epochs=0)
         auto_class = getattr(transformers, task.spec.model_class)
         task.model = scratch_model(auto_class, task.source.path, data.label_names, recipe.train.seed, recipe.model.head,
                                    recipe.model.pooling)
         freeze = "none"
     fit = task.fit(train, data.splits["validation"], freeze=freeze, head=recipe.model.head,
-                   pooling=recipe.model.pooling, metrics=recipe.metrics, config=recipe.train)
+                   pooling=recipe.model.pooling, metrics=recipe.metrics, config=config)
     test = task.evaluate(data.splits["test"], batch_size=recipe.train.eval_batch, metrics=recipe.metrics)
-    return variant_row(recipe, init, fraction, len(train), freeze, test, fit.train_seconds, fit.history)
+    return variant_row(recipe, init, fraction, len(train), freeze, test, fit)
 
 
 def variant_row(recipe: Recipe, init: str, fraction: float, examples: int, freeze: Any, test: dict[str, Any],
-                seconds: float, history: list[dict[str, Any]]) -> tuple[dict[str, Any], Curve]:
-    """One table row and the validation curve of a finished run."""
+                fit: Any) -> tuple[dict[str, Any], Curve]:
+    """One table row (with the run's budget and what ended it) and the validation curve of a finished run."""
     metric = compare_metric(recipe)
+    history = fit.history
+    if init == "pretrained":
+        budget = f"the recipe: {recipe.train.max_steps} steps" if recipe.train.max_steps else \
+            f"the recipe: {recipe.train.epochs:g} epochs"
+    else:
+        budget = (f"early stopping (patience {recipe.compare.scratch_patience}), at most "
+                  f"{recipe.compare.scratch_time_multiple:g}x the pretrained time or "
+                  f"{recipe.compare.scratch_max_epochs} epochs")
+    ended = "time budget" if getattr(fit, "stopped_by_time", False) else \
+        "early stopping" if fit.stopped_early else "last epoch"
     row = {"init": init, "label_fraction": fraction, "train_examples": examples, "freeze": str(freeze),
-           f"test_{metric}": test[metric], "test_loss": test["loss"], "train_seconds": round(seconds, 3),
-           "epochs": len(history)}
+           f"test_{metric}": test[metric], "test_loss": test["loss"], "train_seconds": round(fit.train_seconds, 3),
+           "epochs": len(history), "budget": budget, "ended_by": ended}
     return row, [(record["seconds"], record[metric]) for record in history]
 
 
@@ -100,17 +125,20 @@ def format_compare(table: pd.DataFrame) -> str:
 def plot_compare(table: pd.DataFrame, curves: dict[tuple[str, float], Curve], metric: str, path: Path) -> None:
     """Left: test metric versus the number of training labels; right: validation metric versus wall time."""
     plt = pyplot()
+    colours = {"pretrained": "tab:blue", "scratch": "tab:orange"}  # one colour per start, in both panels
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     for init, rows in table.groupby("init", sort=False):
         rows = rows.sort_values("train_examples")
-        left.plot(rows["train_examples"], rows[f"test_{metric}"], "o-", label=init)
+        left.plot(rows["train_examples"], rows[f"test_{metric}"], "o-", color=colours.get(init), label=init)
     if table["train_examples"].max() > 10 * table["train_examples"].min():
         left.set_xscale("log")
     left.set(xlabel="training labels", ylabel=f"test {metric}", title=f"Test {metric} versus labels")
+    styles = {fraction: style for fraction, style in zip(sorted({f for _, f in curves}, reverse=True),
+                                                           ["-", "--", ":", "-."] * 4)}
     for (init, fraction), curve in curves.items():
         if curve:
-            style = "-" if init == "pretrained" else "--"
-            right.plot(*zip(*curve), style, marker="o", label=f"{init}, {fraction:.0%} of labels")
+            right.plot(*zip(*curve), styles[fraction], marker="o", color=colours.get(init),
+                       label=f"{init}, {fraction:.0%} of labels")
     right.set(xlabel="training time (s)", ylabel=f"validation {metric}", title=f"Validation {metric} versus wall time")
     for axes in (left, right):
         axes.grid(alpha=0.3)

@@ -30,6 +30,7 @@ from ..data import load_labelled
 from ..errors import MtlError
 from ..fs import atomic_folder, clean_orphans, write_json, write_text_atomic
 from ..publish.card import base_license, write_card
+from ..modeling.heads import needs_remote_code
 from ..publish.compare import compare_metric, run_compare, variant_row, write_compare
 from ..publish.hub import check_push_target, push_folder
 from ..metrics import require_metrics
@@ -133,8 +134,7 @@ def _train_and_write(recipe: Recipe, run: PreparedRun, resume: bool, started: fl
         logger.warning("%s", warning)
     compared = None
     if recipe.compare.enabled:
-        main_run = variant_row(recipe, "pretrained", 1.0, len(data.splits["train"]), recipe.model.freeze, metrics,
-                               fit.train_seconds, fit.history)
+        main_run = variant_row(recipe, "pretrained", 1.0, len(data.splits["train"]), recipe.model.freeze, metrics, fit)
         compared = run_compare(recipe, task_cls, data, {("pretrained", 1.0): main_run})
         summary["compare"] = compared[0].to_dict("records")
     if not task._accelerator.is_main_process:  # outputs, card and push once, from the main process
@@ -147,7 +147,7 @@ def _train_and_write(recipe: Recipe, run: PreparedRun, resume: bool, started: fl
         if compared is not None:
             summary["reports"] += write_compare(staging, *compared, compare_metric(recipe))
         write_card(staging, summary, recipe.to_dict(), task_cls.spec, task.usage_code(repo_id or "path/to/this/folder",
-                   recipe.model.head.type == "mlp"), repo_id=repo_id,
+                   needs_remote_code(task.model.config)), repo_id=repo_id,
                    license=recipe.hub.license or base_license(task.source.path, task.checkpoint))
     return summary
 

@@ -50,6 +50,7 @@ class FitResult:
     global_step: int = 0
     train_seconds: float = 0.0
     stopped_early: bool = False
+    stopped_by_time: bool = False  # train.max_seconds ran out
     resumed_from_epoch: int | None = None  # epochs already finished when a resumed run picked up
     resumed_from_step: int | None = None  # optimizer steps already done when a resumed run picked up
     train_losses: list[dict[str, Any]] = field(default_factory=list)  # {epoch, step, loss, lr} every log_every steps
@@ -226,7 +227,7 @@ def _train_epoch(run: _Run, epoch: int) -> None:
                 running.zero_()
                 counted = 0
                 run.progress.set_postfix(epoch=epoch + 1, loss=f"{mean_loss:.4f}")
-            if result.global_step >= run.total_steps:
+            if result.global_step >= run.total_steps or _out_of_time(run):
                 break
             if _step_checkpoint_due(run, done):
                 _stop_if_diverged(run, epoch, first_bad)
@@ -234,6 +235,14 @@ def _train_epoch(run: _Run, epoch: int) -> None:
     _stop_if_diverged(run, epoch, first_bad)
     if counted:
         _log_train_loss(run, epoch, running, counted)
+
+
+def _out_of_time(run: _Run) -> bool:
+    """Whether ``train.max_seconds`` of training time are spent (the same answer on every process)."""
+    if not run.config.max_seconds:
+        return False
+    spent = torch.tensor(float(time.perf_counter() - run.started >= run.config.max_seconds))
+    return bool(run.accelerator.reduce(spent.to(run.accelerator.device), "max").item())
 
 
 def _step_checkpoint_due(run: _Run, batches_done: int) -> bool:
@@ -306,6 +315,9 @@ def _end_epoch(run: _Run, epoch: int) -> bool:
         run.bad_epochs += 1
     stop = config.early_stopping_patience is not None and run.bad_epochs >= config.early_stopping_patience
     result.stopped_early = stop and epoch + 1 < run.num_epochs
+    if not stop and epoch + 1 < run.num_epochs and _out_of_time(run):
+        stop = result.stopped_by_time = True
+        progress.write(f"time budget: {config.max_seconds:.0f} s of training spent, stopping after epoch {epoch + 1}")
     if run.ckpt_dir:
         state = {"epoch": epoch, "bad_epochs": run.bad_epochs, "result": result.to_dict()}
         checkpoints.save_checkpoint(run.accelerator, run.ckpt_dir, f"epoch-{epoch}", state)
