@@ -6,17 +6,16 @@ on a chosen metric, the best weights kept, a JSONL log, and an atomic checkpoint
 the weights it would have had. Losses stay on the device between log lines (no per-step syncs).
 
 :func:`fit_loop` reads top to bottom: :func:`_prepare` (loaders, optimizer, schedule, ``accelerator.prepare``),
-:func:`_resume`, then per epoch :func:`_train_epoch` (forward, ``backward``, step) and :func:`_end_epoch`
+:func:`~mtl.training.resume.resume_run`, then per epoch :func:`_train_epoch` (forward, ``backward``, step) and :func:`_end_epoch`
 (evaluation, best weights, checkpoint), and last :func:`_restore_best`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -35,42 +34,10 @@ from .batching import eval_loader, train_loader
 from .inference import evaluate_loader
 from .losses import training_loss
 from .optim import parameter_groups
+from .records import FitResult, JsonlLog
+from .resume import resume_run, save_step_checkpoint, step_checkpoint_due
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class FitResult:
-    """What a training run did: per-epoch validation metrics, the best epoch and timings."""
-
-    metric_name: str
-    history: list[dict[str, Any]] = field(default_factory=list)
-    best_epoch: int | None = None
-    best_metric: float | None = None
-    global_step: int = 0
-    train_seconds: float = 0.0
-    stopped_early: bool = False
-    stopped_by_time: bool = False  # train.max_seconds ran out
-    resumed_from_epoch: int | None = None  # epochs already finished when a resumed run picked up
-    resumed_from_step: int | None = None  # optimizer steps already done when a resumed run picked up
-    train_losses: list[dict[str, Any]] = field(default_factory=list)  # {epoch, step, loss, lr} every log_every steps
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-class JsonlLog:
-    """Appends one JSON object per line to ``path`` (no-op without a path or off the main process)."""
-
-    def __init__(self, path: Path | None, enabled: bool = True):
-        self.path = path if enabled else None
-        if self.path:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-
-    def write(self, **record: Any) -> None:
-        if self.path:
-            with open(self.path, "a") as handle:
-                handle.write(json.dumps(record) + "\n")
 
 
 def fit_loop(model: torch.nn.Module, train_set: Any, eval_set: Any, *, collate: Callable, config: TrainConfig,
@@ -90,7 +57,7 @@ def fit_loop(model: torch.nn.Module, train_set: Any, eval_set: Any, *, collate: 
     run.loss = training_loss(class_weights, config.label_smoothing)
     run.epoch_start = epoch_start
     if resume and run.ckpt_dir:
-        _resume(run, run.ckpt_dir)
+        resume_run(run, run.ckpt_dir)
     run.progress = tqdm(total=run.total_steps, initial=run.result.global_step, desc="training", unit="step",
                         disable=not accelerator.is_local_main_process)
     run.started = time.perf_counter() - run.result.train_seconds
@@ -163,31 +130,6 @@ def _prepare(model: torch.nn.Module, train_set: Any, eval_set: Any, collate: Cal
                 result=FitResult(metric_name=config.metric_for_best, train_seconds=seconds_before))
 
 
-def _resume(run: _Run, ckpt_dir: Path) -> None:
-    """Load the newest checkpoint, if any: model, optimizer, schedule and random states, and the bookkeeping.
-
-    A checkpoint from inside an epoch also says how many of that epoch's batches were trained: they are
-    skipped, and the random states are put back again once the loader has started (starting it draws one).
-    """
-    found = checkpoints.latest_checkpoint(ckpt_dir)
-    if not found:
-        return
-    folder, state = found
-    run.accelerator.load_state(str(folder))
-    run.start_epoch, run.bad_epochs = state["epoch"] + 1, state["bad_epochs"]
-    run.result = FitResult(**{**state["result"], "resumed_from_epoch": state["epoch"] + 1,
-                              "resumed_from_step": state["result"]["global_step"]})
-    inside = state.get("in_epoch")
-    run.log.write(type="resume", step=run.result.global_step, epoch=run.start_epoch + 1, checkpoint=folder.name)
-    if inside:
-        run.skip_batches, run.carried_loss = inside["batches"], (inside["loss_sum"], inside["loss_batches"])
-        run.random_states = checkpoints.random_states()
-        logger.info("resumed from %s (epoch %d, after batch %d of %d, step %d)", folder, run.start_epoch + 1,
-                    run.skip_batches, len(run.loader), run.result.global_step)
-    else:
-        logger.info("resumed from %s (epoch %d finished, step %d)", folder, run.start_epoch, run.result.global_step)
-
-
 def _train_epoch(run: _Run, epoch: int) -> None:
     """One pass over the training batches: forward, backward, clip, step; stops early at ``total_steps``."""
     accelerator, model, config, result = run.accelerator, run.model, run.config, run.result
@@ -229,9 +171,9 @@ def _train_epoch(run: _Run, epoch: int) -> None:
                 run.progress.set_postfix(epoch=epoch + 1, loss=f"{mean_loss:.4f}")
             if result.global_step >= run.total_steps or _out_of_time(run):
                 break
-            if _step_checkpoint_due(run, done):
+            if step_checkpoint_due(run, done):
                 _stop_if_diverged(run, epoch, first_bad)
-                _save_step_checkpoint(run, epoch, done, running, counted)
+                save_step_checkpoint(run, epoch, done, running, counted)
     _stop_if_diverged(run, epoch, first_bad)
     if counted:
         _log_train_loss(run, epoch, running, counted)
@@ -243,22 +185,6 @@ def _out_of_time(run: _Run) -> bool:
         return False
     spent = torch.tensor(float(time.perf_counter() - run.started >= run.config.max_seconds))
     return bool(run.accelerator.reduce(spent.to(run.accelerator.device), "max").item())
-
-
-def _step_checkpoint_due(run: _Run, batches_done: int) -> bool:
-    """Whether a ``save_every_steps`` checkpoint falls on this step (never on an epoch's last batch: the
-    epoch checkpoint follows)."""
-    every = run.config.save_every_steps
-    return bool(every and run.ckpt_dir and run.result.global_step % every == 0 and batches_done < len(run.loader))
-
-
-def _save_step_checkpoint(run: _Run, epoch: int, batches_done: int, running: torch.Tensor, counted: int) -> None:
-    """Checkpoint inside ``epoch`` after ``batches_done`` batches, with the losses not yet logged."""
-    run.result.train_seconds = time.perf_counter() - run.started
-    loss_sum = run.accelerator.reduce(running.clone(), "mean").item()  # every process resumes with the mean
-    inside = {"epoch": epoch, "batches": batches_done, "loss_sum": loss_sum, "loss_batches": counted}
-    state = {"epoch": epoch - 1, "bad_epochs": run.bad_epochs, "result": run.result.to_dict(), "in_epoch": inside}
-    checkpoints.save_checkpoint(run.accelerator, run.ckpt_dir, f"step-{run.result.global_step}", state)
 
 
 def _stop_if_diverged(run: _Run, epoch: int, first_bad: torch.Tensor) -> None:
