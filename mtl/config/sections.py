@@ -103,6 +103,9 @@ class TrainConfig:
     early_stopping_patience: int | None = None  # epochs without improvement before stopping
     log_every: int = 20  # optimizer steps between loss lines in the JSONL log
     max_seconds: float | None = None  # stop after this much training time (the epoch in progress is evaluated)
+    strategy: Literal["explicit", "auto"] = "explicit"  # auto: race linear probes on cached features, then choose
+    # linear probe, LP-FT or LoRA and their rates to fit time_budget (model.freeze and the rates are then chosen)
+    time_budget: float = 10.0  # minutes, for strategy auto
     save_every_steps: int | None = None  # also checkpoint every N optimizer steps inside an epoch (long epochs);
     # a run killed between them resumes from the newest and ends as if never stopped
     group_by_length: bool = True  # batch examples of similar length together (less padding)
@@ -126,7 +129,7 @@ class TrainConfig:
         for name in ("max_steps", "save_every_steps"):
             if isinstance(getattr(self, name), int) and getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1 (or null), got {getattr(self, name)}")
-        for name in ("learning_rate", "head_learning_rate", "max_grad_norm", "max_seconds"):  # NaN, inf, 0, < 0
+        for name in ("learning_rate", "head_learning_rate", "max_grad_norm", "max_seconds", "time_budget"):
             value = getattr(self, name)
             if isinstance(value, float) and not (math.isfinite(value) and value > 0):
                 problems.append(f"{name} must be a finite number above 0, got {value}")

@@ -144,6 +144,9 @@ def _body(summary: dict[str, Any], recipe: dict[str, Any] | None, spec: Any, nam
     if summary.get("data"):
         lines += ["Examples per split: " + ", ".join(f"{k} {v:,}" for k, v in summary["data"].items()), ""]
     lines += ["## Training", "", f"- Freezing: {summary['freeze']}"]
+    if summary.get("strategy"):
+        chosen = summary["strategy"]
+        lines.append(f"- Strategy: `train.strategy: auto` chose {chosen['name']} ({'; '.join(chosen['reasons'])})")
     if summary.get("trainable_parameters"):
         lines.append(f"- Trainable parameters: {summary['trainable_parameters']:,} of {summary['total_parameters']:,}")
     if summary.get("validation_best"):

@@ -7,6 +7,7 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import platform
 from typing import Any, Sequence
@@ -27,6 +28,7 @@ def build_summary(recipe: Any, task: Any, data: Any, fit: Any, test: dict[str, A
         "labels": task.label_names,
         "data": {name: len(split) for name, split in data.splits.items()},
         "freeze": str(task.freeze_report),
+        "strategy": dataclasses.asdict(task.strategy_choice) if task.strategy_choice else None,
         "trainable_parameters": task.freeze_report.trainable,
         "total_parameters": task.freeze_report.total,
         "test": test,

@@ -37,6 +37,7 @@ from ..errors import CheckpointError, MtlError, describe
 from ..metrics import classification_details, scores_from_logits
 from ..modeling import attach_mlp_head, build_classifier
 from ..modeling.pooling import apply_pooling, current_pooling, resolve_pooling
+from .strategy import choose_strategy
 from ..publish.model_folder import read_task_folder, push_task, save_task, write_model_files
 from ..sources import ResolvedCheckpoint, resolve_checkpoint
 from ..training import FitResult, Predictions, make_accelerator, predict_loader
@@ -78,6 +79,7 @@ class Task(TaskHooks):
         self.freeze_report = None
         self.last_preprocessed_rows = 0
         self._accelerator = None
+        self.strategy_choice = None  # what train.strategy auto chose, when it did
 
     # ---- public API ---------------------------------------------------------------------------------
     def fit(self, train: Any, validation: Any = None, *, freeze: str | dict | FreezeSpec = "none",
@@ -104,6 +106,11 @@ class Task(TaskHooks):
         train_set, validation_set = self._labelled_pair(train, validation)
         set_seed(config.seed)  # before the new head is initialised, so runs are reproducible
         self._ensure_model(self.label_names, head, pooling)
+        self.strategy_choice = None
+        if config.strategy == "auto":
+            self.strategy_choice = choose_strategy(self, train_set, validation_set, config, metrics,
+                                                   Path(output_dir) if output_dir else None)
+            spec, config = self.strategy_choice.apply(config)
         self.fit_result = fit_stages(self, train_set, validation_set, spec, config, metrics,
                                      Path(output_dir) if output_dir else None, resume)
         return self.fit_result

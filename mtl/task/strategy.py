@@ -1,0 +1,154 @@
+"""``train.strategy: auto``: choose how much of the pretrained network to train, for the user's data and time.
+
+A race on the frozen-feature cache comes first: the backbone runs once over the training and validation
+examples, and the head trains on its outputs at a few learning rates (seconds). That gives the best linear
+probe and its rate, and the time one pass of the backbone takes. Then, from the number of examples in the
+smallest class and how many epochs of each strategy the rest of ``train.time_budget`` (minutes) pays for:
+
+* too few examples per class (< 8), or no time for two epochs of anything else: the **linear probe**, trained on
+  at its best rate;
+* time for at least two full epochs: **LP-FT** (the probe first, then everything at the recipe's rate; it
+  matches or beats full fine-tuning from a random head, Kumar et al. 2022);
+* time for two LoRA epochs but not two full ones: **LoRA** (r=8) with the head.
+
+The choice, its reasons and the race are logged, kept in ``strategy.json`` beside the run's checkpoints (a
+resumed run keeps the same choice) and written in the summary and the model card.
+
+Example::
+
+    choice = choose_strategy(task, train_set, validation_set, config, ["accuracy"], run_dir)
+    choice.name, choice.reasons      # "LP-FT", ["...", ...]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from datasets import Dataset
+
+from ..config.freeze import FreezeSpec, parse_freeze
+from ..config.sections import TrainConfig
+from ..fs import write_json
+from ..metrics import is_better
+from ..modeling.freezing import apply_freezing
+from ..training import fit_loop, make_accelerator
+from ..training.feature_cache import HeadOnly, cache_plan, collate_cached
+from .fitting import cache_head_inputs
+
+logger = logging.getLogger(__name__)
+
+STRATEGY_FILE = "strategy.json"
+RACE_RATES = (3e-4, 1e-3, 3e-3, 1e-2)
+FEW_PER_CLASS = 8
+BACKWARD_COST = 3.0  # a training pass costs about three forward passes (forward + backward)
+LORA_COST = 2.3  # LoRA skips the weight gradients of the frozen layers
+
+
+@dataclass
+class StrategyChoice:
+    """What ``strategy: auto`` chose: a name, the freezing spec and training settings it runs, and why."""
+
+    name: str
+    freeze: str | dict[str, Any]
+    settings: dict[str, Any]
+    reasons: list[str]
+    race: dict[str, float] = field(default_factory=dict)  # probe learning rate -> best validation metric
+
+    def apply(self, config: TrainConfig) -> tuple[FreezeSpec, TrainConfig]:
+        """The freezing spec and training config to run."""
+        return parse_freeze(self.freeze), dataclasses.replace(config, strategy="explicit", **self.settings)
+
+
+def choose_strategy(task: Any, train_set: Dataset, validation_set: Dataset, config: TrainConfig,
+                    metrics: list[str], run_dir: Path | None) -> StrategyChoice:
+    """Race linear probes on the frozen-feature cache, then choose a strategy that fits ``config.time_budget``."""
+    saved = run_dir / STRATEGY_FILE if run_dir else None
+    if saved and saved.is_file():
+        choice = StrategyChoice(**json.loads(saved.read_text()))
+        logger.info("strategy auto: %s, as chosen before this run was resumed", choice.name)
+        return choice
+    started = time.perf_counter()
+    budget = config.time_budget * 60
+    per_class = min(Counter(train_set["label"]).values())
+    race, rate, epochs, feature_seconds = _probe_race(task, train_set, validation_set, config, metrics)
+    train_share = len(train_set) / (len(train_set) + len(validation_set))
+    backbone_pass = feature_seconds * train_share
+    left = budget - (time.perf_counter() - started) - feature_seconds  # the chosen run computes features again
+    full_epochs, lora_epochs = (math.floor(left / max(cost * backbone_pass, 1e-9)) for cost in (BACKWARD_COST, LORA_COST))
+    reasons = [f"{per_class} examples in the smallest class", f"one pass of the backbone over the training "
+               f"examples takes {backbone_pass:.0f} s; {left / 60:.1f} of {config.time_budget:g} minutes left after "
+               f"the race", f"best linear probe: learning rate {rate:g}, validation {config.metric_for_best} "
+               f"{race[f'{rate:g}']:.4f} after {epochs} epochs"]
+    probe_settings = dict(learning_rate=rate, head_learning_rate=None, epochs=max(3 * epochs, 5),
+                          early_stopping_patience=5, head_first_epochs=0)
+    if per_class < FEW_PER_CLASS:
+        choice = StrategyChoice("linear probe", "backbone", probe_settings,
+                                reasons + [f"fewer than {FEW_PER_CLASS} examples per class: too few to move the "
+                                           "backbone's weights"], race)
+    elif full_epochs >= 2:
+        settings = dict(head_first_epochs=max(epochs, 1), head_learning_rate=rate,
+                        epochs=min(max(math.ceil(config.epochs), 2), full_epochs),
+                        early_stopping_patience=2, max_seconds=max(left, 1.0))
+        choice = StrategyChoice("LP-FT", "none", settings,
+                                reasons + [f"time for {full_epochs} full epochs: the probe first, then everything "
+                                           f"for up to {settings['epochs']} epochs at learning rate "
+                                           f"{config.learning_rate:g}"], race)
+    elif lora_epochs >= 2:
+        settings = dict(head_learning_rate=rate, learning_rate=max(config.learning_rate * 10, 5e-4),
+                        epochs=min(max(math.ceil(config.epochs), 2), lora_epochs), early_stopping_patience=2,
+                        head_first_epochs=0, max_seconds=max(left, 1.0))
+        choice = StrategyChoice("LoRA", {"lora": {"r": 8, "alpha": 16}}, settings,
+                                reasons + [f"time for {lora_epochs} LoRA epochs but only {full_epochs} full ones"],
+                                race)
+    else:
+        choice = StrategyChoice("linear probe", "backbone", probe_settings,
+                                reasons + [f"no time for two epochs of fine-tuning ({full_epochs} full, "
+                                           f"{lora_epochs} LoRA)"], race)
+    if task._accelerator.num_processes > 1:  # timings differ between processes: the main process decides
+        from accelerate.utils import broadcast_object_list
+
+        choice = broadcast_object_list([choice])[0]
+    logger.info("strategy auto chose %s: %s", choice.name, "; ".join(choice.reasons))
+    if saved and task._accelerator.is_main_process:
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        write_json(saved, dataclasses.asdict(choice))
+    return choice
+
+
+def _probe_race(task: Any, train_set: Dataset, validation_set: Dataset, config: TrainConfig,
+                metrics: list[str]) -> tuple[dict[str, float], float, int, float]:
+    """Linear probes at :data:`RACE_RATES` on cached features: ({rate: best metric}, best rate, its best epoch,
+    seconds the backbone took over both splits). The head is left as it was."""
+    apply_freezing(task.model, "backbone")
+    plan = cache_plan(task.model)
+    probe = dataclasses.replace(config, epochs=20, max_steps=None, warmup_ratio=0.0, head_learning_rate=None,
+                                lr_decay=None, early_stopping_patience=3, report_to=[], save_every_steps=None,
+                                max_seconds=None, head_first_epochs=0, strategy="explicit")
+    task._accelerator = make_accelerator(probe)
+    started = time.perf_counter()
+    cached = cache_head_inputs(task, train_set, validation_set, plan, config.eval_batch) if plan else None
+    feature_seconds = time.perf_counter() - started
+    if cached is None:  # the head reads more than one vector per example: no race, the recipe's head rate
+        rate = config.head_learning_rate or config.learning_rate
+        return {f"{rate:g}": float("nan")}, rate, 1, feature_seconds
+    head = HeadOnly([task.model.get_submodule(name) for name in plan.modules])
+    initial = {key: value.detach().clone() for key, value in head.state_dict().items()}
+    race: dict[str, float] = {}
+    best: tuple[float, float, int] | None = None
+    for rate in RACE_RATES:
+        head.load_state_dict(initial)
+        result = fit_loop(head, *cached, collate=collate_cached, config=dataclasses.replace(probe, learning_rate=rate),
+                          metrics=metrics, accelerator=task._accelerator)
+        race[f"{rate:g}"] = result.best_metric
+        if best is None or is_better(config.metric_for_best, result.best_metric, best[0]):
+            best = (result.best_metric, rate, result.best_epoch or 1)
+    head.load_state_dict(initial)
+    return race, best[1], best[2], feature_seconds

@@ -1,0 +1,50 @@
+"""``train.strategy: auto``: linear probes race on the frozen-feature cache, then a strategy that fits the time
+budget is chosen, logged, kept for --resume, and written in metrics.json and the model card."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import yaml
+
+from mtl.tasks import TextSentiment
+
+from conftest import make_sentences, run_cli
+
+
+def test_auto_with_few_examples_per_class_chooses_the_linear_probe(tiny_bert, tmp_path):
+    rows = make_sentences(24, seed=2)  # 12 train examples: 6 per class
+    task = TextSentiment(tiny_bert, max_length=32)
+    result = task.fit(rows[:12], rows[12:], strategy="auto", time_budget=5, batch_size=8, output_dir=tmp_path / "run")
+    choice = task.strategy_choice
+    assert choice.name == "linear probe" and "fewer than 8 examples per class" in choice.reasons[-1]
+    assert set(choice.race) == {"0.0003", "0.001", "0.003", "0.01"}
+    assert "backbone (only the head trains)" in str(task.freeze_report) and result.best_metric is not None
+    assert json.loads((tmp_path / "run" / "strategy.json").read_text())["name"] == "linear probe"
+
+
+@pytest.mark.parametrize("minutes, expected", [(30, "LP-FT"), (0.001, "linear probe")])
+def test_auto_fits_the_strategy_to_the_time_budget(tiny_bert, tmp_path, minutes, expected):
+    rows = make_sentences(120, seed=3)
+    task = TextSentiment(tiny_bert, max_length=32)
+    task.fit(rows[:96], rows[96:], strategy="auto", time_budget=minutes, batch_size=16, epochs=2)
+    assert task.strategy_choice.name == expected, task.strategy_choice.reasons
+    if expected == "LP-FT":
+        assert "none (full fine-tuning)" in str(task.freeze_report)
+
+
+def test_the_choice_is_in_metrics_and_the_card(tiny_bert, tmp_path):
+    pd.DataFrame(make_sentences(120, seed=4)).to_csv(tmp_path / "reviews.csv", index=False)
+    recipe = {"task": "text-sentiment", "model": {"checkpoint": str(tiny_bert)},
+              "data": {"source": str(tmp_path / "reviews.csv")}, "preprocess": {"max_length": 32},
+              "train": {"strategy": "auto", "time_budget": 20, "epochs": 2, "batch_size": 16},
+              "output": {"dir": str(tmp_path / "out")}}
+    (tmp_path / "recipe.yaml").write_text("# python -m mtl.run recipe.yaml\n" + yaml.safe_dump(recipe))
+    done = run_cli(str(tmp_path / "recipe.yaml"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "strategy auto chose" in done.stderr
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["strategy"]["name"] in ("linear probe", "LP-FT", "LoRA") and metrics["strategy"]["reasons"]
+    assert f"`train.strategy: auto` chose {metrics['strategy']['name']}" in (tmp_path / "out" / "README.md").read_text()
