@@ -35,9 +35,11 @@ from ..publish.hub import check_push_target, push_folder
 from ..metrics import require_metrics
 from ..publish.output_dir import (MARKER_FILE, METRICS_FILE, RECIPE_FILE, check_output_dir, clean_failed_run,
                                   prepare_output_dir)
+from ..publish.ranking import write_ranking
 from ..publish.reports import predictions_table, readable_inputs, write_reports
 from ..registry import get_task
 from ..training.accelerator import TRACKING_FOLDER, process_state, require_trackers
+from .selection import AUTO, select_checkpoint
 from .summary import build_summary
 
 logger = logging.getLogger(__name__)
@@ -54,11 +56,14 @@ class PreparedRun:
     data: Any
     out: Path
     repo_id: str | None
+    auto: bool = False  # model.checkpoint: auto (the checkpoint is chosen by ranking, see select_checkpoint)
+    selection: Any = None  # the Selection, once made
 
 
 def prepare_run(recipe: Recipe, *, overwrite: bool = False, resume: bool = False,
-                token: str | None = None) -> PreparedRun:
-    """Resolve and check the Hub target, task, metrics, output folder, data and checkpoint; write nothing."""
+                token: str | None = None, select: bool = False) -> PreparedRun:
+    """Resolve and check the Hub target, task, metrics, output folder, data and checkpoint; write nothing but,
+    with ``select`` and ``model.checkpoint: auto``, the ranking report of the selection made now."""
     out = Path(recipe.output.dir).expanduser()
     # cheap checks first: no hour of training (or of reading data) lost to a typo
     repo_id = check_push_target(recipe.hub.repo_id, token) if recipe.hub.push else None
@@ -67,11 +72,17 @@ def prepare_run(recipe: Recipe, *, overwrite: bool = False, resume: bool = False
     require_trackers(recipe.train.report_to)
     _check_resumed_recipe(out, recipe, resume)
     check_output_dir(out, overwrite=overwrite, resume=resume, protected=recipe_inputs(recipe))
-    task = task_cls(recipe.model.checkpoint, revision=recipe.model.revision, options=recipe.preprocess)
+    auto = recipe.model.checkpoint == AUTO
+    task = task_cls(None if auto else recipe.model.checkpoint, revision=recipe.model.revision,
+                    options=recipe.preprocess)
     data = load_labelled(recipe.data, input_name=task_cls.spec.input_column,
                          input_candidates=task_cls.spec.input_candidates, check=task.check_inputs)
+    selection = None
+    if auto and select:
+        selection = select_checkpoint(recipe, data=data)
+        task = task_cls(selection.winner, options=recipe.preprocess)
     task.prepare()
-    return PreparedRun(task_cls, task, data, out, repo_id)
+    return PreparedRun(task_cls, task, data, out, repo_id, auto, selection)
 
 
 def run_recipe(recipe: Recipe, *, overwrite: bool = False, resume: bool = False,
@@ -82,7 +93,7 @@ def run_recipe(recipe: Recipe, *, overwrite: bool = False, resume: bool = False,
     if state.num_processes > 1:
         logger.info("distributed run: %d processes (%s); this is process %d", state.num_processes,
                     state.distributed_type, state.process_index)
-    run = prepare_run(recipe, overwrite=overwrite, resume=resume, token=token)
+    run = prepare_run(recipe, overwrite=overwrite, resume=resume, token=token, select=True)
     state.wait_for_everyone()  # every process checked the output folder before the main process creates it
     created = False
     if state.is_main_process:
@@ -118,6 +129,8 @@ def _train_and_write(recipe: Recipe, run: PreparedRun, resume: bool, started: fl
     predictions = predictions_table(readable_inputs(split, task.spec.input_column), np.asarray(split["label"]),
                                     logits, task.label_names)
     summary = build_summary(recipe, task, data, fit, metrics, time.perf_counter() - started)
+    if run.selection is not None:
+        summary["selection"] = run.selection.to_summary()
     for warning in summary["warnings"]:
         logger.warning("%s", warning)
     compared = None
@@ -133,6 +146,8 @@ def _train_and_write(recipe: Recipe, run: PreparedRun, resume: bool, started: fl
         task.write_model(staging)
         write_json(staging / METRICS_FILE, summary)
         summary["reports"] = write_reports(staging, summary, predictions, fit.train_losses)
+        if run.selection is not None:
+            summary["reports"] += write_ranking(staging, run.selection.rows, run.selection.score)
         if compared is not None:
             summary["reports"] += write_compare(staging, *compared, compare_metric(recipe))
         write_card(staging, summary, recipe.to_dict(), task_cls.spec, task.usage_code(repo_id or "path/to/this/folder",

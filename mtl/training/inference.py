@@ -9,7 +9,7 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -31,11 +31,14 @@ class Predictions:
 
 @torch.no_grad()
 def predict_loader(model: torch.nn.Module, loader: Any, accelerator: Accelerator,
-                   capture: torch.nn.Module | None = None, desc: str = "predicting") -> Predictions:
-    """Run ``model`` over ``loader``; with ``capture``, also record that module's input for each example."""
+                   capture: torch.nn.Module | None = None, desc: str = "predicting",
+                   pool: Callable[[Any, dict[str, torch.Tensor]], torch.Tensor] | None = None) -> Predictions:
+    """Run ``model`` over ``loader``; with ``capture``, also record that module's input for each example, or with
+    ``pool``, ``pool(module output, batch)`` (e.g. token states averaged over the attention mask)."""
     model.eval()
-    seen: dict[str, torch.Tensor] = {}
-    hook = capture.register_forward_hook(lambda module, args, output: seen.update(x=args[0])) if capture else None
+    seen: dict[str, Any] = {}
+    hook = capture.register_forward_hook(
+        lambda module, args, output: seen.update(x=output if pool else args[0])) if capture else None
     parts: dict[str, list[torch.Tensor]] = {"logits": [], "indices": [], "labels": [], "captured": []}
     try:
         for batch in tqdm(loader, desc=desc, unit="batch", leave=False,
@@ -46,7 +49,8 @@ def predict_loader(model: torch.nn.Module, loader: Any, accelerator: Accelerator
             if labels is not None:
                 step["labels"] = labels
             if capture is not None:
-                step["captured"] = seen.pop("x").detach().float()
+                recorded = pool(seen.pop("x"), batch) if pool else seen.pop("x")
+                step["captured"] = recorded.detach().float()
             for key, value in accelerator.gather_for_metrics(step).items():
                 parts[key].append(value.cpu())
     finally:
