@@ -29,31 +29,37 @@ def logme(features: np.ndarray, labels: np.ndarray, max_iterations: int = 100, t
     beta = (n - gamma) / |F m - y|^2 on the singular values of F), then the log evidence is returned / n.
     """
     f = np.asarray(features, dtype=np.float64)
-    n, d = f.shape
     u, s, _ = np.linalg.svd(f, full_matrices=False)
-    sigma = s ** 2  # eigenvalues of F^T F (the d - len(s) others are zero)
-    evidences = []
-    for cls in np.unique(labels):
-        y = (np.asarray(labels) == cls).astype(np.float64)
-        x2 = (u.T @ y) ** 2
-        outside = max(float(y @ y - x2.sum()), 0.0)  # part of y outside the span of F's columns
-        alpha, beta = 1.0, 1.0
-        for _ in range(max_iterations):
-            t = alpha / beta
-            gamma = float((sigma / (sigma + t)).sum())
-            m2 = float((sigma * x2 / (sigma + t) ** 2).sum())
-            res2 = float((x2 * (t / (sigma + t)) ** 2).sum()) + outside
-            alpha, beta = gamma / (m2 + 1e-10), (n - gamma) / (res2 + 1e-10)
-            if abs(alpha / beta - t) / t < tolerance:
-                break
+    labels = np.asarray(labels)
+    return float(np.mean([class_evidence(u, s ** 2, f.shape[1], (labels == cls).astype(np.float64),
+                                         max_iterations, tolerance)[0] / len(labels)
+                          for cls in np.unique(labels)]))
+
+
+def class_evidence(u: np.ndarray, sigma: np.ndarray, d: int, y: np.ndarray, max_iterations: int = 100,
+                   tolerance: float = 1e-3) -> tuple[float, float, float]:
+    """``(log evidence, alpha, beta)`` maximised for one target column ``y``, from the thin SVD of the features
+    (``u``, ``sigma`` = squared singular values; the other ``d - len(sigma)`` eigenvalues of F^T F are 0)."""
+    n = len(y)
+    x2 = (u.T @ y) ** 2
+    outside = max(float(y @ y - x2.sum()), 0.0)  # the part of y outside the span of the features
+
+    def fit(t: float) -> tuple[float, float, float]:  # gamma, |m|^2 and |F m - y|^2 at alpha / beta = t
+        return (float((sigma / (sigma + t)).sum()), float((sigma * x2 / (sigma + t) ** 2).sum()),
+                float((x2 * (t / (sigma + t)) ** 2).sum()) + outside)
+
+    alpha, beta = 1.0, 1.0
+    for _ in range(max_iterations):
         t = alpha / beta
-        m2 = float((sigma * x2 / (sigma + t) ** 2).sum())
-        res2 = float((x2 * (t / (sigma + t)) ** 2).sum()) + outside
-        log_det = float(np.log(alpha + beta * sigma).sum()) + (d - len(sigma)) * np.log(alpha)
-        evidence = (d / 2 * np.log(alpha) + n / 2 * np.log(beta) - n / 2 * np.log(2 * np.pi)
-                    - beta / 2 * res2 - alpha / 2 * m2 - log_det / 2)
-        evidences.append(evidence / n)
-    return float(np.mean(evidences))
+        gamma, m2, res2 = fit(t)
+        alpha, beta = gamma / (m2 + 1e-10), (n - gamma) / (res2 + 1e-10)
+        if abs(alpha / beta - t) / t < tolerance:
+            break
+    _, m2, res2 = fit(alpha / beta)
+    log_det = float(np.log(alpha + beta * sigma).sum()) + (d - len(sigma)) * np.log(alpha)
+    evidence = (d / 2 * np.log(alpha) + n / 2 * np.log(beta) - n / 2 * np.log(2 * np.pi)
+                - beta / 2 * res2 - alpha / 2 * m2 - log_det / 2)
+    return float(evidence), alpha, beta
 
 
 def linear_probe_accuracy(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray,
