@@ -29,6 +29,7 @@ from datasets import Dataset
 
 from ..errors import CheckpointError, MtlError
 from ..modeling.freezing import apply_freezing
+from ..modeling.locate import classifier_head
 from ..sources import resolve_checkpoint
 from ..training.feature_cache import head_module_name
 from ..transferability import SCORES, transferability_scores
@@ -134,26 +135,36 @@ def _score_candidate(task_cls: type, checkpoint: str, options: Any, train: Datas
 
 
 def frozen_features(task: Any, split: Dataset, batch_size: int, what: str, checkpoint: str) -> tuple[np.ndarray, np.ndarray]:
-    """``(features, labels)`` of ``split`` from the frozen backbone: the head's inputs through the feature cache,
-    or the token states averaged over the attention mask for tasks that set ``rank_on_mean_tokens``."""
+    """``(features, labels)`` of ``split`` from the frozen backbone: the head's inputs through the feature cache;
+    token states averaged over the attention mask for tasks that set ``rank_on_mean_tokens``; the input of a
+    split head's first layer (Whisper's or wav2vec2's projector) averaged over time."""
+    head = classifier_head(task.model)
+    if not task.rank_on_mean_tokens and head.name is not None and head_module_name(task.model) == head.name:
+        cached = cached_head_inputs(task, split, head.name, batch_size, f"sample {what}")
+        if cached is not None:
+            return cached.features.float().numpy(), cached.labels.numpy()
     if task.rank_on_mean_tokens:
-        started = time.perf_counter()
-        predicted = task.run_model(task.features(split), batch_size, capture=task.model.base_model, pool=_mean_tokens)
-        logger.info("select: %s ran once over %d sample %s examples (%.0f s); features: mean token states",
-                    checkpoint, len(split), what, time.perf_counter() - started)
-        return predicted.captured.numpy(), predicted.labels
-    head = head_module_name(task.model)
-    if head is None:
-        raise MtlError(f"select: candidate {checkpoint}: its classification head could not be told apart "
-                       "from the backbone, so its frozen features cannot be read")
-    cached = cached_head_inputs(task, split, head, batch_size, f"sample {what}")
-    return cached.features.float().numpy(), cached.labels.numpy()
+        module, pool, kind = task.model.base_model, _mean_tokens, "mean token states"
+    elif head.parts:
+        module, pool, kind = head.parts[0][1], _mean_over_time, f"input of {head.parts[0][0]}, averaged over time"
+    else:
+        raise MtlError(f"select: candidate {checkpoint}: its classification head could not be found, so its "
+                       "frozen features cannot be read")
+    started = time.perf_counter()
+    predicted = task.run_model(task.features(split), batch_size, capture=module, pool=pool)
+    logger.info("select: %s ran once over %d sample %s examples (%.0f s); features: %s", checkpoint, len(split),
+                what, time.perf_counter() - started, kind)
+    return predicted.captured.numpy(), predicted.labels
 
 
-def _mean_tokens(output: Any, batch: dict[str, Any]) -> torch.Tensor:
+def _mean_tokens(inputs: Any, output: Any, batch: dict[str, Any]) -> torch.Tensor:
     states = output[0]  # last_hidden_state of a transformers base model
     mask = batch["attention_mask"].unsqueeze(-1).to(states.dtype)
     return (states * mask).sum(1) / mask.sum(1).clamp(min=1)
+
+
+def _mean_over_time(inputs: torch.Tensor, output: Any, batch: dict[str, Any]) -> torch.Tensor:
+    return inputs.mean(1) if inputs.dim() == 3 else inputs
 
 
 class _PeakMemory:

@@ -32,13 +32,13 @@ class Predictions:
 @torch.no_grad()
 def predict_loader(model: torch.nn.Module, loader: Any, accelerator: Accelerator,
                    capture: torch.nn.Module | None = None, desc: str = "predicting",
-                   pool: Callable[[Any, dict[str, torch.Tensor]], torch.Tensor] | None = None) -> Predictions:
+                   pool: Callable[[torch.Tensor, Any, dict[str, torch.Tensor]], torch.Tensor] | None = None) -> Predictions:
     """Run ``model`` over ``loader``; with ``capture``, also record that module's input for each example, or with
-    ``pool``, ``pool(module output, batch)`` (e.g. token states averaged over the attention mask)."""
+    ``pool``, ``pool(module input, module output, batch)`` (e.g. token states averaged over the attention mask)."""
     model.eval()
     seen: dict[str, Any] = {}
-    hook = capture.register_forward_hook(
-        lambda module, args, output: seen.update(x=output if pool else args[0])) if capture else None
+    hook = capture.register_forward_hook(lambda module, args, output: seen.update(x=args[0], out=output)) \
+        if capture else None
     parts: dict[str, list[torch.Tensor]] = {"logits": [], "indices": [], "labels": [], "captured": []}
     try:
         for batch in tqdm(loader, desc=desc, unit="batch", leave=False,
@@ -49,7 +49,7 @@ def predict_loader(model: torch.nn.Module, loader: Any, accelerator: Accelerator
             if labels is not None:
                 step["labels"] = labels
             if capture is not None:
-                recorded = pool(seen.pop("x"), batch) if pool else seen.pop("x")
+                recorded = pool(seen.pop("x"), seen.pop("out"), batch) if pool else seen.pop("x")
                 step["captured"] = recorded.detach().float()
             for key, value in accelerator.gather_for_metrics(step).items():
                 parts[key].append(value.cpu())
