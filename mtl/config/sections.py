@@ -180,8 +180,8 @@ class SelectConfig:
 
     candidates: list[str] | None = None  # checkpoint ids or folders; None: the task's list (those within reach)
     score: Literal["linear_probe", "knn", "logme"] = "linear_probe"  # what ranks them
-    sample: int = 1000  # training examples whose features are computed (stratified sample)
-    validation_sample: int = 500  # validation examples scored
+    sample: int = 300  # training examples whose features are computed (stratified sample)
+    validation_sample: int = 150  # validation examples scored
     report_dir: str | None = None  # ranking.csv and ranking.png; None: <output.dir>-selection
 
     def __post_init__(self) -> None:

@@ -140,7 +140,7 @@ class Task(TaskHooks):
         return torch.softmax(torch.from_numpy(logits), -1).numpy()
 
     def rank_checkpoints(self, train: Any, validation: Any = None, candidates: Sequence[str] | None = None, *,
-                         score: str = "linear_probe", sample: int = 1000, validation_sample: int = 500,
+                         score: str = "linear_probe", sample: int = 300, validation_sample: int = 150,
                          batch_size: int = 64) -> list[CandidateScore]:
         """Rank candidate checkpoints (default: the task's list, ``spec.candidates``, skipping those out of reach)
         for ``train`` by frozen-feature scores on capped samples, best first (see :mod:`mtl.task.ranking`)."""

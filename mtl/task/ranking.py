@@ -69,8 +69,8 @@ def capped(split: Dataset, cap: int, seed: int) -> Dataset:
 
 
 def rank_checkpoints(task_cls: type, train: Dataset, validation: Dataset, candidates: Sequence[str], *,
-                     options: Any = None, score: str = "linear_probe", sample: int = 1000,
-                     validation_sample: int = 500, batch_size: int = 64, seed: int = 42,
+                     options: Any = None, score: str = "linear_probe", sample: int = 300,
+                     validation_sample: int = 150, batch_size: int = 64, seed: int = 42,
                      skip_unavailable: bool = False) -> list[CandidateScore]:
     """Score every candidate on capped samples of ``train`` and ``validation`` (standardised, label-encoded
     splits); return the rows best first by ``score``. A candidate that cannot be resolved, or that is not a
