@@ -17,7 +17,7 @@ from .reports import pyplot
 
 RANKING_CSV = "ranking.csv"
 RANKING_PNG = "ranking.png"
-COLUMNS = ["rank", "checkpoint", "score", "linear_probe", "knn", "logme", "seconds", "peak_memory_mb",
+COLUMNS = ["rank", "checkpoint", "score", "linear_probe", "knn", "logme", "seconds", "cpu_seconds", "peak_memory_mb",
            "feature_dim", "train_examples", "validation_examples", "source"]
 
 

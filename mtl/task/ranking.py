@@ -51,6 +51,7 @@ class CandidateScore:
     train_examples: int
     validation_examples: int
     seconds: float
+    cpu_seconds: float  # CPU time of the process (all threads): comparable when other jobs share the machine
     peak_memory_mb: float
     score: float = float("nan")  # the ranking score's value (one of the three above)
 
@@ -116,7 +117,7 @@ def check_candidate(task_cls: type, checkpoint: str, folder: Path) -> None:
 def _score_candidate(task_cls: type, checkpoint: str, options: Any, train: Dataset, validation: Dataset,
                      label_names: list[str], batch_size: int) -> CandidateScore:
     with _PeakMemory() as memory:
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.process_time()
         check_candidate(task_cls, checkpoint, resolve_checkpoint(checkpoint).path)  # before any processor loads
         task = task_cls(checkpoint, options=options)
         task.prepare()
@@ -129,9 +130,10 @@ def _score_candidate(task_cls: type, checkpoint: str, options: Any, train: Datas
             raise MtlError(f"select: candidate {checkpoint}: its head reads {train_x.ndim - 1}-d inputs, not one "
                            "vector per example; it cannot be scored from frozen features")
         scores = transferability_scores(train_x, train_y, val_x, val_y)
-        seconds = time.perf_counter() - started
+        seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - started_cpu
     return CandidateScore(checkpoint, task.source.source, feature_dim=train_x.shape[1], train_examples=len(train_y),
-                          validation_examples=len(val_y), seconds=seconds, peak_memory_mb=memory.peak_mb, **scores)
+                          validation_examples=len(val_y), seconds=seconds, cpu_seconds=cpu_seconds,
+                          peak_memory_mb=memory.peak_mb, **scores)
 
 
 def frozen_features(task: Any, split: Dataset, batch_size: int, what: str, checkpoint: str) -> tuple[np.ndarray, np.ndarray]:
