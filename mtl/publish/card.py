@@ -19,6 +19,7 @@ import yaml
 
 from ..modeling import heads
 from .compare import COMPARE_PNG
+from .ranking import RANKING_PNG
 from .reports import CONFUSION_FILE, CURVES_FILE
 
 CARD_FILE = "README.md"
@@ -143,6 +144,16 @@ def _body(summary: dict[str, Any], recipe: dict[str, Any] | None, spec: Any, nam
              "## Task and labels", "", f"{len(labels)} labels: " + ", ".join(f"`{label}`" for label in labels), ""]
     if summary.get("data"):
         lines += ["Examples per split: " + ", ".join(f"{k} {v:,}" for k, v in summary["data"].items()), ""]
+    if summary.get("selection"):
+        chosen = summary["selection"]
+        lines += ["## Checkpoint selection", "",
+                  f"The recipe said `model.checkpoint: auto`: mtl ranked {len(chosen['candidates'])} candidate "
+                  f"checkpoints on frozen features of a sample of the training data by `{chosen['score']}` "
+                  f"({chosen['seconds']:.0f} s) and fine-tuned the first, `{chosen['winner']}`.", "",
+                  "| checkpoint | linear probe | k-NN | LogME | seconds |", "|---|---|---|---|---|"]
+        lines += [f"| {row['checkpoint']} | {row['linear_probe']:.4f} | {row['knn']:.4f} | {row['logme']:.4f} | "
+                  f"{row['seconds']:.0f} |" for row in chosen["candidates"]]
+        lines += ["", f"![Ranking]({RANKING_PNG})", ""]
     lines += ["## Training", "", f"- Freezing: {summary['freeze']}"]
     if summary.get("strategy"):
         chosen = summary["strategy"]

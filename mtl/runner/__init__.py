@@ -1,4 +1,4 @@
-"""Runner: what the commands do, on the Python API: run a recipe; predict, detect or export with a saved model.
+"""Runner: what the commands do, on the Python API: run a recipe; rank checkpoints; predict, detect or export with a saved model.
 
 Example::
 
@@ -7,6 +7,8 @@ Example::
 """
 
 from .run import PreparedRun, prepare_run, recipe_inputs, run_recipe
+from .selection import AUTO, Selection, checkpoint_table, select_checkpoint
 from .summary import format_summary
 
-__all__ = ["PreparedRun", "format_summary", "prepare_run", "recipe_inputs", "run_recipe"]
+__all__ = ["AUTO", "PreparedRun", "Selection", "checkpoint_table", "format_summary", "prepare_run", "recipe_inputs",
+           "run_recipe", "select_checkpoint"]

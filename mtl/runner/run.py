@@ -36,9 +36,11 @@ from ..publish.hub import check_push_target, push_folder
 from ..metrics import require_metrics
 from ..publish.output_dir import (MARKER_FILE, METRICS_FILE, RECIPE_FILE, check_output_dir, clean_failed_run,
                                   prepare_output_dir)
+from ..publish.ranking import write_ranking
 from ..publish.reports import predictions_table, readable_inputs, write_reports
 from ..registry import get_task
 from ..training.accelerator import TRACKING_FOLDER, launch_warning, process_state, require_trackers
+from .selection import AUTO, select_checkpoint
 from .summary import build_summary
 
 logger = logging.getLogger(__name__)
@@ -55,11 +57,14 @@ class PreparedRun:
     data: Any
     out: Path
     repo_id: str | None
+    auto: bool = False  # model.checkpoint: auto (the checkpoint is chosen by ranking, see select_checkpoint)
+    selection: Any = None  # the Selection, once made
 
 
 def prepare_run(recipe: Recipe, *, overwrite: bool = False, resume: bool = False,
-                token: str | None = None) -> PreparedRun:
-    """Resolve and check the Hub target, task, metrics, output folder, data and checkpoint; write nothing."""
+                token: str | None = None, select: bool = False) -> PreparedRun:
+    """Resolve and check the Hub target, task, metrics, output folder, data and checkpoint; write nothing but,
+    with ``select`` and ``model.checkpoint: auto``, the ranking report of the selection made now."""
     _report_processes(process_state(recipe.train))
     out = Path(recipe.output.dir).expanduser()
     # cheap checks first: no hour of training (or of reading data) lost to a typo
@@ -69,11 +74,17 @@ def prepare_run(recipe: Recipe, *, overwrite: bool = False, resume: bool = False
     require_trackers(recipe.train.report_to)
     _check_resumed_recipe(out, recipe, resume)
     check_output_dir(out, overwrite=overwrite, resume=resume, protected=recipe_inputs(recipe))
-    task = task_cls(recipe.model.checkpoint, revision=recipe.model.revision, options=recipe.preprocess)
+    auto = recipe.model.checkpoint == AUTO
+    task = task_cls(None if auto else recipe.model.checkpoint, revision=recipe.model.revision,
+                    options=recipe.preprocess)
     data = load_labelled(recipe.data, input_name=task_cls.spec.input_column,
                          input_candidates=task_cls.spec.input_candidates, check=task.check_inputs)
+    selection = None
+    if auto and select:
+        selection = select_checkpoint(recipe, data=data)
+        task = task_cls(selection.winner, options=recipe.preprocess)
     task.prepare()
-    return PreparedRun(task_cls, task, data, out, repo_id)
+    return PreparedRun(task_cls, task, data, out, repo_id, auto, selection)
 
 
 def _report_processes(state: Any) -> None:
@@ -93,7 +104,7 @@ def run_recipe(recipe: Recipe, *, overwrite: bool = False, resume: bool = False,
     """Train and evaluate as the recipe says; write the model folder, reports and card; push; return the metrics."""
     started = time.perf_counter()
     state = process_state(recipe.train)  # one process, or every process of a torchrun / accelerate launch
-    run = prepare_run(recipe, overwrite=overwrite, resume=resume, token=token)
+    run = prepare_run(recipe, overwrite=overwrite, resume=resume, token=token, select=True)
     state.wait_for_everyone()  # every process checked the output folder before the main process creates it
     created = False
     if state.is_main_process:
@@ -130,6 +141,8 @@ def _train_and_write(recipe: Recipe, run: PreparedRun, resume: bool, started: fl
     predictions = predictions_table(readable_inputs(split, task.spec.input_column), np.asarray(split["label"]),
                                     logits, task.label_names)
     summary = build_summary(recipe, task, data, fit, metrics, time.perf_counter() - started)
+    if run.selection is not None:
+        summary["selection"] = run.selection.to_summary()
     for warning in summary["warnings"]:
         logger.warning("%s", warning)
     compared = None
@@ -144,6 +157,8 @@ def _train_and_write(recipe: Recipe, run: PreparedRun, resume: bool, started: fl
         task.write_model(staging)
         write_json(staging / METRICS_FILE, summary)
         summary["reports"] = write_reports(staging, summary, predictions, fit.train_losses)
+        if run.selection is not None:
+            summary["reports"] += write_ranking(staging, run.selection.rows, run.selection.score)
         if compared is not None:
             summary["reports"] += write_compare(staging, *compared, compare_metric(recipe))
         write_card(staging, summary, recipe.to_dict(), task_cls.spec, task.usage_code(repo_id or "path/to/this/folder",

