@@ -16,18 +16,21 @@ false alarms per hour), ``timeline.png`` (the first recording with the first mod
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import soundfile as sf
+import torch
 
 from mtl.errors import MtlError
 from mtl.fs import atomic_file, write_json, write_text_atomic
 from mtl.publish.reports import pyplot
 from mtl.registry import load_saved_task
-from mtl.tasks.keyword_detection import DetectorSettings, calibrated_threshold, match, sweep
+from mtl.tasks.keyword_detection import CALIBRATION_FILE, DetectorSettings, calibrated_threshold, match, sweep
 from mtl.tasks.keyword_stitching import stitch_rows
 
 SHOWN = (0.5, 0.8, 0.9, 0.95, 0.99)
@@ -40,6 +43,9 @@ def main() -> None:
     parser.add_argument("--noise", help="folder of noise recordings (e.g. _background_noise_); default: _silence_ clips")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--minutes", type=float, default=0.0, help="stitch the test clips again until this long")
+    parser.add_argument("--recordings", type=int, help="use only the first N recordings (a quick look)")
+    parser.add_argument("--gap", type=float, nargs=2, default=(0.5, 3.0), metavar=("MIN", "MAX"),
+                        help="seconds of noise before each word, drawn uniformly (default 0.5 3.0)")
     parser.add_argument("--target", type=float, default=10.0, help="false alarms per hour to calibrate for")
     parser.add_argument("--hop", type=float, default=0.25)
     parser.add_argument("--smooth", type=int, default=3)
@@ -52,7 +58,9 @@ def main() -> None:
 
     tasks = [load_saved_task(model) for model in args.models]
     rows = test_rows(args.models)
-    recordings = stitch_rows(rows, tasks[0].sampling_rate, noise=args.noise, seed=args.seed, minutes=args.minutes)
+    recordings = stitch_rows(rows, tasks[0].sampling_rate, noise=args.noise, seed=args.seed, minutes=args.minutes,
+                             gap=tuple(args.gap))
+    recordings = recordings[:args.recordings] if args.recordings else recordings
     write_recordings(recordings, out / "recordings")
     seconds = sum(r.seconds for r in recordings)
     keywords = sum(w["label"] not in ("_unknown_", "_silence_") for r in recordings for w in r.words)
@@ -63,21 +71,27 @@ def main() -> None:
     results, figure_rows = {}, {}
     for model, task in zip(args.models, tasks):
         events, took = task.detect_recordings(recordings, settings)
+        load = os.getloadavg()[0]  # other jobs on the machine slow detection down: say how busy it was
         table = sweep(events, [r.words for r in recordings], seconds / 3600, task.keywords)
+        file = Path(model) / CALIBRATION_FILE  # read now: a calibration may finish while earlier models run
+        calibration = json.loads(file.read_text()) if file.is_file() else None
         try:
-            chosen = calibrated_threshold(task.calibration, args.target, settings, model)
+            chosen = calibrated_threshold(calibration, args.target, settings, model)
         except MtlError as error:
             print(f"  {model}: {error}")
             chosen = None
-        summary = {"real_time_factor": seconds / took, "detect_seconds": took, "calibrated_threshold": chosen,
+        summary = {"real_time_factor": seconds / took, "detect_seconds": took, "load_average": load,
+                   "threads": torch.get_num_threads(), "calibrated_threshold": chosen,
                    "at_calibrated": _row(table, chosen) if chosen is not None else None,
                    "best_within_target": max((r for r in table if r["false_alarms_per_hour"] <= args.target),
                                              key=lambda r: r["recall"], default=None),
                    "per_snr": _per_snr(recordings, events, task.keywords, chosen) if chosen is not None else None,
-                   "false_alarms_on": _alarm_kinds(recordings, events, task.keywords, chosen or 0.5)}
+                   "false_alarms_on": _alarm_kinds(recordings, events, task.keywords, chosen or 0.5),
+                   "recall_by_spacing": _recall_by_spacing(recordings, events, task.keywords, chosen or 0.5)}
         results[model] = {"summary": summary, "sweep": table}
         figure_rows[model] = (table, summary["at_calibrated"])
         _print(model, table, summary, args.target)
+        _write_detections(events, out / f"detections-{len(results)}-{Path(model).name}")
         if model == args.models[0]:
             first = recordings[0]
             task.plot_detections(first.audio, [e for e in events[0] if e.score >= (chosen or 0.5)],
@@ -125,6 +139,32 @@ def _per_snr(recordings: list, events: list, keywords: list[str], threshold: flo
     return result
 
 
+def _write_detections(events: list, folder: Path) -> None:
+    """Each recording's detections (threshold 0.05: filter by score) as ``rec_NNN.csv`` (label, start, end, score)."""
+    folder.mkdir()
+    for i, found in enumerate(events):
+        table = pd.DataFrame(found, columns=["label", "start", "end", "score"])
+        write_text_atomic(folder / f"rec_{i:03d}.csv", table.to_csv(index=False))
+
+
+def _recall_by_spacing(recordings: list, events: list, keywords: list[str], threshold: float) -> dict[str, str]:
+    """Recall of keywords whose nearest neighbouring word is less than 1 s away (edge to edge), and of the rest."""
+    found = {"close": [0, 0], "apart": [0, 0]}
+    for recording, detected in zip(recordings, events):
+        missed = {id(w) for w in match([e for e in detected if e.score >= threshold], recording.words,
+                                       keywords)["missed"]}
+        words = recording.words
+        for i, word in enumerate(words):
+            if word["label"] not in keywords:
+                continue
+            gaps = [word["start"] - words[i - 1]["end"]] if i else []
+            gaps += [words[i + 1]["start"] - word["end"]] if i + 1 < len(words) else []
+            kind = "close" if min(gaps, default=9.0) < 1.0 else "apart"
+            found[kind][0] += id(word) not in missed
+            found[kind][1] += 1
+    return {kind: f"{hit}/{total} ({hit / max(total, 1):.1%})" for kind, (hit, total) in found.items()}
+
+
 def _alarm_kinds(recordings: list, events: list, keywords: list[str], threshold: float) -> dict[str, int]:
     """What lies under each false alarm: a keyword (another label, or a second detection), another word, or noise."""
     kinds = {"keyword": 0, "other word": 0, "noise": 0}
@@ -138,8 +178,8 @@ def _alarm_kinds(recordings: list, events: list, keywords: list[str], threshold:
 
 
 def _print(model: str, table: list[dict], summary: dict, target: float) -> None:
-    print(f"\n{model}: {summary['real_time_factor']:.1f}x faster than real time "
-          f"({summary['detect_seconds']:.0f} s of detection)")
+    print(f"\n{model}: {summary['real_time_factor']:.1f}x faster than real time ({summary['detect_seconds']:.0f} s "
+          f"of detection, {summary['threads']} threads, load average {summary['load_average']:.1f})")
     print(" threshold  recall  precision  FA/min  FA/hour  median err  p90 err")
     shown = [r for r in table if any(abs(r["threshold"] - t) < 1e-9 for t in SHOWN)]
     if summary["at_calibrated"]:
@@ -155,6 +195,8 @@ def _print(model: str, table: list[dict], summary: dict, target: float) -> None:
               f"{best['recall']:.1%}")
     print(f"  false alarms at the {'calibrated' if summary['at_calibrated'] else '0.5'} threshold lie on: "
           + ", ".join(f"{kind} {count}" for kind, count in summary["false_alarms_on"].items()))
+    print("  recall of keywords with a word less than 1 s away: {close}; the others: {apart}".format(
+        **summary["recall_by_spacing"]))
     if summary["per_snr"]:
         print("  at the calibrated threshold, by SNR: " + "; ".join(
             f"{snr}: recall {v['recall']:.1%}, {v['false_alarms_per_hour']:.1f} FA/h" for snr, v in

@@ -104,7 +104,8 @@ def match(detections: Sequence[Detection], truth: Sequence[dict[str, Any]], keyw
 
     A detection hits an unmatched keyword of its label when its window centre lies within the word's span
     widened by ``tolerance`` seconds; every other detection is a false alarm. ``errors`` are the hits'
-    distances (seconds) from window centre to word centre; ``false_alarm_events`` the other detections.
+    distances (seconds) from window centre to word centre; ``false_alarm_events`` the other detections and
+    ``missed`` the keywords no detection hit.
     """
     targets = [w for w in truth if w["label"] in keywords]
     used = [False] * len(targets)
@@ -122,7 +123,8 @@ def match(detections: Sequence[Detection], truth: Sequence[dict[str, Any]], keyw
         else:
             alarms.append(event)
     return {"keywords": len(targets), "hits": hits, "detections": len(detections),
-            "false_alarms": len(detections) - hits, "errors": errors, "false_alarm_events": alarms}
+            "false_alarms": len(detections) - hits, "errors": errors, "false_alarm_events": alarms,
+            "missed": [w for w, found in zip(targets, used) if not found]}
 
 
 def sweep(detections: Sequence[Sequence[Detection]], truths: Sequence[Sequence[dict[str, Any]]], hours: float,

@@ -119,7 +119,7 @@ def _faded(cut: np.ndarray, rate: int) -> np.ndarray:
 
 
 def stitch_rows(rows: Sequence[tuple[Any, str]], rate: int, *, noise: str | None = None, seed: int = 0,
-                minutes: float = 60.0, seconds: float = 60.0) -> list[Recording]:
+                minutes: float = 60.0, seconds: float = 60.0, gap: tuple[float, float] = (0.5, 3.0)) -> list[Recording]:
     """Recordings of about ``seconds`` each from labelled clips (``(audio, label)`` rows), ``minutes`` in all:
     the clips are stitched again with the next seed until there is that much. ``_silence_`` clips are the
     noise, unless ``noise`` (a folder of noise recordings, or one file) is given; neither: white noise."""
@@ -136,7 +136,7 @@ def stitch_rows(rows: Sequence[tuple[Any, str]], rate: int, *, noise: str | None
         raise MtlError("stitching: the clips hold no words (only _silence_); give labelled keyword clips")
     recordings: list[Recording] = []
     while not recordings or sum(r.seconds for r in recordings) < minutes * 60:
-        recordings += stitch(words, bed, rate=rate, seed=seed + len(recordings), seconds=seconds)
+        recordings += stitch(words, bed, rate=rate, seed=seed + len(recordings), seconds=seconds, gap=gap)
     return recordings
 
 
