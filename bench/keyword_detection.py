@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +41,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="+", help="keyword model folders written by mtl.run (same data and split)")
     parser.add_argument("--out", required=True, help="new or empty folder for recordings, truth, PNGs and results")
-    parser.add_argument("--noise", help="folder of noise recordings (e.g. _background_noise_); default: _silence_ clips")
+    parser.add_argument("--noise", help="folder of noise recordings (_background_noise_); default: _silence_ clips")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--minutes", type=float, default=0.0, help="stitch the test clips again until this long")
     parser.add_argument("--recordings", type=int, help="use only the first N recordings (a quick look)")
@@ -70,7 +71,9 @@ def main() -> None:
 
     results, figure_rows = {}, {}
     for model, task in zip(args.models, tasks):
+        cpu = time.process_time()
         events, took = task.detect_recordings(recordings, settings)
+        cpu = time.process_time() - cpu  # CPU seconds of all threads: less sensitive to other jobs than wall time
         load = os.getloadavg()[0]  # other jobs on the machine slow detection down: say how busy it was
         table = sweep(events, [r.words for r in recordings], seconds / 3600, task.keywords)
         file = Path(model) / CALIBRATION_FILE  # read now: a calibration may finish while earlier models run
@@ -81,6 +84,7 @@ def main() -> None:
             print(f"  {model}: {error}")
             chosen = None
         summary = {"real_time_factor": seconds / took, "detect_seconds": took, "load_average": load,
+                   "audio_seconds_per_cpu_second": seconds / cpu,
                    "threads": torch.get_num_threads(), "calibrated_threshold": chosen,
                    "at_calibrated": _row(table, chosen) if chosen is not None else None,
                    "best_within_target": max((r for r in table if r["false_alarms_per_hour"] <= args.target),
@@ -179,7 +183,8 @@ def _alarm_kinds(recordings: list, events: list, keywords: list[str], threshold:
 
 def _print(model: str, table: list[dict], summary: dict, target: float) -> None:
     print(f"\n{model}: {summary['real_time_factor']:.1f}x faster than real time ({summary['detect_seconds']:.0f} s "
-          f"of detection, {summary['threads']} threads, load average {summary['load_average']:.1f})")
+          f"of detection, {summary['threads']} threads, load average {summary['load_average']:.1f}); "
+          f"{summary['audio_seconds_per_cpu_second']:.1f} s of audio per CPU second")
     print(" threshold  recall  precision  FA/min  FA/hour  median err  p90 err")
     shown = [r for r in table if any(abs(r["threshold"] - t) < 1e-9 for t in SHOWN)]
     if summary["at_calibrated"]:

@@ -1,5 +1,6 @@
-"""The keyword task's options (clip length, augmentation) and train-time augmentation of keyword clips: time shift, gain, background noise at a random SNR, SpecAugment
-masks, and the partial-word and background windows of streaming training (``streaming_negatives``).
+"""The keyword task's options (clip length, augmentation) and train-time augmentation of keyword clips: time
+shift, gain, background noise at a random SNR, SpecAugment masks, and the partial-word and background windows
+of streaming training (``streaming_negatives``).
 
 Used by :class:`mtl.tasks.KeywordSpotting` while training; evaluation never augments; registers no task.
 

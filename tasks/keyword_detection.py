@@ -191,12 +191,12 @@ def plot_timeline(audio: np.ndarray, rate: int, detections: Sequence[Detection],
     top = float(np.abs(audio).max()) or 1.0
     colours = plt.get_cmap("tab10")
     names = sorted({d.keyword for d in detections})
-    for event in detections:
+    for k, event in enumerate(detections):
         colour = colours(names.index(event.keyword) % 10)
         axes.axvspan(event.start_s, event.end_s, color=colour, alpha=0.25, linewidth=0)
-        axes.text((event.start_s + event.end_s) / 2, top * 1.05, f"{event.keyword} {event.score:.2f}",
-                  ha="center", va="bottom", fontsize=8, color=colour)
-    axes.set(xlim=(0, seconds), ylim=(-top * 1.1, top * 1.35), xlabel="seconds", yticks=[],
+        axes.text((event.start_s + event.end_s) / 2, top * (1.05 + 0.2 * (k % 2)), f"{event.keyword} {event.score:.2f}",
+                  ha="center", va="bottom", fontsize=8, color=colour)  # labels of neighbours on two rows
+    axes.set(xlim=(0, seconds), ylim=(-top * 1.1, top * 1.5), xlabel="seconds", yticks=[],
              title=title or f"{len(detections)} detections")
     figure.tight_layout()
     with atomic_file(Path(path)) as tmp:

@@ -66,9 +66,9 @@ def stitch(words: Sequence[tuple[np.ndarray, str, str, str]], noise: Sequence[np
            margin: float = 0.1) -> list[Recording]:
     """Recordings of about ``seconds`` each holding every word of ``words`` once, in a seeded random order.
 
-    ``words`` are ``(samples at rate, label, word said, source file)``; each is cut to its voiced part plus ``margin`` seconds,
-    faded in and out, and follows a gap drawn uniformly from ``gap`` seconds. Recording ``i`` has SNR
-    ``snrs_db[i % len(snrs_db)]``: every word's voiced RMS stands that many dB over the noise bed.
+    ``words`` are ``(samples at rate, label, word said, source file)``; each is cut to its voiced part plus
+    ``margin`` seconds, faded in and out, and follows a gap drawn uniformly from ``gap`` seconds. Recording ``i``
+    has SNR ``snrs_db[i % len(snrs_db)]``: every word's voiced RMS stands that many dB over the noise bed.
     """
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(words))
