@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass, field
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -21,41 +21,18 @@ import numpy as np
 import torch
 from datasets import Dataset
 
-from mtl.data.audio import AUDIO_SUFFIXES, SILENCE, UNKNOWN, audio_files, check_readable, fit_length, load_clip
+from mtl.data.audio import AUDIO_SUFFIXES, SILENCE, UNKNOWN, check_readable, fit_length, load_clip
+from mtl.data.labelled import labelled_split
 from mtl.errors import DataError, OutputExistsError
+from mtl.fs import write_json
 from mtl.sources import ResolvedCheckpoint, resolve_checkpoint
 from mtl.sources.cache import cache_root
 from mtl.task import Task, TaskSpec, register_task
 
-from .keyword_detection import Detection, merge_windows, window_starts
-
-
-@dataclass
-class AudioOptions:
-    """Clip length and train-time augmentation (recipe section ``preprocess``); evaluation never augments."""
-
-    clip_seconds: float = 1.0  # every clip is padded or cropped to this length
-    augment: bool = True  # master switch for all augmentation below
-    time_shift: float = 0.1  # shift by up to this many seconds either way (zeros fill the gap)
-    gain_db: float = 6.0  # random gain within +-gain_db decibels
-    noise_probability: float = 0.5  # share of training clips mixed with background noise
-    noise_snr_db: list[float] = field(default_factory=lambda: [10.0, 30.0])  # SNR drawn uniformly from this range
-    background_noise: str | None = None  # folder or file of noise recordings; None: white noise
-    freq_mask: int = 10  # SpecAugment: mask up to this many mel bins (spectrogram models only; 0: off)
-    time_mask: int = 10  # SpecAugment: mask up to this many frames (spectrogram models only; 0: off)
-
-    def __post_init__(self) -> None:
-        problems = []
-        if not 0 < self.clip_seconds <= 30:
-            problems.append(f"clip_seconds must be in (0, 30], got {self.clip_seconds}")
-        if not 0 <= self.noise_probability <= 1:
-            problems.append(f"noise_probability must be between 0 and 1, got {self.noise_probability}")
-        if len(self.noise_snr_db) != 2 or self.noise_snr_db[0] > self.noise_snr_db[1]:
-            problems.append(f"noise_snr_db must be [low, high] decibels, got {self.noise_snr_db}")
-        problems += [f"{name} must not be negative, got {getattr(self, name)}"
-                     for name in ("time_shift", "gain_db", "freq_mask", "time_mask") if getattr(self, name) < 0]
-        if problems:
-            raise ValueError("; ".join(problems))
+from .keyword_detection import (CALIBRATION_FILE, THRESHOLDS, Detection, DetectorSettings, calibrated_threshold,
+                                calibration_record, pick_events, plot_timeline, smooth_posteriors, sweep, window_starts)
+from .keyword_augment import AudioOptions, augment_wave, load_noise, mask_spectrogram, streaming_negatives
+from .keyword_stitching import Recording, labelled_rows, stitch_rows
 
 
 @register_task("keyword-spotting")
@@ -78,10 +55,12 @@ class KeywordSpotting(Task):
     )
     Options = AudioOptions
     transforms_on_the_fly = True
+    calibration_file = CALIBRATION_FILE  # detection thresholds by false-alarm rate, beside the model
 
     def __init__(self, checkpoint: str | Path | None = None, *, revision: str | None = None, **options: Any):
         super().__init__(checkpoint, revision=revision, **options)
-        self._noise_bank: list[np.ndarray] | None = None  # background-noise recordings, loaded once
+        self._noise: list[np.ndarray] | None = None  # background-noise recordings, loaded once
+        self.calibration: dict[str, Any] | None = None  # detection thresholds by false-alarm rate (calibrate)
 
     # ---- checkpoint ------------------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -96,14 +75,33 @@ class KeywordSpotting(Task):
         self.prepare()
         return int(self.processor.sampling_rate)
 
+    def write_model(self, directory: Path) -> Path:
+        """The plain transformers folder, plus the detection calibration when there is one."""
+        super().write_model(directory)
+        if self.calibration is not None:
+            write_json(directory / CALIBRATION_FILE, self.calibration)
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path, **options: Any) -> "KeywordSpotting":
+        """The saved model, with its detection calibration when the folder holds one."""
+        task = super().load(directory, **options)
+        file = Path(directory).expanduser() / CALIBRATION_FILE
+        task.calibration = json.loads(file.read_text()) if file.is_file() else None
+        return task
+
     # ---- features ---------------------------------------------------------------------------------------
     def transform(self, batch: dict[str, list[Any]], *, train: bool) -> dict[str, Any]:
         rate, samples = self.sampling_rate, self._clip_samples()
         augment = train and self.options.augment
         rng = np.random.default_rng(int(np.random.randint(2**31))) if augment else None
         clips = [load_clip(source, rate, samples, where="audio", rng=rng) for source in batch["audio"]]
+        labels = batch.get("label")
+        if augment and labels is not None and self.options.streaming_negatives:
+            clips, labels = streaming_negatives(clips, list(labels), self.label_names, self.options.streaming_negatives,
+                                                rng, rate)
         if augment:
-            clips = [self._augment_wave(clip, rng) for clip in clips]
+            clips = [augment_wave(clip, self.options, rate, rng, self._noise_bank()) for clip in clips]
         extracted = self.processor(clips, sampling_rate=rate, return_tensors="pt")
         key = self.processor.model_input_names[0]
         features = {key: extracted[key]}
@@ -111,8 +109,8 @@ class KeywordSpotting(Task):
             features["attention_mask"] = extracted["attention_mask"]
         if augment and features[key].ndim == 3:
             features[key] = self._mask_spectrogram(features[key], mel_axis=1 if key == "input_features" else 2)
-        if "label" in batch:
-            features["labels"] = torch.as_tensor(batch["label"])
+        if labels is not None:
+            features["labels"] = torch.as_tensor(labels)
         return features
 
     def inputs_to_dataset(self, inputs: Sequence[Any]) -> Dataset:
@@ -170,13 +168,41 @@ class KeywordSpotting(Task):
         return {"audio": clips, "label": labels}
 
     # ---- detection in long recordings ------------------------------------------------------------------
-    def detect(self, recording: Any, *, sampling_rate: int | None = None, threshold: float = 0.5,
-               hop: float = 0.25, ignore: Sequence[str] = (SILENCE, UNKNOWN), batch_size: int = 32) -> list[Detection]:
-        """Slide the classifier over ``recording`` (a path or an array) every ``hop`` seconds; return
-        ``(keyword, start_s, end_s, score)`` events scoring at least ``threshold``, overlapping windows merged."""
+    def detect(self, recording: Any, *, sampling_rate: int | None = None, threshold: float | None = None,
+               false_alarms_per_hour: float | None = None, hop: float = 0.25, smooth: int = 3,
+               refractory: float = 1.0, ignore: Sequence[str] = (SILENCE, UNKNOWN),
+               batch_size: int = 32) -> list[Detection]:
+        """Keywords in ``recording`` (a path or an array): the classifier slides over it every ``hop`` seconds,
+        its probabilities are averaged over ``smooth`` windows, and each word event gives one detection (the
+        best window; no two within ``refractory`` seconds, whatever their labels) scoring at least
+        ``threshold``, or the threshold calibrated for ``false_alarms_per_hour`` (see :meth:`calibrate`)."""
         self._require_model("detect")
-        if not 0 < threshold <= 1 or hop <= 0:
-            raise DataError(f"detect: threshold must be in (0, 1] and hop positive, got {threshold} and {hop}")
+        settings = DetectorSettings(hop, smooth, refractory)
+        if false_alarms_per_hour is not None:
+            if threshold is not None:
+                raise DataError("detect: give threshold or false_alarms_per_hour, not both")
+            where = str(self.source.path) if self.source else "this model"
+            threshold = calibrated_threshold(self.calibration, false_alarms_per_hour, settings, where)
+        threshold = 0.5 if threshold is None else threshold
+        if not 0 < threshold <= 1:
+            raise DataError(f"detect: threshold must be in (0, 1], got {threshold}")
+        starts, probabilities = self.window_probabilities(recording, sampling_rate=sampling_rate, hop=hop,
+                                                          batch_size=batch_size)
+        return pick_events(starts, self.options.clip_seconds, smooth_posteriors(probabilities, smooth),
+                           self.label_names, threshold=threshold, ignore=ignore, refractory=refractory)
+
+    def plot_detections(self, recording: Any, detections: Sequence[Detection], path: str | Path, *,
+                        sampling_rate: int | None = None) -> None:
+        """A PNG of the recording's waveform with ``detections`` marked on it."""
+        source = {"array": recording, "sampling_rate": sampling_rate} if sampling_rate else recording
+        audio = load_clip(source, self.sampling_rate, None, where="recording")
+        title = f"{Path(recording).name}: " if isinstance(recording, (str, Path)) else ""
+        plot_timeline(audio, self.sampling_rate, detections, Path(path), f"{title}{len(detections)} detections")
+
+    def window_probabilities(self, recording: Any, *, sampling_rate: int | None = None, hop: float = 0.25,
+                             batch_size: int = 32) -> tuple[list[float], np.ndarray]:
+        """Window start times (seconds) and class probabilities of windows ``hop`` seconds apart."""
+        self._require_model("detect")
         rate, samples = self.sampling_rate, self._clip_samples()
         source = {"array": recording, "sampling_rate": sampling_rate} if sampling_rate else recording
         audio = load_clip(source, rate, None, where="recording")
@@ -189,68 +215,54 @@ class KeywordSpotting(Task):
                 windows = [fit_length(audio[s:s + samples], samples) for s in starts[i:i + batch_size]]
                 features = {k: v.to(device) for k, v in self.transform({"audio": windows}, train=False).items()}
                 probabilities.append(torch.softmax(model(**features).logits.float(), -1).cpu().numpy())
-        return merge_windows([s / rate for s in starts], samples / rate, np.concatenate(probabilities),
-                             self.label_names, threshold=threshold, ignore=ignore)
+        return [s / rate for s in starts], np.concatenate(probabilities)
+
+    def calibrate(self, data: Any, *, noise: str | None = None, minutes: float = 60.0, seed: int = 0,
+                  hop: float = 0.25, smooth: int = 3, refractory: float = 1.0) -> dict[str, Any]:
+        """Stitch ``data`` (labelled clips the model never trained on: the validation split) into about
+        ``minutes`` of noisy recordings, detect, and keep the false-alarm rate and recall of every threshold
+        (:attr:`calibration`, saved with the model), so ``detect(false_alarms_per_hour=N)`` can pick one."""
+        settings = DetectorSettings(hop, smooth, refractory)
+        split, _ = labelled_split(data, input_name=self.spec.input_column, input_candidates=self.spec.input_candidates,
+                                  label_names=self.label_names, what="calibration data", check=self.check_inputs)
+        rows = labelled_rows(split, self.spec.input_column)
+        recordings = stitch_rows(rows, self.sampling_rate, noise=noise, seed=seed, minutes=minutes)
+        hours = sum(r.seconds for r in recordings) / 3600
+        table = sweep(self.detect_recordings(recordings, settings)[0], [r.words for r in recordings], hours,
+                      self.keywords)
+        self.calibration = calibration_record(table, settings, hours, f"{len(rows)} labelled clips stitched into "
+                                              f"{len(recordings)} recordings (SNR 10-30 dB), seed {seed}")
+        return self.calibration
+
+    def detect_recordings(self, recordings: Sequence[Recording], settings: DetectorSettings,
+                          threshold: float = min(THRESHOLDS)) -> tuple[list[list[Detection]], float]:
+        """Detections at ``threshold`` in each stitched recording, and the seconds detection took."""
+        started, events = time.perf_counter(), []
+        for recording in recordings:
+            starts, probabilities = self.window_probabilities(recording.audio, sampling_rate=recording.rate,
+                                                              hop=settings.hop)
+            events.append(pick_events(starts, self.options.clip_seconds,
+                                      smooth_posteriors(probabilities, settings.smooth), self.label_names,
+                                      threshold=threshold, ignore=(SILENCE, UNKNOWN), refractory=settings.refractory))
+        return events, time.perf_counter() - started
+
+    @property
+    def keywords(self) -> list[str]:
+        """The labels detection reports (all but ``_silence_`` and ``_unknown_``)."""
+        self._require_model("list keywords")
+        return [name for name in self.label_names if name not in (SILENCE, UNKNOWN)]
 
     # ---- augmentation ----------------------------------------------------------------------------------
     def _clip_samples(self) -> int:
         return int(round(self.options.clip_seconds * self.sampling_rate))
 
-    def _augment_wave(self, clip: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        import torchaudio.functional as F
-
-        options, wave = self.options, torch.from_numpy(clip)
-        shift = int(rng.uniform(-options.time_shift, options.time_shift) * self.sampling_rate)
-        if shift:  # move the clip; the samples rolled in from the other end become silence
-            wave = torch.roll(wave, shift)
-            (wave[:shift] if shift > 0 else wave[shift:]).zero_()
-        if options.gain_db:
-            wave = F.gain(wave, float(rng.uniform(-options.gain_db, options.gain_db)))
-        if rng.random() < options.noise_probability:
-            noise = torch.from_numpy(self._noise(len(clip), rng))
-            snr = torch.tensor([rng.uniform(*options.noise_snr_db)], dtype=torch.float32)
-            if wave.pow(2).mean() > 1e-8 and noise.pow(2).mean() > 1e-12:
-                wave = F.add_noise(wave[None], noise[None], snr)[0]
-            else:  # a silent clip has no signal power to measure the SNR against: add quiet noise
-                wave = wave + noise / noise.abs().max().clamp_min(1e-6) * float(rng.uniform(0.001, 0.05))
-        return wave.clamp(-1, 1).numpy()
-
-    def _noise(self, length: int, rng: np.random.Generator) -> np.ndarray:
-        if self.options.background_noise is None:
-            return rng.standard_normal(length).astype(np.float32)
-        bank = self._noise_bank
-        if bank is None:
-            folder = Path(self.options.background_noise).expanduser()
-            files = audio_files(folder) if folder.is_dir() else [folder]
-            bank = self._noise_bank = [load_clip(str(f), self.sampling_rate, None, where="background_noise")
-                                       for f in files]
-            if not bank:
-                raise DataError(f"background_noise: no audio files in {folder}")
-        recording = bank[int(rng.integers(len(bank)))]
-        if len(recording) <= length:
-            return fit_length(recording, length)
-        start = int(rng.integers(0, len(recording) - length))
-        return recording[start:start + length]
-
     def _mask_spectrogram(self, spectrogram: torch.Tensor, mel_axis: int) -> torch.Tensor:
-        """SpecAugment on the whole batch: torchaudio draws one frequency and one time mask per item
-        (``iid_masks``); masked cells take the item's mean."""
-        from torchaudio.transforms import FrequencyMasking, TimeMasking
+        return mask_spectrogram(spectrogram, mel_axis, self.options.freq_mask, self.options.time_mask)
 
-        batch = spectrogram if mel_axis == 1 else spectrogram.transpose(1, 2)  # (batch, mel, time)
-        size, mels, frames = batch.shape
-        # torchaudio fills with a number, not a per-item mean: masks are drawn on ones (a channel axis added),
-        # one band of mel bins and one of frames per item, then filled with the item's mean here
-        rows = torch.zeros(size, mels, 1, dtype=torch.bool, device=batch.device)
-        columns = torch.zeros(size, 1, frames, dtype=torch.bool, device=batch.device)
-        if self.options.freq_mask:
-            masking = FrequencyMasking(min(self.options.freq_mask, mels), iid_masks=True)
-            rows = masking(torch.ones(size, 1, mels, 1, device=batch.device), 0.0)[:, 0] == 0
-        if self.options.time_mask:
-            masking = TimeMasking(min(self.options.time_mask, frames), iid_masks=True)
-            columns = masking(torch.ones(size, 1, 1, frames, device=batch.device), 0.0)[:, 0] == 0
-        batch = torch.where(rows | columns, batch.mean(dim=(1, 2), keepdim=True), batch)
-        return batch if mel_axis == 1 else batch.transpose(1, 2).contiguous()
+    def _noise_bank(self) -> list[np.ndarray] | None:
+        if self.options.background_noise is not None and self._noise is None:
+            self._noise = load_noise(self.options.background_noise, self.sampling_rate, "background_noise")
+        return self._noise
 
 
 def _clip_sized(resolved: ResolvedCheckpoint, clip_seconds: float) -> ResolvedCheckpoint:

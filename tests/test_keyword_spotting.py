@@ -230,19 +230,78 @@ def test_detect_cli_prints_events_and_rejects_bad_input(trained, tmp_path, capsy
     trained["whisper"].save(tmp_path / "model")
     recording = stitched(tmp_path)
     done = subprocess.run([sys.executable, "-m", "mtl.detect", str(tmp_path / "model"), str(recording), "--threshold",
-                           "0.8", "--json"], capture_output=True, text=True, cwd=REPO, timeout=300)
+                           "0.8", "--json", "--output", str(tmp_path / "events.csv"), "--timeline",
+                           str(tmp_path / "timeline.png")], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert [e["keyword"] for e in json.loads(done.stdout)] == ["high", "low"]
+    printed = json.loads(done.stdout)
+    assert [e["label"] for e in printed] == ["high", "low"] and set(printed[0]) == {"label", "start", "end", "score"}
+    table = (tmp_path / "events.csv").read_text().splitlines()
+    assert table[0] == "label,start,end,score" and [row.split(",")[0] for row in table[1:]] == ["high", "low"]
+    assert (tmp_path / "timeline.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     broken = tmp_path / "broken.wav"
     broken.write_bytes(b"not audio")
     capsys.readouterr()
-    for args, message in [((tmp_path / "model", tmp_path / "missing.wav"), "does not exist"),
+    model, before = tmp_path / "model", (tmp_path / "events.csv").read_text()
+    for args, message in [((model, tmp_path / "missing.wav"), "does not exist"),
                           ((tmp_path, recording), "is not a model folder"),
-                          ((tmp_path / "model", recording, "--threshold", "2"), "--threshold must be in (0, 1]"),
-                          ((tmp_path / "model", broken), "cannot read")]:
+                          ((model, recording, "--threshold", "2"), "--threshold must be in (0, 1]"),
+                          ((model, recording, "--smooth", "0"), "--smooth at least 1"),
+                          ((model, broken), "cannot read"),
+                          ((model, recording, "--output", tmp_path / "events.csv"), "already exists"),
+                          ((model, recording, "--timeline", tmp_path / "t.jpg"), "write to a .png file"),
+                          ((model, recording, "--false_alarms_per_hour", "10"), "--calibrate"),
+                          ((model, "--calibrate"), "no recipe.yaml"),
+                          ((model,), "give a recording")]:
         assert main([str(a) for a in args]) == 2
         err = capsys.readouterr().err
         assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1, err
+    assert (tmp_path / "events.csv").read_text() == before  # never overwritten without --overwrite
+
+
+def test_calibrated_threshold_is_saved_with_the_model_and_used(trained, tones, tmp_path, capsys):
+    from mtl.detect import main
+    from mtl.tasks.keyword_detection import CALIBRATION_FILE
+
+    task = KeywordSpotting.load(trained["whisper"].save(tmp_path / "model"))
+    table = task.calibrate(str_folder_rows(tones[1]), minutes=0.5, seed=3)
+    assert table["hours"] * 60 >= 0.5 and table["detector"] == {"hop": 0.25, "smooth": 3, "refractory": 1.0}
+    assert len(table["thresholds"]) == len(table["false_alarms_per_hour"]) == len(table["recall"])
+    assert table["false_alarms_per_hour"] == sorted(table["false_alarms_per_hour"], reverse=True)
+    assert max(table["recall"]) == 1.0  # the tones are found at low thresholds
+    task.save(tmp_path / "calibrated")
+    assert json.loads((tmp_path / "calibrated" / CALIBRATION_FILE).read_text()) == table
+    chosen = next(t for t, rate in zip(table["thresholds"], table["false_alarms_per_hour"]) if rate <= 100)
+    capsys.readouterr()
+    outputs = []
+    for level in (["--false_alarms_per_hour", "100"], ["--threshold", str(chosen)]):
+        assert main([str(tmp_path / "calibrated"), str(stitched(tmp_path)), *level]) == 0
+        outputs.append(capsys.readouterr().out)
+    assert outputs[0] == outputs[1] and outputs[0].startswith("high")
+    assert main([str(tmp_path / "calibrated"), str(stitched(tmp_path)), "--false_alarms_per_hour", "100",
+                 "--smooth", "5"]) == 2
+    assert "calibrate again with these" in capsys.readouterr().err
+
+
+def test_calibrate_command_splits_the_runs_data_again(tones, tmp_path, isolated_cache, capsys):
+    from mtl.detect import main
+    from mtl.recipe import recipe_from_dict
+    from mtl.runner.run import run_recipe
+
+    run = tmp_path / "run"
+    run_recipe(recipe_from_dict({
+        "task": "keyword-spotting", "model": {"checkpoint": str(build_model("whisper", tmp_path / "whisper"))},
+        "data": {"source": str(tones[0]), "validation_size": 0.25, "test_size": 0.25},
+        "preprocess": {"augment": False}, "train": {"epochs": 1, "batch_size": 8}, "output": {"dir": str(run)}}))
+    capsys.readouterr()
+    assert main([str(run), "--calibrate", "--minutes", "0.2"]) == 0
+    assert "calibrated on" in capsys.readouterr().out
+    calibration = json.loads((run / "detection_calibration.json").read_text())
+    splits = load_labelled(DataConfig(source=str(tones[0]), validation_size=0.25, test_size=0.25), input_name="audio",
+                           input_candidates=KeywordSpotting.spec.input_candidates).splits
+    assert len(splits["validation"]) != len(splits["test"])  # so the count below tells which split was used
+    assert f"{len(splits['validation'])} labelled clips" in calibration["audio"]
+    assert main([str(run), "--calibrate", "--data", str(tones[1])]) == 2  # other clips: another split
+    assert "do not split as in the run" in capsys.readouterr().err
 
 
 def test_csv_of_paths_and_hub_style_audio_columns(trained, tones, tmp_path):
@@ -372,18 +431,6 @@ def test_speech_commands_test_folder_has_239_speakers_each_in_one_split(caplog):
     assert sum(map(len, found.values())) == len(set.union(*found.values())) == 239  # no speaker in two splits
     line = next(r.getMessage() for r in caplog.records if "split: train" in r.getMessage() and "test" in r.getMessage())
     assert f"train {239 - len(found['test'])} speakers, test {len(found['test'])} speakers, none shared" in line
-
-
-def test_windows_cover_the_recording_and_merge_per_keyword():
-    from mtl.tasks.keyword_detection import merge_windows, window_starts
-
-    assert window_starts(10, 4, 3) == [0, 3, 6]
-    assert window_starts(11, 4, 3) == [0, 3, 6, 7] and window_starts(3, 4, 3) == [0]
-    names = ["_silence_", "yes", "no"]
-    rows = np.array([[0.9, 0.05, 0.05], [0.1, 0.8, 0.1], [0.1, 0.9, 0.0], [0.2, 0.3, 0.5],
-                     [0.1, 0.1, 0.8], [0.0, 0.95, 0.05]])
-    events = merge_windows([0.0, 0.5, 1.0, 1.5, 2.0, 4.0], 1.0, rows, names, threshold=0.6, ignore=["_silence_"])
-    assert events == [("yes", 0.5, 2.0, 0.9), ("no", 2.0, 3.0, 0.8), ("yes", 4.0, 5.0, 0.95)]
 
 
 def test_recipe_keywords_relabel_an_8khz_folder_and_clips_are_resampled(trained, tmp_path):

@@ -22,7 +22,8 @@ from ..fs import write_text_atomic
 from ..registry import load_saved_task
 
 TABLES = {".csv": ",", ".tsv": "\t"}
-__all__ = ["collect_inputs", "detect_file", "export_folder", "load_saved_task", "predict_items", "write_rows"]
+__all__ = ["calibrate_folder", "collect_inputs", "detect_file", "event_rows", "export_folder", "load_saved_task",
+           "predict_items", "write_events", "write_rows"]
 
 
 def collect_inputs(task: Any, arguments: Sequence[str], column: str | None = None) -> list[tuple[str, Any]]:
@@ -81,18 +82,96 @@ def write_rows(rows: list[dict[str, Any]], output: str | None) -> None:
     write_text_atomic(path, text)
 
 
-def detect_file(model_dir: str | Path, recording: str | Path, **options: Any) -> list[Any]:
-    """Load the model in ``model_dir`` and find its labels in ``recording`` (tasks that can detect: keywords)."""
+def detect_file(model_dir: str | Path, recording: str | Path, *, output: str | Path | None = None,
+                timeline: str | Path | None = None, overwrite: bool = False, **options: Any) -> list[Any]:
+    """Load the model in ``model_dir`` and find its labels in ``recording`` (tasks that can detect: keywords);
+    write the events to ``output`` (.csv or .json) and a picture of them on the waveform to ``timeline`` (.png)."""
     recording = Path(recording).expanduser()
     if not recording.is_file():
         raise MtlError(f"recording {recording} does not exist; check the path")
+    targets = {"--output": (output, (".csv", ".json")), "--timeline": (timeline, (".png",))}
+    for flag, (path, suffixes) in targets.items():
+        if path is not None:
+            _check_new_file(Path(path).expanduser(), flag, suffixes, overwrite)
+    task = _detecting_task(model_dir)
+    if task.spec.file_suffixes and recording.suffix.lower() not in task.spec.file_suffixes:
+        raise MtlError(f"recording {recording}: expected one of {', '.join(task.spec.file_suffixes)}")
+    events = task.detect(str(recording), **options)
+    if output is not None:
+        write_events(events, Path(output).expanduser())
+    if timeline is not None:
+        task.plot_detections(str(recording), events, Path(timeline).expanduser())
+    return events
+
+
+def calibrate_folder(model_dir: str | Path, *, data: str | None = None, noise: str | None = None,
+                     minutes: float = 60.0, **settings: Any) -> dict[str, Any]:
+    """Calibrate the detection threshold of the model in ``model_dir`` on its run's validation split (the run's
+    recipe split again, from ``data`` when the clips moved) and store it in the folder."""
+    from ..data import load_labelled
+    from ..fs import write_json
+    from ..publish.output_dir import RECIPE_FILE
+    from ..publish.reports import PREDICTIONS_FILE
+    from ..recipe import load_recipe
+
+    folder = Path(model_dir).expanduser()
+    task = _detecting_task(folder)
+    if not (folder / RECIPE_FILE).is_file():
+        raise MtlError(f"{folder}: no {RECIPE_FILE}, so its validation split is unknown; calibrate in Python with "
+                       "task.calibrate(held_out_clips) and task.save(folder)")
+    recipe = load_recipe(folder / RECIPE_FILE, [f"data.source={data}"] if data else [])
+    try:
+        split = load_labelled(recipe.data, input_name=task.spec.input_column,
+                              input_candidates=task.spec.input_candidates).splits
+    except DataError as error:
+        raise DataError(f"{error}; calibration splits the run's data again: give --data the run's data folder") \
+            from None
+    if (folder / PREDICTIONS_FILE).is_file():  # the split made again must be the run's: same test files
+        import pandas as pd
+
+        tested = pd.read_csv(folder / PREDICTIONS_FILE)["input"].map(_last_two).tolist()
+        if sorted(tested) != sorted(map(_last_two, split["test"][task.spec.input_column])):
+            raise MtlError(f"{recipe.data.source}: these clips do not split as in the run that made {folder} (its "
+                           f"test files differ); give --data the run's data folder")
+    calibration = task.calibrate(split["validation"], noise=noise, minutes=minutes, **settings)
+    write_json(folder / task.calibration_file, calibration)
+    return calibration
+
+
+def event_rows(events: Sequence[Any]) -> list[dict[str, Any]]:
+    """Detections ``(label, start, end, score)`` as dicts with those keys, for JSON and CSV."""
+    return [{"label": e[0], "start": e[1], "end": e[2], "score": round(float(e[3]), 6)} for e in events]
+
+
+def write_events(events: Sequence[Any], path: Path) -> None:
+    """Detections as CSV or JSON (``label``, ``start``, ``end``, ``score``), written atomically."""
+    import pandas as pd
+
+    rows = event_rows(events)
+    text = json.dumps(rows, indent=2) + "\n" if path.suffix == ".json" else \
+        pd.DataFrame(rows, columns=["label", "start", "end", "score"]).to_csv(index=False)
+    write_text_atomic(path, text)
+
+
+def _detecting_task(model_dir: str | Path) -> Any:
     task = load_saved_task(model_dir)
     if not callable(getattr(task, "detect", None)):
         raise MtlError(f"{model_dir} holds a {task.name} model, which cannot detect events in long recordings; "
                        "use a keyword-spotting model")
-    if task.spec.file_suffixes and recording.suffix.lower() not in task.spec.file_suffixes:
-        raise MtlError(f"recording {recording}: expected one of {', '.join(task.spec.file_suffixes)}")
-    return task.detect(str(recording), **options)
+    return task
+
+
+def _last_two(path: str) -> str:
+    return "/".join(Path(str(path)).parts[-2:])
+
+
+def _check_new_file(path: Path, flag: str, suffixes: Sequence[str], overwrite: bool) -> None:
+    if path.suffix.lower() not in suffixes:
+        raise MtlError(f"{flag} {path}: write to a {' or '.join(suffixes)} file")
+    if not path.parent.is_dir():
+        raise MtlError(f"{flag} {path}: folder {path.parent} does not exist; create it or choose another path")
+    if path.exists() and not overwrite:
+        raise MtlError(f"{flag} {path} already exists; choose another name or pass --overwrite")
 
 
 def export_folder(model_dir: str | Path, *, opset: int | None = None) -> Any:
