@@ -27,6 +27,7 @@ class TaskHooks:
     spec: TaskSpec
     processor: Any
     transforms_on_the_fly: bool = False  # True: features come from transform() when examples are read
+    decoded_columns: tuple[str, ...] = ()  # what decode() turns the input column into (cached once); () = no decoding
 
     # ---- features ----------------------------------------------------------------------------------------------
     def load_processor(self, folder: Path) -> Any:
@@ -43,6 +44,16 @@ class TaskHooks:
         """Features computed when examples are read (images, audio), augmented when ``train``; used instead of
         the cached :meth:`preprocess` by tasks that set ``transforms_on_the_fly``."""
         raise NotImplementedError
+
+    def decode(self, batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        """The input column decoded into compact arrays (``decoded_columns``: uint8 pixels, int16 samples), run
+        once per input and cached (:mod:`mtl.task.decoding`); :meth:`transform` augments them on the fly."""
+        raise NotImplementedError
+
+    def decode_settings(self) -> Any:
+        """What :meth:`decode`'s output depends on besides the inputs (a sampling rate, a size cap): part of the
+        decode cache's key."""
+        return None
 
     def collate(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         """A batch of tensors from preprocessed examples (fixed-size features: ``default_collate``)."""

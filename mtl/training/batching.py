@@ -122,7 +122,7 @@ def train_loader(dataset: Any, collate: Callable, batch_size: int, seed: int,
     sampler = EpochLengthGroupedSampler(lengths, batch_size, seed) if lengths is not None else \
         EpochRandomSampler(len(dataset), seed)
     return DataLoader(SeededBatches(dataset, sampler, seed), batch_size=batch_size, sampler=sampler, collate_fn=collate,
-                      num_workers=num_workers, drop_last=False)
+                      num_workers=num_workers, drop_last=False, pin_memory=torch.cuda.is_available())
 
 
 def eval_loader(dataset: Any, collate: Callable, batch_size: int, lengths: Sequence[int] | None,
@@ -130,4 +130,4 @@ def eval_loader(dataset: Any, collate: Callable, batch_size: int, lengths: Seque
     """Evaluation batches in length order (least padding), each carrying the examples' original indices."""
     order = sorted(range(len(dataset)), key=lambda i: -lengths[i]) if lengths is not None else range(len(dataset))
     return DataLoader(_Indexed(dataset), batch_size=batch_size, sampler=list(order), collate_fn=with_index(collate),
-                      num_workers=num_workers)
+                      num_workers=num_workers, pin_memory=torch.cuda.is_available())
