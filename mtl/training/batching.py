@@ -110,9 +110,13 @@ class _Indexed(torch.utils.data.Dataset):
         return len(self.dataset)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        item = dict(self.dataset[index])
-        item[INDEX_KEY] = index
-        return item
+        return self.__getitems__([index])[0]
+
+    def __getitems__(self, indices: list[int]) -> list[dict[str, Any]]:
+        """A batch read at once (one transform call per batch, not per example)."""
+        reader = getattr(self.dataset, "__getitems__", None)
+        rows = reader(indices) if callable(reader) else [self.dataset[i] for i in indices]
+        return [{**row, INDEX_KEY: index} for row, index in zip(rows, indices)]
 
 
 def train_loader(dataset: Any, collate: Callable, batch_size: int, seed: int,

@@ -29,10 +29,17 @@ class Predictions:
     captured: torch.Tensor | None = None
 
 
-@torch.no_grad()
 def predict_loader(model: torch.nn.Module, loader: Any, accelerator: Accelerator,
                    capture: torch.nn.Module | None = None, desc: str = "predicting") -> Predictions:
-    """Run ``model`` over ``loader``; with ``capture``, also record that module's input for each example."""
+    """Run ``model`` over ``loader`` in inference mode; with ``capture``, also record that module's input for each
+    example (then under ``no_grad``: a head trains on those inputs later, and inference tensors cannot be saved
+    for backward)."""
+    with torch.inference_mode() if capture is None else torch.no_grad():
+        return _predict(model, loader, accelerator, capture, desc)
+
+
+def _predict(model: torch.nn.Module, loader: Any, accelerator: Accelerator, capture: torch.nn.Module | None,
+             desc: str) -> Predictions:
     model.eval()
     seen: dict[str, torch.Tensor] = {}
     hook = capture.register_forward_hook(lambda module, args, output: seen.update(x=args[0])) if capture else None
