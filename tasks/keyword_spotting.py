@@ -24,7 +24,7 @@ from datasets import Dataset
 
 from mtl.data.audio import (AUDIO_SUFFIXES, SILENCE, UNKNOWN, audio_files, check_readable, crop_clip, fit_length,
                             from_pcm16, load_clip, to_pcm16)
-from mtl.errors import DataError, OutputExistsError
+from mtl.errors import DataError, MtlError, OutputExistsError
 from mtl.sources import ResolvedCheckpoint, resolve_checkpoint
 from mtl.sources.cache import cache_root
 from mtl.task import Task, TaskSpec, register_task
@@ -143,7 +143,13 @@ class KeywordSpotting(Task):
         return Dataset.from_dict({"audio": clips})
 
     def check_inputs(self, split: Dataset, column: str, where: str) -> None:
-        """Every file opens (the bad ones named); then decoded once, so a re-run opens no file again."""
+        """Every file opens (the bad ones named); then decoded once, so a re-run opens no file again. Decoding needs
+        the checkpoint's rate: when the checkpoint cannot be loaded, the files are checked and its error comes later."""
+        try:
+            self.prepare()
+        except MtlError:
+            check_readable(split, column, where)
+            return
         if not is_decoded(self, split, column):
             check_readable(split, column, where)
             decoded_inputs(self, split, column)
