@@ -1,18 +1,27 @@
-"""Full fine-tuning throughput: mtl's loop against a plain transformers ``Trainer`` in the same run.
+"""Full fine-tuning throughput, fairly: mtl's loop against a plain transformers ``Trainer`` in the same run.
 
-Same checkpoint (all-MiniLM-L6-v2 through mtl's sources), same vader-movie-snippets sentences, same
-tokenization, batch size, step count and precision. Prints training examples per second for each and
-their ratio (GUIDE target: mtl >= 1.25x the Trainer).
+Same checkpoint (all-MiniLM-L6-v2 through mtl's sources), same vader-movie-snippets sentences and tokens (cached
+before any timer), batch size, steps, learning-rate schedule and precision. Four sides: the Trainer with random
+and with length-grouped sampling (``train_sampling_strategy="group_by_length"``), mtl with length grouping on
+(its default) and off. Every model is loaded before its timer; every timer holds the training steps and one
+validation pass over the same small split. Sides alternate (A B C D, D C B A, ...); medians and spread of
+examples/s, wall time, peak resident memory above the start, validation accuracy (held-out split, measured
+after the timer), and model FLOPs utilisation against this machine's matmul peak measured in the same run.
 
-    python bench/text_finetune.py --steps 120 --batch-size 32 --precision no
+    python bench/text_finetune.py --steps 60 --repeats 3 --precisions no
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
+import threading
 import time
+from typing import Any, Callable
 
+import numpy as np
+import psutil
 import torch
 from transformers import (AutoModelForSequenceClassification, DataCollatorWithPadding, Trainer,
                           TrainingArguments)
@@ -21,48 +30,140 @@ from mtl.data.builtin import load_builtin
 from mtl.modeling import label_config
 from mtl.tasks import TextSentiment
 
+SIDES = ("Trainer random", "Trainer grouped", "mtl grouped", "mtl random")
+
+
+def matmul_peak(dtype: torch.dtype, size: int = 2048, seconds: float = 2.0) -> float:
+    """Measured GFLOP/s of ``size`` x ``size`` matrix multiplies in ``dtype`` (best of short bursts)."""
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    torch.mm(a, b)
+    best, ended = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < ended:
+        started = time.perf_counter()
+        for _ in range(3):
+            torch.mm(a, b)
+        best = max(best, 3 * 2 * size**3 / (time.perf_counter() - started) / 1e9)
+    return best
+
+
+class PeakMemory:
+    """Peak resident memory of this process above its level at start, sampled every 20 ms in a thread."""
+
+    def __enter__(self) -> "PeakMemory":
+        self.process, self.start = psutil.Process(), psutil.Process().memory_info().rss
+        self.peak, self.running = self.start, True
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while self.running:
+            self.peak = max(self.peak, self.process.memory_info().rss)
+            time.sleep(0.02)
+
+    def __exit__(self, *exc: Any) -> None:
+        self.running = False
+        self.thread.join()
+
+    @property
+    def megabytes(self) -> float:
+        return (self.peak - self.start) / 2**20
+
+
+def non_embedding_parameters(model: torch.nn.Module) -> int:
+    return sum(p.numel() for name, p in model.named_parameters() if "embeddings" not in name)
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=120)
+    parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--precision", choices=["no", "bf16"], default="no")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--precisions", nargs="+", choices=["no", "bf16"], default=["no"])
+    parser.add_argument("--sides", nargs="+", choices=SIDES, default=list(SIDES))
     parser.add_argument("--max-length", type=int, default=64)
+    parser.add_argument("--held-out", type=int, default=512, help="validation sentences scored after each timer")
     args = parser.parse_args()
 
     data = load_builtin("vader-movie-snippets")
-    train = data["train"].shuffle(seed=0).select(range(args.steps * args.batch_size))
-    probe = data["validation"].select(range(args.batch_size))
+    examples = args.steps * args.batch_size
+    train = data["train"].shuffle(seed=0).select(range(examples)).select_columns(["text", "label"])
+    probe = data["validation"].select(range(args.batch_size)).select_columns(["text", "label"])  # inside timers
+    held_out = data["validation"].select(range(args.batch_size, args.batch_size + args.held_out)).select_columns(["text", "label"])
     task = TextSentiment(max_length=args.max_length)
     task.prepare()
     names = train.features["label"].names
+    features, probe_features = task.features(train), task.features(probe)  # tokenized once, before any timer
+    tokens = float(np.mean([len(ids) for ids in features["input_ids"]]))
 
-    # --- plain transformers Trainer, dynamic padding, the same tokenized examples
-    features = task.features(train.select_columns(["text", "label"]))
-    model = AutoModelForSequenceClassification.from_pretrained(str(task.source.path), **label_config(names),
-                                                               ignore_mismatched_sizes=True)
-    with tempfile.TemporaryDirectory() as out:
-        trainer_args = TrainingArguments(out, per_device_train_batch_size=args.batch_size, max_steps=args.steps,
-                                         learning_rate=5e-5, warmup_steps=max(1, int(0.06 * args.steps)), weight_decay=0.01,
-                                         bf16=args.precision == "bf16", use_cpu=not torch.cuda.is_available(),
-                                         report_to=[], save_strategy="no", logging_strategy="no", seed=42)
-        trainer = Trainer(model=model, args=trainer_args, train_dataset=features,
-                          data_collator=DataCollatorWithPadding(task.processor))
-        started = time.perf_counter()
-        trainer.train()
-        trainer_seconds = time.perf_counter() - started
+    def trainer_side(grouped: bool, precision: str) -> Callable[[], dict[str, float]]:
+        def run() -> dict[str, float]:
+            torch.manual_seed(42)
+            model = AutoModelForSequenceClassification.from_pretrained(str(task.source.path), **label_config(names),
+                                                                       ignore_mismatched_sizes=True)
+            with tempfile.TemporaryDirectory() as out:
+                trainer_args = TrainingArguments(
+                    out, per_device_train_batch_size=args.batch_size, per_device_eval_batch_size=64,
+                    max_steps=args.steps, learning_rate=5e-5, warmup_steps=max(1, int(0.06 * args.steps)),
+                    weight_decay=0.01, bf16=precision == "bf16", use_cpu=not torch.cuda.is_available(),
+                    train_sampling_strategy="group_by_length" if grouped else "random", report_to=[],
+                    save_strategy="no", logging_strategy="no", eval_strategy="steps", eval_steps=args.steps, seed=42)
+                trainer = Trainer(model=model, args=trainer_args, train_dataset=features, eval_dataset=probe_features,
+                                  data_collator=DataCollatorWithPadding(task.processor))
+                with PeakMemory() as memory:
+                    started = time.perf_counter()
+                    trainer.train()
+                    seconds = time.perf_counter() - started
+            held = TextSentiment(max_length=args.max_length)
+            held.model, held.label_names = model, list(names)
+            return {"seconds": seconds, "memory": memory.megabytes,
+                    "accuracy": held.evaluate(held_out)["accuracy"], "parameters": non_embedding_parameters(model)}
+        return run
 
-    # --- mtl: the same examples through Task.fit (one tiny validation pass included in its time)
-    started = time.perf_counter()
-    task.fit(train, probe, epochs=1, batch_size=args.batch_size, learning_rate=5e-5,
-             mixed_precision=args.precision, log_every=10_000)
-    mtl_seconds = time.perf_counter() - started
+    def mtl_side(grouped: bool, precision: str) -> Callable[[], dict[str, float]]:
+        def run() -> dict[str, float]:
+            fresh = TextSentiment(max_length=args.max_length)
+            fresh.prepare()
+            torch.manual_seed(42)
+            fresh.label_names = list(names)
+            fresh._ensure_model(names)  # the model is loaded before the timer, as for the Trainer
+            with PeakMemory() as memory:
+                started = time.perf_counter()
+                fresh.fit(train, probe, epochs=1, batch_size=args.batch_size, learning_rate=5e-5, warmup_ratio=0.06,
+                          mixed_precision=precision, group_by_length=grouped, log_every=10_000)
+                seconds = time.perf_counter() - started
+            return {"seconds": seconds, "memory": memory.megabytes, "accuracy": fresh.evaluate(held_out)["accuracy"],
+                    "parameters": non_embedding_parameters(fresh.model)}
+        return run
 
-    examples = args.steps * args.batch_size
-    print(f"examples: {examples}, batch {args.batch_size}, precision {args.precision}, torch threads {torch.get_num_threads()}")
-    print(f"Trainer : {examples / trainer_seconds:8.1f} examples/s ({trainer_seconds:.1f} s)")
-    print(f"mtl     : {examples / mtl_seconds:8.1f} examples/s ({mtl_seconds:.1f} s)")
-    print(f"ratio mtl/Trainer: {trainer_seconds / mtl_seconds:.2f}x (target >= 1.25x)")
+    makers = {"Trainer random": lambda p: trainer_side(False, p), "Trainer grouped": lambda p: trainer_side(True, p),
+              "mtl grouped": lambda p: mtl_side(True, p), "mtl random": lambda p: mtl_side(False, p)}
+    runs = {(side, precision): makers[side](precision) for precision in args.precisions for side in args.sides}
+    peaks = {"no": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
+    results: dict[tuple[str, str], list[dict[str, float]]] = {key: [] for key in runs}
+    order = list(runs)
+    for repeat in range(args.repeats):
+        for key in (order if repeat % 2 == 0 else order[::-1]):
+            results[key].append(runs[key]())
+    peaks_after = {"no": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
+
+    print(f"\n{examples} examples ({args.steps} steps of {args.batch_size}), {tokens:.1f} tokens per example on average, "
+          f"{args.repeats} repeats alternating, torch threads {torch.get_num_threads()}, {psutil.cpu_count()} CPUs")
+    print(f"matmul peak (2048^2, best burst) before / after: fp32 {peaks['no']:.0f} / {peaks_after['no']:.0f} GFLOP/s, "
+          f"bf16 {peaks['bf16']:.0f} / {peaks_after['bf16']:.0f} GFLOP/s")
+    for precision in args.precisions:
+        reference = statistics.median(r["seconds"] for r in results.get(("Trainer grouped", precision), [{"seconds": 0}]))
+        for side in args.sides:
+            rows = results[(side, precision)]
+            rates = sorted(examples / r["seconds"] for r in rows)
+            seconds = statistics.median(r["seconds"] for r in rows)
+            flops = 6 * rows[0]["parameters"] * tokens * statistics.median(rates)
+            mfu = flops / 1e9 / max(peaks["no"], peaks_after["no"])
+            ratio = f", {reference / seconds:.2f}x Trainer grouped" if reference else ""
+            print(f"{precision:4s} {side:16s}: {statistics.median(rates):6.1f} examples/s ({rates[0]:.1f}-{rates[-1]:.1f}), "
+                  f"{seconds:6.1f} s, peak +{statistics.median(r['memory'] for r in rows):5.0f} MB, "
+                  f"MFU {100 * mfu:4.1f}% of fp32 peak, held-out accuracy "
+                  f"{statistics.median(r['accuracy'] for r in rows):.4f}{ratio}")
 
 
 if __name__ == "__main__":

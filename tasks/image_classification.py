@@ -1,7 +1,8 @@
 """Image classification: a pretrained image model (ViT, ResNet, ConvNeXt, EfficientNet, timm) with a new head.
 
-Images are turned into tensors when they are read, never cached as floats: RGB, optional augmentation
-(train only), then the checkpoint's own image processor (resize, crop, normalise with its mean/std).
+Images are decoded once into RGB uint8 pixels (cached; a shorter side above 512 pixels is scaled down to 512)
+and turned into tensors when they are read, never cached as floats: optional augmentation (train only), then
+the checkpoint's own image processor (resize, crop, normalise with its mean/std).
 """
 
 from __future__ import annotations
@@ -10,14 +11,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+import io
+
 import numpy as np
 import torch
-from datasets import Dataset, Features, Image as ImageFeature
+from datasets import Dataset
 from PIL import Image
 
 from mtl.data.images import IMAGE_SUFFIXES, MIN_SIDE, verify_images
 from mtl.errors import DataError
 from mtl.task import Task, TaskSpec, register_task
+from mtl.task.decoding import decoded_inputs, is_decoded
 
 
 @dataclass
@@ -37,9 +41,11 @@ class ImageOptions:
 
 
 def to_rgb(image: Any, where: str = "image") -> Image.Image:
-    """A PIL RGB image from a PIL image, a numpy array (HxW or HxWxC, uint8 or [0, 1] floats) or a file path;
-    empty, non-finite or smaller than 8x8 images are :class:`DataError`s naming ``where``."""
-    if isinstance(image, (str, Path)):
+    """A PIL RGB image from a PIL image, a numpy array (HxW or HxWxC, uint8 or [0, 1] floats), a file path or
+    a ``{"bytes", "path"}`` dict; empty, non-finite or smaller than 8x8 images are :class:`DataError`s naming ``where``."""
+    if isinstance(image, dict):
+        image = io.BytesIO(image["bytes"]) if image.get("bytes") else image.get("path")
+    if isinstance(image, (str, Path, io.BytesIO)):
         try:
             with Image.open(image) as opened:
                 image = opened.copy()
@@ -82,6 +88,23 @@ def with_image_size(processor: Any, size: int) -> Any:
     return processor
 
 
+DECODE_MAX_SIDE = 512  # decoded training / evaluation images keep at most this shorter side (processors resize anyway)
+
+
+def decoded_pixels(images: Sequence[Image.Image]) -> dict[str, list[Any]]:
+    """RGB images as the decoded columns: raw uint8 bytes and ``[height, width]``."""
+    return {"pixels": [image.tobytes() for image in images], "size": [[image.height, image.width] for image in images]}
+
+
+def _capped(image: Image.Image) -> Image.Image:
+    side = min(image.size)
+    if side <= DECODE_MAX_SIDE:
+        return image
+    scale = DECODE_MAX_SIDE / side
+    return image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.BICUBIC,
+                        reducing_gap=3.0)
+
+
 def _is_timm(processor: Any) -> bool:
     return type(processor).__name__ == "TimmWrapperImageProcessor"
 
@@ -105,6 +128,7 @@ class ImageClassification(Task):
     )
     Options = ImageOptions
     transforms_on_the_fly = True
+    decoded_columns = ("pixels", "size")  # RGB uint8 bytes, [height, width]
 
     def load_processor(self, folder: Path) -> Any:
         processor = super().load_processor(folder)
@@ -117,8 +141,17 @@ class ImageClassification(Task):
                                                 "input_size": list(data["input_size"])}
         return super().write_model(directory)
 
+    def decode(self, batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        return decoded_pixels([_capped(to_rgb(image)) for image in batch["image"]])
+
+    def decode_settings(self) -> Any:
+        return {"pixels": "rgb-uint8", "max_side": DECODE_MAX_SIDE}
+
     def transform(self, batch: dict[str, list[Any]], *, train: bool) -> dict[str, Any]:
-        images = [to_rgb(image) for image in batch["image"]]
+        if "pixels" not in batch:  # raw images (a batch given directly)
+            batch = {**batch, **decoded_pixels([to_rgb(image) for image in batch["image"]])}
+        images = [Image.fromarray(np.frombuffer(pixels, np.uint8).reshape(height, width, 3))
+                  for pixels, (height, width) in zip(batch["pixels"], batch["size"])]
         if train:
             augment = self._augmentation()
             images = [augment(image) for image in images] if augment else images
@@ -129,10 +162,13 @@ class ImageClassification(Task):
 
     def inputs_to_dataset(self, inputs: Sequence[Any]) -> Dataset:
         images = [to_rgb(image, f"input {i + 1}") for i, image in enumerate(inputs)]
-        return Dataset.from_dict({"image": images}, features=Features({"image": ImageFeature()}))
+        return Dataset.from_dict(decoded_pixels(images))
 
     def check_inputs(self, split: Dataset, column: str, where: str) -> None:
-        verify_images(split, column, where)
+        """Every image opens (each bad one named); then decoded once, so a re-run opens no file again."""
+        if not is_decoded(self, split, column):
+            verify_images(split, column, where)
+            decoded_inputs(self, split, column)
 
     def sample_inputs(self, count: int = 4, seed: int = 0) -> list[Any]:
         rng = np.random.default_rng(seed)

@@ -1,7 +1,8 @@
 """Keyword spotting: a pretrained speech encoder (Whisper, wav2vec2, HuBERT, WavLM, AST) classifies short clips.
 
-Audio is decoded when examples are read (soundfile; mono; resampled with torchaudio to the feature
-extractor's rate; padded or cropped to ``clip_seconds``), augmented only while training (time shift, gain,
+Audio is decoded once (soundfile; mono; resampled with torchaudio to the feature extractor's rate; cached as
+int16 for files, float32 for arrays), padded or cropped to ``clip_seconds`` when examples are read (a random crop
+while training), augmented only while training (time shift, gain,
 background noise at a random SNR, SpecAugment masks on spectrogram inputs), then turned into features
 by the checkpoint's own feature extractor, so ``pipeline("audio-classification", model=OUT)`` agrees with
 :meth:`KeywordSpotting.predict`. A Whisper checkpoint is cut to the clip length (50 encoder positions per
@@ -21,13 +22,15 @@ import numpy as np
 import torch
 from datasets import Dataset
 
-from mtl.data.audio import AUDIO_SUFFIXES, SILENCE, UNKNOWN, check_readable, fit_length, load_clip
+from mtl.data.audio import (AUDIO_SUFFIXES, SILENCE, UNKNOWN, check_readable, crop_clip, fit_length,
+                            from_pcm16, load_clip, to_pcm16)
 from mtl.data.labelled import labelled_split
-from mtl.errors import DataError, OutputExistsError
+from mtl.errors import DataError, MtlError, OutputExistsError
 from mtl.fs import write_json
 from mtl.sources import ResolvedCheckpoint, resolve_checkpoint
 from mtl.sources.cache import cache_root
 from mtl.task import Task, TaskSpec, register_task
+from mtl.task.decoding import decoded_inputs, is_decoded
 
 from .keyword_detection import (CALIBRATION_FILE, THRESHOLDS, Detection, DetectorSettings, calibrated_threshold,
                                 calibration_record, pick_events, plot_timeline, smooth_posteriors, sweep, window_starts)
@@ -56,6 +59,7 @@ class KeywordSpotting(Task):
     Options = AudioOptions
     transforms_on_the_fly = True
     calibration_file = CALIBRATION_FILE  # detection thresholds by false-alarm rate, beside the model
+    decoded_columns = ("clip", "clip_dtype")  # raw sample bytes at the extractor's rate, "int16" or "float32"
 
     def __init__(self, checkpoint: str | Path | None = None, *, revision: str | None = None, **options: Any):
         super().__init__(checkpoint, revision=revision, **options)
@@ -91,11 +95,28 @@ class KeywordSpotting(Task):
         return task
 
     # ---- features ---------------------------------------------------------------------------------------
+    def decode(self, batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        """Whole recordings at the extractor's rate: int16 when read from files (lossless for 16-bit PCM),
+        float32 when given as arrays (kept exact)."""
+        rate = self.sampling_rate
+        waves = [load_clip(source, rate, None, where="audio") for source in batch["audio"]]
+        files = all(isinstance(s, (str, bytes)) or (isinstance(s, dict) and s.get("array") is None
+                                                    and s.get("raw") is None) for s in batch["audio"])
+        clips = [to_pcm16(wave) if files else wave for wave in waves]
+        return {"clip": [clip.tobytes() for clip in clips], "clip_dtype": [str(clip.dtype) for clip in clips]}
+
+    def decode_settings(self) -> Any:
+        return {"rate": self.sampling_rate, "clip": "pcm16-or-float32"}
+
     def transform(self, batch: dict[str, list[Any]], *, train: bool) -> dict[str, Any]:
         rate, samples = self.sampling_rate, self._clip_samples()
         augment = train and self.options.augment
         rng = np.random.default_rng(int(np.random.randint(2**31))) if augment else None
-        clips = [load_clip(source, rate, samples, where="audio", rng=rng) for source in batch["audio"]]
+        if "clip" not in batch:  # raw inputs (a batch given directly)
+            batch = {**batch, **self.decode(batch)}
+        waves = [from_pcm16(np.frombuffer(clip, np.int16)) if dtype == "int16" else np.frombuffer(clip, np.float32).copy()
+                 for clip, dtype in zip(batch["clip"], batch["clip_dtype"])]
+        clips = [crop_clip(wave, samples, rng) for wave in waves]
         labels = batch.get("label")
         if augment and labels is not None and self.options.streaming_negatives:
             clips, labels = streaming_negatives(clips, list(labels), self.label_names, self.options.streaming_negatives,
@@ -120,7 +141,16 @@ class KeywordSpotting(Task):
         return Dataset.from_dict({"audio": clips})
 
     def check_inputs(self, split: Dataset, column: str, where: str) -> None:
-        check_readable(split, column, where)
+        """Every file opens (the bad ones named); then decoded once, so a re-run opens no file again. Decoding needs
+        the checkpoint's rate: when the checkpoint cannot be loaded, the files are checked and its error comes later."""
+        try:
+            self.prepare()
+        except MtlError:
+            check_readable(split, column, where)
+            return
+        if not is_decoded(self, split, column):
+            check_readable(split, column, where)
+            decoded_inputs(self, split, column)
 
     def sample_inputs(self, count: int = 4, seed: int = 0) -> list[Any]:
         """Tones of rising pitch over faint noise, one clip each, at the extractor's rate."""

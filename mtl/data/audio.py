@@ -131,8 +131,9 @@ def decode(source: Any, where: str = "audio") -> tuple[np.ndarray, int | None]:
         raise DataError(f"{where}: expected an audio file path, bytes, a numpy array or a dict with 'array' and "
                         f"'sampling_rate', got {type(source).__name__}")
     try:
-        handle = io.BytesIO(source) if isinstance(source, bytes) else str(source)
-        with soundfile.SoundFile(handle) as audio:
+        # a Python file object, not a path: libsndfile's own open is invisible to audit hooks (tests count opens)
+        handle = io.BytesIO(source) if isinstance(source, bytes) else open(str(source), "rb")
+        with handle, soundfile.SoundFile(handle) as audio:
             rate = audio.samplerate
             if start is not None:
                 audio.seek(min(int(start * rate), audio.frames))
@@ -188,10 +189,23 @@ def load_clip(source: Any, rate: int, samples: int | None, where: str = "audio",
     if source_rate is not None and source_rate < 1:
         raise DataError(f"{where}: sampling_rate must be a positive number of Hz, got {source_rate}")
     audio = resample(audio, source_rate or rate, rate)
-    if samples is None:
-        return audio
+    return audio if samples is None else crop_clip(audio, samples, rng)
+
+
+def crop_clip(audio: np.ndarray, samples: int, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Pad or crop to ``samples`` (a random crop drawn from ``rng`` when given and the audio is longer)."""
     offset = int(rng.integers(0, len(audio) - samples + 1)) if rng is not None and len(audio) > samples else None
     return fit_length(audio, samples, offset)
+
+
+def to_pcm16(audio: np.ndarray) -> np.ndarray:
+    """Float samples in [-1, 1] as int16 (x 32768, as libsndfile reads 16-bit PCM: lossless for such files)."""
+    return np.clip(np.round(audio * 32768.0), -32768, 32767).astype(np.int16)
+
+
+def from_pcm16(samples: np.ndarray) -> np.ndarray:
+    """int16 samples back to float32 in [-1, 1)."""
+    return samples.astype(np.float32) / 32768.0
 
 
 def find_unreadable(sources: Iterable[Any], limit: int = 10) -> list[str]:
@@ -205,7 +219,8 @@ def find_unreadable(sources: Iterable[Any], limit: int = 10) -> list[str]:
         match = _FRAGMENT.match(source)
         path = match["path"] if match and not Path(source).exists() else source
         try:
-            info = soundfile.info(path)
+            with open(path, "rb") as handle:
+                info = soundfile.info(handle)
             if info.frames == 0:
                 raise RuntimeError("no audio frames")
         except Exception as error:  # libsndfile errors, missing files, empty files

@@ -1,4 +1,5 @@
-"""A task's features for a split: preprocessed once and cached by ``datasets``, or transformed when read.
+"""A task's features for a split: preprocessed once and cached by ``datasets``, or transformed when read
+(from inputs decoded once and cached, :mod:`mtl.task.decoding`).
 
 The cache key holds the data's fingerprint, the task's class and options, and a digest of the checkpoint's
 processor files, so an unchanged re-run re-tokenizes nothing and any change re-runs preprocessing.
@@ -20,6 +21,8 @@ from typing import Any
 from datasets import Dataset
 from datasets.fingerprint import Hasher
 
+from .decoding import decoded_inputs
+
 logger = logging.getLogger(__name__)
 
 
@@ -28,6 +31,9 @@ def task_features(task: Any, dataset: Dataset, *, train: bool = False) -> Datase
     ``task.last_preprocessed_rows`` to how many rows were preprocessed now (0: all came from the cache)."""
     if task.transforms_on_the_fly:
         task.last_preprocessed_rows = 0
+        column = task.spec.input_column
+        if task.decoded_columns and column in dataset.column_names:
+            dataset = decoded_inputs(task, dataset, column)
         return dataset.with_transform(functools.partial(task.transform, train=train))
     column = task.spec.input_column
     fingerprint = Hasher.hash([getattr(dataset, "_fingerprint", None), preprocess_key(task)])

@@ -30,6 +30,7 @@ class TaskHooks:
     # True: checkpoints are ranked (mtl.select) on the backbone's token states averaged over the attention mask
     # (how sentence encoders are trained to be read), not on the head's input ([CLS] through a pooler)
     rank_on_mean_tokens: bool = False
+    decoded_columns: tuple[str, ...] = ()  # what decode() turns the input column into (cached once); () = no decoding
 
     # ---- features ----------------------------------------------------------------------------------------------
     def load_processor(self, folder: Path) -> Any:
@@ -46,6 +47,16 @@ class TaskHooks:
         """Features computed when examples are read (images, audio), augmented when ``train``; used instead of
         the cached :meth:`preprocess` by tasks that set ``transforms_on_the_fly``."""
         raise NotImplementedError
+
+    def decode(self, batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        """The input column decoded into compact arrays (``decoded_columns``: uint8 pixels, int16 samples), run
+        once per input and cached (:mod:`mtl.task.decoding`); :meth:`transform` augments them on the fly."""
+        raise NotImplementedError
+
+    def decode_settings(self) -> Any:
+        """What :meth:`decode`'s output depends on besides the inputs (a sampling rate, a size cap): part of the
+        decode cache's key."""
+        return None
 
     def collate(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         """A batch of tensors from preprocessed examples (fixed-size features: ``default_collate``)."""

@@ -110,9 +110,13 @@ class _Indexed(torch.utils.data.Dataset):
         return len(self.dataset)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        item = dict(self.dataset[index])
-        item[INDEX_KEY] = index
-        return item
+        return self.__getitems__([index])[0]
+
+    def __getitems__(self, indices: list[int]) -> list[dict[str, Any]]:
+        """A batch read at once (one transform call per batch, not per example)."""
+        reader = getattr(self.dataset, "__getitems__", None)
+        rows = reader(indices) if callable(reader) else [self.dataset[i] for i in indices]
+        return [{**row, INDEX_KEY: index} for row, index in zip(rows, indices)]
 
 
 def train_loader(dataset: Any, collate: Callable, batch_size: int, seed: int,
@@ -122,7 +126,7 @@ def train_loader(dataset: Any, collate: Callable, batch_size: int, seed: int,
     sampler = EpochLengthGroupedSampler(lengths, batch_size, seed) if lengths is not None else \
         EpochRandomSampler(len(dataset), seed)
     return DataLoader(SeededBatches(dataset, sampler, seed), batch_size=batch_size, sampler=sampler, collate_fn=collate,
-                      num_workers=num_workers, drop_last=False)
+                      num_workers=num_workers, drop_last=False, pin_memory=torch.cuda.is_available())
 
 
 def eval_loader(dataset: Any, collate: Callable, batch_size: int, lengths: Sequence[int] | None,
@@ -130,4 +134,4 @@ def eval_loader(dataset: Any, collate: Callable, batch_size: int, lengths: Seque
     """Evaluation batches in length order (least padding), each carrying the examples' original indices."""
     order = sorted(range(len(dataset)), key=lambda i: -lengths[i]) if lengths is not None else range(len(dataset))
     return DataLoader(_Indexed(dataset), batch_size=batch_size, sampler=list(order), collate_fn=with_index(collate),
-                      num_workers=num_workers)
+                      num_workers=num_workers, pin_memory=torch.cuda.is_available())

@@ -29,12 +29,19 @@ class Predictions:
     captured: torch.Tensor | None = None
 
 
-@torch.no_grad()
 def predict_loader(model: torch.nn.Module, loader: Any, accelerator: Accelerator,
                    capture: torch.nn.Module | None = None, desc: str = "predicting",
                    pool: Callable[[torch.Tensor, Any, dict[str, torch.Tensor]], torch.Tensor] | None = None) -> Predictions:
-    """Run ``model`` over ``loader``; with ``capture``, also record that module's input for each example, or with
-    ``pool``, ``pool(module input, module output, batch)`` (e.g. token states averaged over the attention mask)."""
+    """Run ``model`` over ``loader`` in inference mode; with ``capture``, also record that module's input for each
+    example, or with ``pool``, ``pool(module input, module output, batch)`` (e.g. token states averaged over the
+    attention mask); then under ``no_grad``: a head trains on those inputs later, and inference tensors cannot be
+    saved for backward."""
+    with torch.inference_mode() if capture is None else torch.no_grad():
+        return _predict(model, loader, accelerator, capture, desc, pool)
+
+
+def _predict(model: torch.nn.Module, loader: Any, accelerator: Accelerator, capture: torch.nn.Module | None,
+             desc: str, pool: Callable[[torch.Tensor, Any, dict[str, torch.Tensor]], torch.Tensor] | None) -> Predictions:
     model.eval()
     seen: dict[str, Any] = {}
     hook = capture.register_forward_hook(lambda module, args, output: seen.update(x=args[0], out=output)) \

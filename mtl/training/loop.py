@@ -119,7 +119,7 @@ def _prepare(model: torch.nn.Module, train_set: Any, eval_set: Any, collate: Cal
     total_steps = config.max_steps or math.ceil(config.epochs * updates_per_epoch)
     num_epochs = math.ceil(total_steps / updates_per_epoch)
     optimizer = torch.optim.AdamW(parameter_groups(model, config.learning_rate, config.weight_decay,
-                                                   config.head_learning_rate, config.lr_decay))
+                                                   config.head_learning_rate, config.lr_decay), fused=_fused_adamw(model))
     scheduler = get_scheduler("constant_with_warmup" if config.scheduler == "constant" else config.scheduler,
                               optimizer, num_warmup_steps=math.ceil(config.warmup_ratio * total_steps),
                               num_training_steps=total_steps)
@@ -128,6 +128,12 @@ def _prepare(model: torch.nn.Module, train_set: Any, eval_set: Any, collate: Cal
                 ckpt_dir=run_dir / "checkpoints" if run_dir else None,
                 log=JsonlLog(run_dir / "train_log.jsonl" if run_dir else None, accelerator.is_main_process),
                 result=FitResult(metric_name=config.metric_for_best, train_seconds=seconds_before))
+
+
+def _fused_adamw(model: torch.nn.Module) -> bool:
+    """Fused AdamW (one kernel for all parameters; the Trainer's default) where every trained parameter is a
+    floating-point tensor on a device that has the kernel (CPU, CUDA)."""
+    return all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in model.parameters() if p.requires_grad)
 
 
 def _train_epoch(run: _Run, epoch: int) -> None:
