@@ -151,3 +151,16 @@ def test_every_builtin_task_lists_several_checkpoints_served_offline():
         spec = get_task(name).spec
         offline = [c for c in spec.candidates if c in MIRRORS]
         assert spec.candidates[0] == spec.default_checkpoint and len(offline) >= 2, (name, offline)
+
+
+@pytest.mark.parametrize("name", ["image-classification", "keyword-spotting"])
+def test_image_and_speech_candidates_are_ranked_on_the_heads_cached_inputs(name, tmp_path):
+    from mtl.registry import get_task
+
+    cls = get_task(name)
+    checkpoint = cls.tiny_checkpoint(tmp_path / "tiny")
+    examples = cls.synthetic_examples(48, seed=2)
+    train = {key: values[:32] for key, values in examples.items()}
+    validation = {key: values[32:] for key, values in examples.items()}
+    rows = cls().rank_checkpoints(train, validation, candidates=[str(checkpoint)])
+    assert len(rows) == 1 and rows[0].feature_dim > 0 and rows[0].train_examples == 32

@@ -29,9 +29,8 @@ from datasets import Dataset
 
 from ..errors import CheckpointError, MtlError
 from ..modeling.freezing import apply_freezing
-from ..modeling.locate import classifier_head
 from ..sources import resolve_checkpoint
-from ..training.feature_cache import head_module_name
+from ..training.feature_cache import cache_plan
 from ..transferability import SCORES, transferability_scores
 from .fitting import cached_head_inputs
 
@@ -140,18 +139,14 @@ def frozen_features(task: Any, split: Dataset, batch_size: int, what: str, check
     """``(features, labels)`` of ``split`` from the frozen backbone: the head's inputs through the feature cache;
     token states averaged over the attention mask for tasks that set ``rank_on_mean_tokens``; the input of a
     split head's first layer (Whisper's or wav2vec2's projector) averaged over time."""
-    head = classifier_head(task.model)
-    if not task.rank_on_mean_tokens and head.name is not None and head_module_name(task.model) == head.name:
-        cached = cached_head_inputs(task, split, head.name, batch_size, f"sample {what}")
-        if cached is not None:
-            return cached.features.float().numpy(), cached.labels.numpy()
-    if task.rank_on_mean_tokens:
-        module, pool, kind = task.model.base_model, _mean_tokens, "mean token states"
-    elif head.parts:
-        module, pool, kind = head.parts[0][1], _mean_over_time, f"input of {head.parts[0][0]}, averaged over time"
-    else:
+    plan = None if task.rank_on_mean_tokens else cache_plan(task.model)
+    if plan is not None:  # the frozen-feature cache's own plan: one head module, or projector + classifier
+        cached, _ = cached_head_inputs(task, split, plan, batch_size, f"sample {what}")
+        return cached.features.float().numpy(), cached.labels.numpy()
+    if not task.rank_on_mean_tokens:
         raise MtlError(f"select: candidate {checkpoint}: its classification head could not be found, so its "
                        "frozen features cannot be read")
+    module, pool, kind = task.model.base_model, _mean_tokens, "mean token states"
     started = time.perf_counter()
     predicted = task.run_model(task.features(split), batch_size, capture=module, pool=pool)
     logger.info("select: %s ran once over %d sample %s examples (%.0f s); features: %s", checkpoint, len(split),
@@ -163,10 +158,6 @@ def _mean_tokens(inputs: Any, output: Any, batch: dict[str, Any]) -> torch.Tenso
     states = output[0]  # last_hidden_state of a transformers base model
     mask = batch["attention_mask"].unsqueeze(-1).to(states.dtype)
     return (states * mask).sum(1) / mask.sum(1).clamp(min=1)
-
-
-def _mean_over_time(inputs: torch.Tensor, output: Any, batch: dict[str, Any]) -> torch.Tensor:
-    return inputs.mean(1) if inputs.dim() == 3 else inputs
 
 
 class _PeakMemory:
