@@ -84,3 +84,9 @@ def test_mean_pooled_model_saves_loads_and_serves_in_plain_transformers(tiny_ber
     served = pipeline_top1("text-classification", folder, texts, trust_remote_code=True)
     assert [p["label"] for p in served] == [task.label_names[i] for i in ours.argmax(-1)]
     assert np.allclose([p["score"] for p in served], ours.max(-1), atol=1e-5)
+    with pytest.raises(ValueError, match="trust_remote_code=True"):  # loud, never BERT's pooler with random weights
+        transformers.AutoModelForSequenceClassification.from_pretrained(folder)
+    restarted = TextSentiment(folder, max_length=32)
+    restarted.fit(frame[:64], frame[128:], epochs=1, batch_size=16)  # a new task starting from the saved folder
+    assert restarted.model.config.mtl_pooling == "mean"
+    assert not [name for name in restarted.model.state_dict() if "pooler.dense" in name]

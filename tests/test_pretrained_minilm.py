@@ -9,6 +9,7 @@ import sys
 
 import pytest
 import torch
+import transformers
 
 from mtl.data.builtin import load_builtin
 from mtl.tasks import TextSentiment
@@ -64,12 +65,15 @@ def test_a_few_training_steps_lower_the_loss(vader):
 
 
 def test_pipeline_loads_the_saved_folder_and_agrees_with_predict(vader, tmp_path):
-    task = TextSentiment(MINILM, max_length=64)
+    task = TextSentiment(MINILM, max_length=64)  # pooling auto: the mean, as the sentence-transformers model was trained
     task.fit(vader["train"].select(range(0, 8454, 40)), vader["validation"].select(range(64)), freeze="backbone",
              epochs=1, batch_size=32, learning_rate=1e-3)
     task.save(tmp_path / "model")
+    assert task.model.config.mtl_pooling == "mean"
+    with pytest.raises(ValueError, match="trust_remote_code=True"):  # never the stock class with a random pooler
+        transformers.AutoModelForSequenceClassification.from_pretrained(tmp_path / "model")
     texts = vader["test"]["text"][:12]
     ours = task.predict(texts)
-    theirs = pipeline_top1("text-classification", tmp_path / "model", texts)
+    theirs = pipeline_top1("text-classification", tmp_path / "model", texts, trust_remote_code=True)
     assert [o["label"] for o in ours] == [t["label"] for t in theirs]
     assert [o["score"] for o in ours] == pytest.approx([t["score"] for t in theirs], abs=1e-4)

@@ -44,9 +44,9 @@ class ModelConfig:
     checkpoint: str | None = None  # Hub id or local folder; None = the task's default; auto = rank (select) first
     freeze: str | dict[str, Any] = "none"  # none | backbone | {top_k: N} | {patterns: [glob, ...]}
     head: HeadConfig = field(default_factory=HeadConfig)  # {type: linear} or {type: mlp, hidden: [1024], ...}
-    pooling: Literal["pooler", "auto", "cls", "mean"] = "pooler"  # text encoders: how token states become one vector;
-    # auto: what the checkpoint was trained for (sentence-transformers: 1_Pooling/config.json); cls, mean and auto
-    # (when it picks them) save a folder that loads with trust_remote_code=True
+    pooling: Literal["auto", "pooler", "cls", "mean"] = "auto"  # text encoders: how token states become one vector;
+    # auto: what the checkpoint was trained for (sentence-transformers: 1_Pooling/config.json, else its pooler);
+    # cls and mean (also when auto picks them) save a folder that loads with trust_remote_code=True
     revision: str | None = None  # Hub revision (branch, tag or commit)
 
 

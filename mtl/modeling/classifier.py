@@ -6,6 +6,7 @@ with ``id2label``/``label2id`` in the config so the saved folder names its class
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any, Sequence
@@ -14,6 +15,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
+from . import heads
 from .heads import build_mlp_head
 from .locate import head_parameter_names, output_layer_name
 from .pooling import apply_pooling
@@ -28,6 +30,25 @@ def label_config(label_names: Sequence[str]) -> dict[str, Any]:
             "label2id": {name: i for i, name in enumerate(names)}}
 
 
+def saved_model_class(saved: dict[str, Any]) -> type | None:
+    """The class of a model mtl saved with an MLP head or token pooling (``saved``: its ``config.json``), from
+    :mod:`mtl.modeling.heads` itself, so no ``trust_remote_code`` is needed; None for any other model."""
+    if not (saved.get("mtl_head") or saved.get("mtl_pooling")):
+        return None
+    import transformers
+
+    base = (saved.get("mtl_head") or {}).get("base_class") or \
+        saved["architectures"][0].removeprefix(heads.CLASS_PREFIX)
+    return heads.with_mlp_head(getattr(transformers, base))
+
+
+def _saved_config(checkpoint: str | Path) -> dict[str, Any]:
+    try:
+        return json.loads((Path(checkpoint) / "config.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 def build_classifier(auto_class: Any, checkpoint: str | Path, label_names: Sequence[str], **config_overrides: Any) -> nn.Module:
     """Load ``checkpoint`` with a fresh head for ``label_names`` (the old head is dropped if its size differs).
 
@@ -35,6 +56,7 @@ def build_classifier(auto_class: Any, checkpoint: str | Path, label_names: Seque
 
         model = build_classifier(AutoModelForSequenceClassification, folder, ["negative", "positive"])
     """
+    auto_class = saved_model_class(_saved_config(checkpoint)) or auto_class  # a model mtl saved with its own code
     try:
         model, info = auto_class.from_pretrained(
             str(checkpoint), **label_config(label_names), **config_overrides,
@@ -75,7 +97,7 @@ def attach_mlp_head(model: nn.Module, head: Any) -> str:
 
 
 def scratch_model(auto_class: Any, checkpoint: str | Path, label_names: Sequence[str], seed: int,
-                  head: Any = None, pooling: str = "pooler") -> nn.Module:
+                  head: Any = None, pooling: str = "auto") -> nn.Module:
     """``checkpoint``'s architecture with random weights (its config, the data's labels, the recipe's head and
     pooling)."""
     import transformers

@@ -8,6 +8,10 @@ it as ``mtl_head.py`` and its config names it in ``auto_map``, so plain transfor
 
     pipeline("image-classification", model="outputs/digits-mlp", trust_remote_code=True)
 
+Such a folder's ``model_type`` is the base one with ``mtl-`` in front (``mtl-bert``): loaded without
+``trust_remote_code=True`` transformers stops with its "contains custom code ... pass trust_remote_code=True"
+error, rather than quietly building the stock class with a random pooler or classifier in place of the trained one.
+
 Which layer the head replaces is decided outside this file (:func:`mtl.modeling.classifier.attach_mlp_head`).
 
 Example::
@@ -77,10 +81,27 @@ def install_token_pooling(model: nn.Module, mode: str) -> None:
     model.config.mtl_pooling = mode
 
 
+MODEL_TYPE_PREFIX = "mtl-"
+
+
 def remote_code_map(model: nn.Module, auto_class: str) -> dict[str, str]:
-    """The ``auto_map`` entry that lets ``auto_class.from_pretrained(..., trust_remote_code=True)`` load the MLP head
-    or the token pooling."""
-    return {auto_class: f"mtl_head.{CLASS_PREFIX}{type(model).__name__.removeprefix(CLASS_PREFIX)}"}
+    """The ``auto_map`` entries that let ``AutoConfig`` and ``auto_class`` load the MLP head or the token pooling
+    with ``trust_remote_code=True``."""
+    return {"AutoConfig": f"mtl_head.{CLASS_PREFIX}{type(model.config).__name__.removeprefix(CLASS_PREFIX)}",
+            auto_class: f"mtl_head.{CLASS_PREFIX}{type(model).__name__.removeprefix(CLASS_PREFIX)}"}
+
+
+def remote_model_type(base_model_type: str) -> str:
+    """The ``model_type`` of a saved folder that needs this file: ``mtl-`` + the base one (``mtl-bert``)."""
+    return base_model_type if base_model_type.startswith(MODEL_TYPE_PREFIX) else MODEL_TYPE_PREFIX + base_model_type
+
+
+@functools.cache
+def with_remote_model_type(base: type) -> type:
+    """A subclass of a transformers config class whose ``model_type`` says the folder needs this file."""
+    name = CLASS_PREFIX + base.__name__
+    return type(name, (base,), {"model_type": remote_model_type(base.model_type), "__module__": __name__,
+                                "__qualname__": name})
 
 
 def needs_remote_code(config: Any) -> bool:
@@ -101,7 +122,8 @@ def with_mlp_head(base: type) -> type:
             install_token_pooling(self, config.mtl_pooling)
 
     name = CLASS_PREFIX + base.__name__
-    return type(name, (base,), {"__init__": __init__, "__module__": __name__, "__qualname__": name})
+    return type(name, (base,), {"__init__": __init__, "__module__": __name__, "__qualname__": name,
+                                "config_class": with_remote_model_type(base.config_class)})
 
 
 def build_mlp_head(spec: dict[str, Any], num_labels: int) -> MlpHead:
@@ -110,7 +132,11 @@ def build_mlp_head(spec: dict[str, Any], num_labels: int) -> MlpHead:
 
 
 def __getattr__(name: str) -> type:
-    """``MlpHead<TransformersClass>``, resolved when transformers looks the class up in this module."""
-    if name.startswith(CLASS_PREFIX) and hasattr(transformers, name[len(CLASS_PREFIX):]):
-        return with_mlp_head(getattr(transformers, name[len(CLASS_PREFIX):]))
+    """``MlpHead<TransformersClass>`` (a model or its config), resolved when transformers looks the class up in this
+    module."""
+    base = getattr(transformers, name[len(CLASS_PREFIX):], None) if name.startswith(CLASS_PREFIX) else None
+    if isinstance(base, type) and issubclass(base, transformers.PretrainedConfig):
+        return with_remote_model_type(base)
+    if base is not None:
+        return with_mlp_head(base)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

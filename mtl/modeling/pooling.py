@@ -47,8 +47,9 @@ def resolve_pooling(model: nn.Module, requested: str, checkpoint_folder: Path | 
         raise MtlError(f"model.pooling: {requested!r} is not a pooling; use one of {list(POOLINGS)}")
     encoder = getattr(model, getattr(model, "base_model_prefix", ""), None)
     has_pooler = isinstance(getattr(encoder, "pooler", None), nn.Module)
-    if requested == "auto":
-        trained = trained_pooling(checkpoint_folder) if checkpoint_folder else None
+    if requested == "auto":  # a model mtl saved with token pooling keeps it; a sentence-transformers one its own
+        trained = getattr(model.config, "mtl_pooling", None) or \
+            (trained_pooling(checkpoint_folder) if checkpoint_folder else None)
         return trained if trained and has_pooler else "pooler"
     if requested != "pooler" and not has_pooler:
         raise MtlError(f"model.pooling: {type(model).__name__} has no pooler to replace (only BERT-like text "

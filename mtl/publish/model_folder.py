@@ -23,8 +23,9 @@ from typing import Any
 import transformers
 
 from ..errors import OutputExistsError
-from ..fs import atomic_folder, readable
+from ..fs import atomic_folder, readable, write_json
 from ..modeling import heads
+from ..modeling.classifier import saved_model_class
 from .output_dir import mark_as_output, refuse_to_replace
 
 logger = logging.getLogger(__name__)
@@ -41,6 +42,11 @@ def write_model_files(task: Any, directory: Path) -> Path:
     task.processor.save_pretrained(directory)
     if heads.needs_remote_code(config):
         shutil.copyfile(heads.__file__, directory / "mtl_head.py")
+        saved = json.loads((directory / "config.json").read_text())  # mtl-bert: stock loading stops loudly
+        saved["model_type"] = heads.remote_model_type(saved["model_type"])
+        if isinstance(task.processor, transformers.image_processing_utils.BaseImageProcessor):
+            saved.setdefault("image_processor_type", type(task.processor).__name__)  # found by model_type before
+        write_json(directory / "config.json", saved)
     for item in directory.iterdir():
         if item.is_file():
             readable(item)
@@ -68,12 +74,7 @@ def read_task_folder(cls: type, directory: str | os.PathLike, options: dict[str,
     saved = json.loads(config_file.read_text()) if config_file.is_file() else {}
     task = cls(directory, **{**saved.get("mtl_options", {}), **options})
     task.prepare()
-    if saved.get("mtl_head") or saved.get("mtl_pooling"):
-        base = (saved.get("mtl_head") or {}).get("base_class") or \
-            saved["architectures"][0].removeprefix(heads.CLASS_PREFIX)
-        model_class = heads.with_mlp_head(getattr(transformers, base))
-    else:
-        model_class = getattr(transformers, cls.spec.model_class)
+    model_class = saved_model_class(saved) or getattr(transformers, cls.spec.model_class)
     task.model = model_class.from_pretrained(str(task.source.path))
     task.label_names = [task.model.config.id2label[i] for i in range(task.model.config.num_labels)]
     return task

@@ -84,14 +84,14 @@ class Task(TaskHooks):
 
     # ---- public API ---------------------------------------------------------------------------------
     def fit(self, train: Any, validation: Any = None, *, freeze: str | dict | FreezeSpec = "none",
-            head: str | dict | HeadConfig = "linear", pooling: str = "pooler", metrics: Sequence[str] | None = None,
+            head: str | dict | HeadConfig = "linear", pooling: str = "auto", metrics: Sequence[str] | None = None,
             output_dir: str | os.PathLike | None = None, resume: bool = False, config: TrainConfig | None = None,
             **train_options: Any) -> FitResult:
         """Fine-tune on ``train`` (evaluated on ``validation`` every epoch) and keep the best weights.
 
         ``head`` is ``"linear"``, ``"mlp"`` or a :class:`~mtl.config.sections.HeadConfig` mapping such as
-        ``{"type": "mlp", "hidden": [1024], "dropout": 0.2}``. ``pooling`` (text encoders): ``"pooler"`` (the
-        checkpoint's own), ``"auto"`` (what it was trained for), ``"cls"`` or ``"mean"``. ``train_options`` are
+        ``{"type": "mlp", "hidden": [1024], "dropout": 0.2}``. ``pooling`` (text encoders): ``"auto"`` (default: what
+        the checkpoint was trained for), ``"pooler"`` (its own pooler), ``"cls"`` or ``"mean"``. ``train_options`` are
         :class:`~mtl.config.sections.TrainConfig` fields (epochs, batch_size, learning_rate, mixed_precision,
         ...); ``output_dir`` receives the JSONL log and per-epoch checkpoints.
         """
@@ -210,7 +210,7 @@ class Task(TaskHooks):
 
     # ---- internals ----------------------------------------------------------------------------------
     def _ensure_model(self, label_names: Sequence[str], head: HeadConfig | None = None,
-                      pooling: str = "pooler") -> None:
+                      pooling: str = "auto") -> None:
         self.prepare()
         head = head or HeadConfig()
         current = self.model and [self.model.config.id2label[i] for i in range(self.model.config.num_labels)]
