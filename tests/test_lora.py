@@ -60,3 +60,22 @@ def test_every_task_architecture_has_default_lora_targets_and_merges_back(name, 
     merged = adapters.merge()
     assert type(merged).__name__ == cls.spec.model_class.replace("AutoModelFor", "") or merged.config.num_labels == 3
     assert not [n for n, _ in merged.named_parameters() if "lora" in n]
+
+
+def test_save_adapter_keeps_a_peft_folder_that_reproduces_the_merged_model(tiny_bert, tmp_path):
+    import peft
+
+    task = TextSentiment(tiny_bert, max_length=32)
+    frame = pd.DataFrame(make_sentences(80, seed=4))
+    task.fit(frame[:64], frame[64:], freeze={"lora": {"r": 4, "alpha": 8, "save_adapter": True}}, epochs=1,
+             batch_size=16, learning_rate=2e-2, warmup_ratio=0.0)
+    folder = task.save(tmp_path / "out")
+    assert (folder / "config.json").is_file() and (folder / "adapter" / "adapter_config.json").is_file()
+    base = transformers.AutoModelForSequenceClassification.from_pretrained(tiny_bert, num_labels=2)
+    adapted = peft.PeftModel.from_pretrained(base, folder / "adapter").eval()
+    merged = transformers.AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    batch = transformers.AutoTokenizer.from_pretrained(folder)(["a fine film", "dull and slow"], padding=True,
+                                                               return_tensors="pt")
+    with torch.no_grad():
+        expected, got = merged(**batch).logits, adapted(**batch).logits
+    assert torch.allclose(got, expected, atol=1e-5), (got, expected)  # the base's own head is random: the saved one

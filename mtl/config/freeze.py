@@ -4,9 +4,9 @@
 * ``"backbone"``: only the classification head trains;
 * ``{"top_k": N}``: the last N blocks of the backbone, what follows them, and the head train;
 * ``{"patterns": ["bert.embeddings.*", ...]}``: parameters whose names match a glob are frozen;
-* ``{"lora": {"r": 8, "alpha": 16, "dropout": 0.1, "target_modules": null}}``: the backbone stays frozen and
-  low-rank adapters (LoRA, through ``peft``) train beside the chosen layers, with the head; merged into the
-  weights when training ends;
+* ``{"lora": {"r": 8, "alpha": 16, "dropout": 0.1, "target_modules": null, "save_adapter": false}}``: the backbone
+  stays frozen and low-rank adapters (LoRA, through ``peft``) train beside the chosen layers, with the head; merged
+  into the weights when training ends (``save_adapter``: also kept alone as a PEFT folder);
 * ``{"gradual": {"every": N}}``: gradual unfreezing (ULMFiT): the head alone trains first, then every N epochs
   one more block from the top, until everything trains.
 
@@ -32,6 +32,7 @@ class LoraSettings:
     alpha: float = 16
     dropout: float = 0.1
     target_modules: tuple[str, ...] | None = None
+    save_adapter: bool = False  # also write the adapters and the head alone as a PEFT folder (``adapter/``)
 
 
 @dataclass(frozen=True)
@@ -98,9 +99,12 @@ def _parse_lora(value: Any) -> LoraSettings:
     value = {} if value is None else value
     if not isinstance(value, dict):
         raise ValueError(f"lora takes a mapping such as {{r: 8, alpha: 16, dropout: 0.1}}, got {value!r}")
-    unknown = sorted(set(value) - {"r", "alpha", "dropout", "target_modules"})
+    unknown = sorted(set(value) - {"r", "alpha", "dropout", "target_modules", "save_adapter"})
     if unknown:
-        raise ValueError(f"lora has no setting {unknown}; use r, alpha, dropout and target_modules")
+        raise ValueError(f"lora has no setting {unknown}; use r, alpha, dropout, target_modules and save_adapter")
+    save_adapter = value.get("save_adapter", False)
+    if not isinstance(save_adapter, bool):
+        raise ValueError(f"lora save_adapter must be true or false, got {save_adapter!r}")
     r, alpha, dropout = value.get("r", 8), value.get("alpha", 16), value.get("dropout", 0.1)
     targets = value.get("target_modules")
     if isinstance(r, bool) or not isinstance(r, int) or r < 1:
@@ -114,4 +118,5 @@ def _parse_lora(value: Any) -> LoraSettings:
         if not isinstance(targets, list) or not targets or not all(isinstance(t, str) and t for t in targets):
             raise ValueError(f"lora target_modules must be a list of module names (or null), got {targets!r}")
         targets = tuple(targets)
-    return LoraSettings(r=r, alpha=float(alpha), dropout=float(dropout), target_modules=targets)
+    return LoraSettings(r=r, alpha=float(alpha), dropout=float(dropout), target_modules=targets,
+                        save_adapter=save_adapter)

@@ -10,7 +10,9 @@ Example::
 
     adapters = add_lora(model, parse_freeze({"lora": {"r": 8}}))
     ...train model...
+    adapter = adapters.snapshot("sentence-transformers/all-MiniLM-L6-v2")   # with save_adapter: before merging
     model = adapters.merge()        # the plain transformers model with the updates folded in
+    adapter.save(Path("out/adapter"))   # PeftModel.from_pretrained(base classifier, "out/adapter") loads it
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from ..config.freeze import FreezeSpec, LoraSettings
@@ -33,16 +37,49 @@ DEFAULT_TARGETS = (("query", "value"), ("q_proj", "v_proj"), ("q_lin", "v_lin"),
 
 
 @dataclass
+class AdapterSnapshot:
+    """The trained adapters and head as a PEFT adapter: its ``LoraConfig`` and tensors named as ``PeftModel`` saves
+    them (``base_model.model.<layer>.lora_A.weight``; the head as a module to save)."""
+
+    config: Any
+    tensors: dict[str, torch.Tensor]
+
+    def save(self, directory: Path) -> Path:
+        """Write ``adapter_config.json`` and ``adapter_model.safetensors`` into ``directory``."""
+        from safetensors.torch import save_file
+
+        directory.mkdir(parents=True, exist_ok=True)
+        self.config.save_pretrained(str(directory))
+        save_file(self.tensors, str(directory / "adapter_model.safetensors"), metadata={"format": "pt"})
+        return directory
+
+
+@dataclass
 class LoraAdapters:
     """Adapters added to a model in place: what trains now, and :meth:`merge` to fold them in when done."""
 
     tuner: Any
     report: FreezeReport
     targets: list[str]
+    settings: LoraSettings
 
     def merge(self) -> nn.Module:
         """The model with every adapter's update added to its layer, adapters removed (peft ``merge_and_unload``)."""
         return self.tuner.merge_and_unload()
+
+    def snapshot(self, base_checkpoint: str) -> AdapterSnapshot:
+        """The adapters and the head as they are now (call before :meth:`merge`), for the PEFT folder of a model
+        built from ``base_checkpoint``."""
+        model = self.tuner.model
+        head = head_parameter_names(model)
+        head_modules = sorted({name.rsplit(".", 1)[0] for name in head})
+        tensors = {f"base_model.model.{name.replace('.default.', '.')}": value.detach().cpu().clone().contiguous()
+                   for name, value in model.state_dict().items() if ".lora_" in name or name in head}
+        config = _require_peft().LoraConfig(
+            r=self.settings.r, lora_alpha=self.settings.alpha, lora_dropout=self.settings.dropout,
+            target_modules=self.tuner.peft_config["default"].target_modules, modules_to_save=head_modules,
+            base_model_name_or_path=base_checkpoint, inference_mode=True)
+        return AdapterSnapshot(config, tensors)
 
 
 def add_lora(model: nn.Module, spec: FreezeSpec) -> LoraAdapters:
@@ -61,7 +98,7 @@ def add_lora(model: nn.Module, spec: FreezeSpec) -> LoraAdapters:
     report = FreezeReport(spec, sum(p.numel() for _, p in named if p.requires_grad), sum(p.numel() for _, p in named))
     logger.info("%s; adapters on %d layers (%s)", report, len(targets), ", ".join(sorted({t.rsplit('.', 1)[-1]
                                                                                          for t in targets})))
-    return LoraAdapters(tuner, report, targets)
+    return LoraAdapters(tuner, report, targets, settings)
 
 
 def _adaptable_layers(model: nn.Module, head: set[str]) -> list[str]:

@@ -2,7 +2,8 @@
 
 The folder holds the weights, the config (label names; ``mtl_task``/``mtl_options``, which plain transformers
 ignores and :func:`read_task_folder` reads back) and the processor; an MLP head adds ``mtl_head.py`` (see
-:mod:`mtl.modeling.heads`). ``task`` below is a fitted :class:`~mtl.task.Task`.
+:mod:`mtl.modeling.heads`); a LoRA run with ``save_adapter`` adds ``adapter/``, the adapters and head alone as a PEFT
+folder. ``task`` below is a fitted :class:`~mtl.task.Task`.
 
 Example::
 
@@ -30,6 +31,8 @@ from .output_dir import mark_as_output, refuse_to_replace
 
 logger = logging.getLogger(__name__)
 
+ADAPTER_FOLDER = "adapter"
+
 
 def write_model_files(task: Any, directory: Path) -> Path:
     """Write model, config and processor of ``task`` into ``directory`` (a staging folder: not atomic by itself)."""
@@ -47,7 +50,9 @@ def write_model_files(task: Any, directory: Path) -> Path:
         if isinstance(task.processor, transformers.image_processing_utils.BaseImageProcessor):
             saved.setdefault("image_processor_type", type(task.processor).__name__)  # found by model_type before
         write_json(directory / "config.json", saved)
-    for item in directory.iterdir():
+    if getattr(task, "lora_adapter", None):  # lora save_adapter: the adapters and head alone, as PEFT loads them
+        task.lora_adapter.save(directory / ADAPTER_FOLDER)
+    for item in directory.rglob("*"):
         if item.is_file():
             readable(item)
     return directory

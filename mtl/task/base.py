@@ -81,6 +81,7 @@ class Task(TaskHooks):
         self.last_preprocessed_rows = 0
         self._accelerator = None
         self.strategy_choice = None  # what train.strategy auto chose, when it did
+        self.lora_adapter = None  # the LoRA adapters and head alone (lora save_adapter), written as adapter/ on save
 
     # ---- public API ---------------------------------------------------------------------------------
     def fit(self, train: Any, validation: Any = None, *, freeze: str | dict | FreezeSpec = "none",
@@ -108,6 +109,7 @@ class Task(TaskHooks):
         set_seed(config.seed)  # before the new head is initialised, so runs are reproducible
         self._ensure_model(self.label_names, head, pooling)
         self.strategy_choice = None
+        self.lora_adapter = None
         if config.strategy == "auto":
             self.strategy_choice = choose_strategy(self, train_set, validation_set, config, metrics,
                                                    Path(output_dir) if output_dir else None)

@@ -52,6 +52,7 @@ def fit_stages(task: Any, train_set: Dataset, validation_set: Dataset, spec: Fre
     result = fit_stage(task, train_set, validation_set, config, metrics, task._accelerator, run_dir, resume,
                        seconds_before=head_first_seconds, epoch_start=epoch_start)
     if adapters:
+        task.lora_adapter = adapters.snapshot(task.checkpoint) if adapters.settings.save_adapter else None
         task.model = adapters.merge()  # a plain transformers model again: saved, loaded and served as any other
         logger.info("LoRA adapters merged into the weights")
     return result
