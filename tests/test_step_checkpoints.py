@@ -105,3 +105,17 @@ def test_gradual_unfreezing_follows_its_schedule_and_resumes_mid_schedule_to_the
     assert result.resumed_from_epoch == 2
     got, want = resumed.model.state_dict(), whole.model.state_dict()
     assert all(torch.allclose(got[key], want[key], atol=1e-6) for key in want)
+
+
+def test_dataloader_workers_read_the_same_augmented_batches(tmp_path):
+    cls = get_task("keyword-spotting")  # random time shift, gain, noise and SpecAugment on every training batch
+    checkpoint = cls.tiny_checkpoint(tmp_path / "checkpoint")
+    examples = cls.synthetic_examples(48, seed=5)
+    train = {key: values[:32] for key, values in examples.items()}
+    validation = {key: values[32:] for key, values in examples.items()}
+    options = {**OPTIONS, "epochs": 1, "save_every_steps": None}
+    alone, workers = cls(checkpoint), cls(checkpoint)
+    expected = alone.fit(train, validation, **options)
+    got = workers.fit(train, validation, num_workers=2, **options)
+    assert got.train_losses == expected.train_losses
+    assert all(torch.equal(a, b) for a, b in zip(alone.model.state_dict().values(), workers.model.state_dict().values()))

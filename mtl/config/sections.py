@@ -109,6 +109,8 @@ class TrainConfig:
     save_every_steps: int | None = None  # also checkpoint every N optimizer steps inside an epoch (long epochs);
     # a run killed between them resumes from the newest and ends as if never stopped
     group_by_length: bool = True  # batch examples of similar length together (less padding)
+    num_workers: int = 0  # DataLoader worker processes that read, decode and augment batches beside training (GPU
+    # machines: 4-8; the batches and their augmentation are the same for any number)
     cpu: bool = False  # train on the CPU even when an accelerator is present
     feature_cache: bool = True  # when only the head trains: run the frozen backbone once, train the head on its outputs
     head_first_epochs: int = 0  # first train only the head for this many epochs (frozen features), then as `freeze` says
@@ -148,6 +150,8 @@ class TrainConfig:
             problems.append(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if isinstance(self.early_stopping_patience, int) and self.early_stopping_patience < 1:
             problems.append(f"early_stopping_patience must be at least 1 (or null), got {self.early_stopping_patience}")
+        if isinstance(self.num_workers, int) and self.num_workers < 0:
+            problems.append(f"num_workers must not be negative, got {self.num_workers}")
         if isinstance(self.head_first_epochs, int) and self.head_first_epochs < 0:
             problems.append(f"head_first_epochs must not be negative, got {self.head_first_epochs}")
         _raise_all(problems)

@@ -113,8 +113,8 @@ def _prepare(model: torch.nn.Module, train_set: Any, eval_set: Any, collate: Cal
              eval_lengths: Sequence[int] | None, run_dir: Path | None, seconds_before: float) -> _Run:
     """Loaders, AdamW and its schedule, all passed through ``accelerator.prepare``; the step and epoch counts."""
     loader = train_loader(train_set, collate, config.batch_size, config.seed,
-                          train_lengths if config.group_by_length else None)
-    val_loader = eval_loader(eval_set, collate, config.eval_batch, eval_lengths)
+                          train_lengths if config.group_by_length else None, config.num_workers)
+    val_loader = eval_loader(eval_set, collate, config.eval_batch, eval_lengths, config.num_workers)
     updates_per_epoch = math.ceil(len(loader) / config.gradient_accumulation_steps)
     total_steps = config.max_steps or math.ceil(config.epochs * updates_per_epoch)
     num_epochs = math.ceil(total_steps / updates_per_epoch)
