@@ -32,8 +32,10 @@ from mtl.runner import run_recipe
 from mtl.task.strategy import lora_learning_rate
 
 
-def strategy_overrides(recipe_path: str, overrides: list[str], time_budget: float | None) -> dict[str, list[str]]:
+def strategy_overrides(recipe_path: str, overrides: list[str], time_budget: float | None,
+                       lora_targets: list[str] | None = None) -> dict[str, list[str]]:
     """Each strategy's ``key=value`` lines on top of the recipe's."""
+    targets = f", target_modules: [{', '.join(lora_targets)}]" if lora_targets else ""
     train = load_recipe(recipe_path, overrides).train
     probe_rate = train.head_learning_rate or max(train.learning_rate, 1e-3)
     head_first = train.head_first_epochs or 3
@@ -44,7 +46,7 @@ def strategy_overrides(recipe_path: str, overrides: list[str], time_budget: floa
         "top_k: 2": ["model.freeze={top_k: 2}"],
         "LP-FT": ["model.freeze=none", f"train.head_first_epochs={head_first}"],
         "gradual": ["model.freeze={gradual: {every: 1}}", "train.head_first_epochs=0"],
-        "LoRA": ["model.freeze={lora: {r: 8, alpha: 16}}", "train.head_first_epochs=0",
+        "LoRA": [f"model.freeze={{lora: {{r: 8, alpha: 16{targets}}}}}", "train.head_first_epochs=0",
                  f"train.learning_rate={lora_learning_rate(train.learning_rate):g}"],
         "none": ["model.freeze=none", "train.head_first_epochs=0"],
         "auto": ["train.strategy=auto", *([f"train.time_budget={time_budget:g}"] if time_budget else [])],
@@ -57,11 +59,12 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*")
     parser.add_argument("--only", nargs="+", help="run only these strategies (names as in the table)")
     parser.add_argument("--time-budget", type=float, help="train.time_budget (minutes) for the auto row")
+    parser.add_argument("--lora-targets", nargs="+", help="the LoRA row's target_modules (default: the family's)")
     parser.add_argument("--out", type=Path, help="write the results as JSON here (after every run)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
-    strategies = strategy_overrides(args.recipe, args.overrides, args.time_budget)
+    strategies = strategy_overrides(args.recipe, args.overrides, args.time_budget, args.lora_targets)
     unknown = set(args.only or []) - set(strategies)
     if unknown:
         parser.error(f"--only: unknown strategies {sorted(unknown)}; choose from {list(strategies)}")
