@@ -15,11 +15,11 @@ from conftest import make_sentences, run_cli
 
 
 def test_auto_with_few_examples_per_class_chooses_the_linear_probe(tiny_bert, tmp_path):
-    rows = make_sentences(24, seed=2)  # 12 train examples: 6 per class
+    rows = make_sentences(18, seed=2)  # 6 train examples: 3 per class
     task = TextSentiment(tiny_bert, max_length=32)
-    result = task.fit(rows[:12], rows[12:], strategy="auto", time_budget=5, batch_size=8, output_dir=tmp_path / "run")
+    result = task.fit(rows[:6], rows[6:], strategy="auto", time_budget=5, batch_size=8, output_dir=tmp_path / "run")
     choice = task.strategy_choice
-    assert choice.name == "linear probe" and "fewer than 8 examples per class" in choice.reasons[-1]
+    assert choice.name == "linear probe" and "fewer than 4 examples per class" in choice.reasons[-1]
     assert set(choice.race) == {"0.0003", "0.001", "0.003", "0.01"}
     assert "backbone (only the head trains)" in str(task.freeze_report) and result.best_metric is not None
     assert json.loads((tmp_path / "run" / "strategy.json").read_text())["name"] == "linear probe"

@@ -5,7 +5,7 @@ examples, and the head trains on its outputs at a few learning rates (seconds). 
 probe and its rate, and the time one pass of the backbone takes. Then, from the number of examples in the
 smallest class and how many epochs of each strategy the rest of ``train.time_budget`` (minutes) pays for:
 
-* too few examples per class (< 8), or no time for two epochs of anything else: the **linear probe**, trained on
+* too few examples per class (< 4), or no time for two epochs of anything else: the **linear probe**, trained on
   at its best rate;
 * time for at least two full epochs: **LP-FT** (the probe first, then everything at the recipe's rate; it
   matches or beats full fine-tuning from a random head, Kumar et al. 2022);
@@ -47,7 +47,7 @@ logger = logging.getLogger(__name__)
 
 STRATEGY_FILE = "strategy.json"
 RACE_RATES = (3e-4, 1e-3, 3e-3, 1e-2)
-FEW_PER_CLASS = 8
+FEW_PER_CLASS = 4  # below this, validation cannot tell a fine-tuned epoch from noise: the probe alone
 BACKWARD_COST = 3.0  # a training pass costs about three forward passes (forward + backward)
 LORA_COST = 2.3  # LoRA skips the weight gradients of the frozen layers
 
