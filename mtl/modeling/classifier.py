@@ -42,7 +42,8 @@ def saved_model_class(saved: dict[str, Any]) -> type | None:
     return heads.with_mlp_head(getattr(transformers, base))
 
 
-def _saved_config(checkpoint: str | Path) -> dict[str, Any]:
+def saved_config(checkpoint: str | Path) -> dict[str, Any]:
+    """A checkpoint folder's ``config.json`` as a dict; empty when there is none (a Hub id) or it is unreadable."""
     try:
         return json.loads((Path(checkpoint) / "config.json").read_text())
     except (OSError, ValueError):
@@ -56,7 +57,7 @@ def build_classifier(auto_class: Any, checkpoint: str | Path, label_names: Seque
 
         model = build_classifier(AutoModelForSequenceClassification, folder, ["negative", "positive"])
     """
-    auto_class = saved_model_class(_saved_config(checkpoint)) or auto_class  # a model mtl saved with its own code
+    auto_class = saved_model_class(saved_config(checkpoint)) or auto_class  # a model mtl saved with its own code
     try:
         model, info = auto_class.from_pretrained(
             str(checkpoint), **label_config(label_names), **config_overrides,

@@ -26,7 +26,7 @@ import transformers
 from ..errors import OutputExistsError
 from ..fs import atomic_folder, readable, write_json
 from ..modeling import heads
-from ..modeling.classifier import saved_model_class
+from ..modeling.classifier import saved_config, saved_model_class
 from .output_dir import mark_as_output, refuse_to_replace
 
 logger = logging.getLogger(__name__)
@@ -75,8 +75,7 @@ def save_task(task: Any, directory: str | os.PathLike, overwrite: bool) -> Path:
 
 def read_task_folder(cls: type, directory: str | os.PathLike, options: dict[str, Any]) -> Any:
     """A ``cls`` task holding the fine-tuned model in ``directory``, with its saved preprocessing options."""
-    config_file = Path(directory) / "config.json"
-    saved = json.loads(config_file.read_text()) if config_file.is_file() else {}
+    saved = saved_config(directory)
     task = cls(directory, **{**saved.get("mtl_options", {}), **options})
     task.prepare()
     model_class = saved_model_class(saved) or getattr(transformers, cls.spec.model_class)
