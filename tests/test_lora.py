@@ -64,6 +64,21 @@ def test_every_task_architecture_has_default_lora_targets_and_merges_back(name, 
     assert not [n for n, _ in merged.named_parameters() if "lora" in n]
 
 
+def test_an_unset_rank_is_the_family_default_and_alpha_twice_it(tiny_bert):
+    pytest.importorskip("timm")
+    convolutional = transformers.TimmWrapperForImageClassification(  # timm's own 0.1 M-parameter EfficientNet
+        transformers.TimmWrapperConfig(architecture="test_efficientnet", num_labels=2))
+    attention = build_classifier(transformers.AutoModelForSequenceClassification, tiny_bert, ["a", "b"])
+    for model, rank in ((convolutional, 4), (attention, 8)):  # pointwise convolutions: most of a CNN's weights
+        adapters = add_lora(model, parse_freeze({"lora": {}}))
+        assert (adapters.settings.r, adapters.settings.alpha) == (rank, 2.0 * rank)
+        assert {p.shape[0] for n, p in model.named_parameters() if n.endswith("lora_A.default.weight")} == {rank}
+        assert f"lora (r={rank}, alpha={2 * rank}" in str(adapters.report)
+    assert "r=default, alpha=2r" in parse_freeze({"lora": {}}).describe()
+    assert add_lora(transformers.TimmWrapperForImageClassification(convolutional.config),
+                    parse_freeze({"lora": {"r": 8}})).settings.alpha == 16  # a rank the recipe sets is kept
+
+
 def test_save_adapter_keeps_a_peft_folder_that_reproduces_the_merged_model(tiny_bert, tmp_path):
     import peft
 

@@ -4,7 +4,8 @@
 * ``"backbone"``: only the classification head trains;
 * ``{"top_k": N}``: the last N blocks of the backbone, what follows them, and the head train;
 * ``{"patterns": ["bert.embeddings.*", ...]}``: parameters whose names match a glob are frozen;
-* ``{"lora": {"r": 8, "alpha": 16, "dropout": 0.1, "target_modules": null, "save_adapter": false}}``: the backbone
+* ``{"lora": {"r": 8, "alpha": 16, "dropout": 0.1, "target_modules": null, "save_adapter": false}}`` (every key
+  optional; unset ``r`` is the family's default, 8, or 4 for convolutional backbones, unset alpha ``2r``): the backbone
   stays frozen and low-rank adapters (LoRA, through ``peft``) train beside the chosen layers, with the head; merged
   into the weights when training ends (``save_adapter``: also kept alone as a PEFT folder);
 * ``{"gradual": {"every": N}}``: gradual unfreezing (ULMFiT): the head alone trains first, then every N epochs
@@ -26,10 +27,11 @@ from typing import Any, Literal
 @dataclass(frozen=True)
 class LoraSettings:
     """LoRA's rank, scaling numerator (``alpha / r`` scales the update), dropout, and the layers it adapts
-    (module names or name suffixes; None: the default for the architecture family)."""
+    (module names or name suffixes; None: the default for the architecture family). A rank of None is the
+    family's default (8; 4 for convolutional backbones), an alpha of None twice the rank."""
 
-    r: int = 8
-    alpha: float = 16
+    r: int | None = None
+    alpha: float | None = None
     dropout: float = 0.1
     target_modules: tuple[str, ...] | None = None
     save_adapter: bool = False  # also write the adapters and the head alone as a PEFT folder (``adapter/``)
@@ -48,7 +50,9 @@ class FreezeSpec:
     def describe(self) -> str:
         if self.mode == "lora" and self.lora:
             targets = list(self.lora.target_modules) if self.lora.target_modules else "default"
-            return f"lora (r={self.lora.r}, alpha={self.lora.alpha:g}, targets {targets}; backbone frozen, head trains)"
+            rank = self.lora.r if self.lora.r is not None else "default"
+            alpha = f"{self.lora.alpha:g}" if self.lora.alpha is not None else "2r"
+            return f"lora (r={rank}, alpha={alpha}, targets {targets}; backbone frozen, head trains)"
         if self.mode == "gradual":
             return f"gradual (the head, then one more block from the top every {self.every} epochs)"
         if self.mode == "top_k":
@@ -105,11 +109,11 @@ def _parse_lora(value: Any) -> LoraSettings:
     save_adapter = value.get("save_adapter", False)
     if not isinstance(save_adapter, bool):
         raise ValueError(f"lora save_adapter must be true or false, got {save_adapter!r}")
-    r, alpha, dropout = value.get("r", 8), value.get("alpha", 16), value.get("dropout", 0.1)
+    r, alpha, dropout = value.get("r"), value.get("alpha"), value.get("dropout", 0.1)
     targets = value.get("target_modules")
-    if isinstance(r, bool) or not isinstance(r, int) or r < 1:
+    if r is not None and (isinstance(r, bool) or not isinstance(r, int) or r < 1):
         raise ValueError(f"lora r (the rank) must be a positive integer, got {r!r}")
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha > 0:
+    if alpha is not None and (isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha > 0):
         raise ValueError(f"lora alpha must be a number above 0, got {alpha!r}")
     if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
         raise ValueError(f"lora dropout must be in [0, 1), got {dropout!r}")
@@ -118,5 +122,5 @@ def _parse_lora(value: Any) -> LoraSettings:
         if not isinstance(targets, list) or not targets or not all(isinstance(t, str) and t for t in targets):
             raise ValueError(f"lora target_modules must be a list of module names (or null), got {targets!r}")
         targets = tuple(targets)
-    return LoraSettings(r=r, alpha=float(alpha), dropout=float(dropout), target_modules=targets,
+    return LoraSettings(r=r, alpha=None if alpha is None else float(alpha), dropout=float(dropout), target_modules=targets,
                         save_adapter=save_adapter)

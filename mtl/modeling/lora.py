@@ -8,6 +8,9 @@ adapting all of them is what lets LoRA match full fine-tuning, QLoRA, Dettmers e
 ``q_proj``/``k_proj``/``v_proj``/``out_proj`` and ``fc1``/``fc2`` or ``intermediate_dense``/``output_dense``, and
 for convolutional timm backbones their pointwise (1x1) convolutions ``conv_pw``/``conv_pwl``. A family applies when
 its first name is there. Depthwise convolutions are never adapted (peft's Conv2d LoRA needs ``groups == 1``).
+Unless the recipe sets ``r``, the rank is 8, and 4 for the convolutional family, whose pointwise convolutions are
+most of its weights (EfficientNet-Lite0 on the digits: rank 4 trains 2.8% of the parameters and reached 99.4%,
+rank 8 5.1% and 97.6%); ``alpha`` defaults to twice the rank.
 
 Example::
 
@@ -22,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +44,8 @@ DEFAULT_TARGETS = (("query", "key", "value", "dense"),
                    ("q_lin", "k_lin", "v_lin", "out_lin", "lin1", "lin2"),
                    ("q", "k", "v", "o", "dense"),
                    ("conv_pw", "conv_pwl"))
+DEFAULT_RANK = 8
+FAMILY_RANK = {"conv_pw": 4}  # by a family's first name, where it differs from DEFAULT_RANK
 
 
 @dataclass
@@ -96,16 +101,28 @@ def add_lora(model: nn.Module, spec: FreezeSpec) -> LoraAdapters:
     head = head_parameter_names(model)
     layers = _adaptable_layers(model, head)
     targets = _chosen(layers, settings.target_modules, type(model).__name__)
+    settings = _with_rank(settings, targets)
     config = peft.LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
                              target_modules="^(" + "|".join(map(re.escape, targets)) + ")$")
     tuner = peft.LoraModel(model, config, "default")  # injects into ``model`` itself; names outside targets keep
     named = list(model.named_parameters())
     for name, parameter in named:
         parameter.requires_grad_(".lora_" in name or name in head)
-    report = FreezeReport(spec, sum(p.numel() for _, p in named if p.requires_grad), sum(p.numel() for _, p in named))
+    report = FreezeReport(replace(spec, lora=settings), sum(p.numel() for _, p in named if p.requires_grad), sum(p.numel() for _, p in named))
     logger.info("%s; adapters on %d layers (%s)", report, len(targets), ", ".join(sorted({t.rsplit('.', 1)[-1]
                                                                                          for t in targets})))
     return LoraAdapters(tuner, report, targets, settings)
+
+
+def _with_rank(settings: LoraSettings, targets: list[str]) -> LoraSettings:
+    """``settings`` with the rank and alpha filled in: the family's default rank where ``r`` is unset (the family
+    of the adapted layers' names), alpha twice the rank where unset."""
+    rank = settings.r
+    if rank is None:
+        names = {target.rsplit(".", 1)[-1] for target in targets}
+        rank = next((r for first, r in FAMILY_RANK.items() if first in names), DEFAULT_RANK)
+    alpha = settings.alpha if settings.alpha is not None else 2.0 * rank
+    return replace(settings, r=rank, alpha=alpha)
 
 
 def _adaptable_layers(model: nn.Module, head: set[str]) -> list[str]:

@@ -9,7 +9,7 @@ smallest class and how many epochs of each strategy the rest of ``train.time_bud
   at its best rate;
 * time for at least two full epochs: **LP-FT** (the probe first, then everything at the recipe's rate; it
   matches or beats full fine-tuning from a random head, Kumar et al. 2022);
-* time for two LoRA epochs but not two full ones: **LoRA** (r=8), the probe first as in LP-FT (on the sentiment
+* time for two LoRA epochs but not two full ones: **LoRA** (the family's default rank), the probe first as in LP-FT (on the sentiment
   recipe 84.9% against 84.4% from a random head).
 
 The choice, its reasons and the race are logged, kept in ``strategy.json`` beside the run's checkpoints (a
@@ -106,7 +106,7 @@ def choose_strategy(task: Any, train_set: Dataset, validation_set: Dataset, conf
         settings = dict(head_learning_rate=rate, learning_rate=lora_learning_rate(config.learning_rate),
                         epochs=min(max(math.ceil(config.epochs), 2), lora_epochs), early_stopping_patience=2,
                         head_first_epochs=max(epochs, 1), max_seconds=max(left, 1.0))
-        choice = StrategyChoice("LoRA", {"lora": {"r": 8, "alpha": 16}}, settings,
+        choice = StrategyChoice("LoRA", {"lora": {}}, settings,
                                 reasons + [f"time for {lora_epochs} LoRA epochs but only {full_epochs} full ones"],
                                 race)
     else:
