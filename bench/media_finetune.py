@@ -31,7 +31,7 @@ from mtl.data.builtin import load_builtin
 from mtl.modeling import label_config
 from mtl.task import decoding
 from mtl.tasks import ImageClassification, KeywordSpotting
-from text_finetune import PeakMemory
+from text_finetune import PeakMemory, synchronize
 
 SPEECH = Path(__file__).resolve().parents[2] / "shared" / "data" / "speech-commands-v0.02-test"
 
@@ -57,6 +57,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--image-size", type=int, default=96)
+    parser.add_argument("--precision", choices=["no", "bf16"], default="no")
     args = parser.parse_args()
 
     task, train, probe = examples_for(args.task, args.examples, args.image_size)
@@ -83,13 +84,14 @@ def main() -> None:
             trainer_args = TrainingArguments(
                 out, per_device_train_batch_size=args.batch_size, per_device_eval_batch_size=64,
                 num_train_epochs=args.epochs, learning_rate=1e-3 if args.task == "image" else 5e-4,
-                warmup_steps=0, weight_decay=0.01, use_cpu=not torch.cuda.is_available(), report_to=[],
+                warmup_steps=0, weight_decay=0.01, bf16=args.precision == "bf16", use_cpu=not torch.cuda.is_available(), report_to=[],
                 save_strategy="no", logging_strategy="no", eval_strategy="epoch", remove_unused_columns=False,
                 dataloader_num_workers=0, seed=42)
             trainer = Trainer(model=model, args=trainer_args, train_dataset=train_set, eval_dataset=probe_set)
             with PeakMemory() as memory:
                 started = time.perf_counter()
                 trainer.train()
+                synchronize()
                 seconds = time.perf_counter() - started
         return {"seconds": seconds, "memory": memory.megabytes}
 
@@ -100,12 +102,21 @@ def main() -> None:
         fresh.label_names = list(names)
         fresh._ensure_model(names)  # loaded before the timer, as for the Trainer
         decoding._DECODED.clear()  # nothing decoded in this process either
+        previous = os.environ.get("MTL_CACHE")
         with tempfile.TemporaryDirectory() as cache, PeakMemory() as memory:
             os.environ["MTL_CACHE"] = cache  # an empty decode cache: this run decodes every file once
-            started = time.perf_counter()
-            fresh.fit(train, probe, epochs=args.epochs, batch_size=args.batch_size,
-                      learning_rate=1e-3 if args.task == "image" else 5e-4, warmup_ratio=0.0, log_every=10_000)
-            seconds = time.perf_counter() - started
+            try:
+                started = time.perf_counter()
+                fresh.fit(train, probe, epochs=args.epochs, batch_size=args.batch_size,
+                          learning_rate=1e-3 if args.task == "image" else 5e-4, warmup_ratio=0.0, log_every=10_000,
+                          mixed_precision=args.precision)
+                synchronize()
+                seconds = time.perf_counter() - started
+            finally:  # the checkpoints stay where they were: only decoding starts empty
+                if previous is None:
+                    os.environ.pop("MTL_CACHE", None)
+                else:
+                    os.environ["MTL_CACHE"] = previous
         return {"seconds": seconds, "memory": memory.megabytes}
 
     runs: dict[str, Callable[[], dict[str, float]]] = {"Trainer": trainer_run, "mtl": mtl_run}
@@ -115,7 +126,8 @@ def main() -> None:
             results[name].append(runs[name]())
     seen = args.examples * args.epochs
     print(f"\n{args.task}: {task.checkpoint}, {args.examples} examples x {args.epochs} epochs, batch {args.batch_size}, "
-          f"fp32, {args.repeats} repeats alternating, torch threads {torch.get_num_threads()}")
+          f"{'fp32' if args.precision == 'no' else args.precision}, {args.repeats} repeats alternating, "
+          f"torch threads {torch.get_num_threads()}, device {torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu'}")
     for name, rows in results.items():
         rates = sorted(seen / r["seconds"] for r in rows)
         print(f"  {name:8s}: {statistics.median(rates):6.1f} examples/s ({rates[0]:.1f}-{rates[-1]:.1f}), "

@@ -33,23 +33,39 @@ from mtl.tasks import TextSentiment
 SIDES = ("Trainer random", "Trainer grouped", "mtl grouped", "mtl random")
 
 
-def matmul_peak(dtype: torch.dtype, size: int = 2048, seconds: float = 2.0) -> float:
-    """Measured GFLOP/s of ``size`` x ``size`` matrix multiplies in ``dtype`` (best of short bursts)."""
-    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def synchronize() -> None:
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()
+
+
+def matmul_peak(dtype: torch.dtype, size: int | None = None, seconds: float = 2.0) -> float:
+    """Measured GFLOP/s of square matrix multiplies in ``dtype`` on the device the sides train on (best burst)."""
+    size = size or (8192 if DEVICE == "cuda" else 2048)
+    a, b = (torch.randn(size, size, dtype=dtype, device=DEVICE) for _ in range(2))
     torch.mm(a, b)
+    synchronize()
     best, ended = 0.0, time.perf_counter() + seconds
     while time.perf_counter() < ended:
         started = time.perf_counter()
         for _ in range(3):
             torch.mm(a, b)
+        synchronize()
         best = max(best, 3 * 2 * size**3 / (time.perf_counter() - started) / 1e9)
     return best
 
 
 class PeakMemory:
-    """Peak resident memory of this process above its level at start, sampled every 20 ms in a thread."""
+    """Peak memory above the level at start: the GPU's allocated memory on CUDA, else this process's resident
+    memory sampled every 20 ms in a thread."""
 
     def __enter__(self) -> "PeakMemory":
+        if DEVICE == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self.gpu_start = torch.cuda.memory_allocated()
         self.process, self.start = psutil.Process(), psutil.Process().memory_info().rss
         self.peak, self.running = self.start, True
         self.thread = threading.Thread(target=self._sample, daemon=True)
@@ -67,6 +83,8 @@ class PeakMemory:
 
     @property
     def megabytes(self) -> float:
+        if DEVICE == "cuda":
+            return (torch.cuda.max_memory_allocated() - self.gpu_start) / 2**20
         return (self.peak - self.start) / 2**20
 
 
@@ -113,6 +131,7 @@ def main() -> None:
                 with PeakMemory() as memory:
                     started = time.perf_counter()
                     trainer.train()
+                    synchronize()
                     seconds = time.perf_counter() - started
             held = TextSentiment(max_length=args.max_length)
             held.model, held.label_names = model, list(names)
@@ -131,6 +150,7 @@ def main() -> None:
                 started = time.perf_counter()
                 fresh.fit(train, probe, epochs=1, batch_size=args.batch_size, learning_rate=5e-5, warmup_ratio=0.06,
                           mixed_precision=precision, group_by_length=grouped, log_every=10_000)
+                synchronize()
                 seconds = time.perf_counter() - started
             return {"seconds": seconds, "memory": memory.megabytes, "accuracy": fresh.evaluate(held_out)["accuracy"],
                     "parameters": non_embedding_parameters(fresh.model)}
@@ -148,8 +168,9 @@ def main() -> None:
     peaks_after = {"no": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
 
     print(f"\n{examples} examples ({args.steps} steps of {args.batch_size}), {tokens:.1f} tokens per example on average, "
-          f"{args.repeats} repeats alternating, torch threads {torch.get_num_threads()}, {psutil.cpu_count()} CPUs")
-    print(f"matmul peak (2048^2, best burst) before / after: fp32 {peaks['no']:.0f} / {peaks_after['no']:.0f} GFLOP/s, "
+          f"{args.repeats} repeats alternating, torch threads {torch.get_num_threads()}, {psutil.cpu_count()} CPUs, "
+          f"device {torch.cuda.get_device_name() if DEVICE == 'cuda' else 'cpu'}")
+    print(f"matmul peak on {DEVICE} (best burst) before / after: fp32 {peaks['no']:.0f} / {peaks_after['no']:.0f} GFLOP/s, "
           f"bf16 {peaks['bf16']:.0f} / {peaks_after['bf16']:.0f} GFLOP/s")
     for precision in args.precisions:
         reference = statistics.median(r["seconds"] for r in results.get(("Trainer grouped", precision), [{"seconds": 0}]))
@@ -158,11 +179,11 @@ def main() -> None:
             rates = sorted(examples / r["seconds"] for r in rows)
             seconds = statistics.median(r["seconds"] for r in rows)
             flops = 6 * rows[0]["parameters"] * tokens * statistics.median(rates)
-            mfu = flops / 1e9 / max(peaks["no"], peaks_after["no"])
+            mfu = flops / 1e9 / max(peaks[precision], peaks_after[precision])
             ratio = f", {reference / seconds:.2f}x Trainer grouped" if reference else ""
             print(f"{precision:4s} {side:16s}: {statistics.median(rates):6.1f} examples/s ({rates[0]:.1f}-{rates[-1]:.1f}), "
                   f"{seconds:6.1f} s, peak +{statistics.median(r['memory'] for r in rows):5.0f} MB, "
-                  f"MFU {100 * mfu:4.1f}% of fp32 peak, held-out accuracy "
+                  f"MFU {100 * mfu:4.1f}% of the {'fp32' if precision == 'no' else precision} peak, held-out accuracy "
                   f"{statistics.median(r['accuracy'] for r in rows):.4f}{ratio}")
 
 
