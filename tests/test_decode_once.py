@@ -85,3 +85,23 @@ def test_the_second_epoch_and_a_second_run_open_no_file(kind, tmp_path, isolated
     with counting_opens() as third:
         one_run(task_class, model, tmp_path / "data")
     assert third[changed] >= 1  # a changed file is decoded again
+
+
+def test_the_features_fingerprint_does_not_pickle_the_model(tmp_path):
+    """datasets fingerprints an on-the-fly transform by pickling it, and the transform is bound to the task: the
+    task pickles without its model, so the fingerprint costs nothing and a task's weights never reach it."""
+    import pickle
+
+    images.write_folder(tmp_path / "data", [""])
+    task = ImageClassification(images.build_model("resnet", tmp_path / "model"))
+    data = load_labelled(DataConfig(source=str(tmp_path / "data"), validation_size=0.25, test_size=0.25),
+                         input_name=task.spec.input_column, input_candidates=task.spec.input_candidates)
+    task.fit(data.splits["train"], data.splits["validation"], epochs=1, batch_size=8, learning_rate=1e-3)
+    copy = pickle.loads(pickle.dumps(task))
+    assert task.model is not None and copy.model is None and copy.label_names == task.label_names
+    assert copy.processor is not None and copy.options == task.options  # what transform needs
+    before = task.features(data.splits["test"])._fingerprint
+    with torch.no_grad():
+        for parameter in task.model.parameters():
+            parameter.add_(1.0)  # other weights: the same features, the same fingerprint
+    assert task.features(data.splits["test"])._fingerprint == before

@@ -83,6 +83,16 @@ class Task(TaskHooks):
         self.strategy_choice = None  # what train.strategy auto chose, when it did
         self.lora_adapter = None  # the LoRA adapters and head alone (lora save_adapter), written as adapter/ on save
 
+    _RUNTIME_STATE: ClassVar[tuple[str, ...]] = ("model", "_accelerator", "fit_result", "lora_adapter")
+
+    def __getstate__(self) -> dict[str, Any]:
+        """A pickled task carries its settings, labels and processor but not the model or training state: what a
+        DataLoader worker needs to run ``transform``, and what ``datasets`` hashes to fingerprint a transform
+        (with the model that took seconds per split). Save a trained task with :meth:`save`."""
+        state = self.__dict__.copy()
+        state.update(dict.fromkeys(self._RUNTIME_STATE))
+        return state
+
     # ---- public API ---------------------------------------------------------------------------------
     def fit(self, train: Any, validation: Any = None, *, freeze: str | dict | FreezeSpec = "none",
             head: str | dict | HeadConfig = "linear", pooling: str = "auto", metrics: Sequence[str] | None = None,

@@ -61,8 +61,10 @@ def _decoded_table(task: Any, dataset: Dataset, column: str) -> Dataset:
         kwargs = {"cache_file_name": str(path)} if _on_disk(identities) else {"keep_in_memory": True}
         if _on_disk(identities):
             path.parent.mkdir(parents=True, exist_ok=True)
+        # new_fingerprint: the key already names the inputs and settings; without it datasets would hash the bound
+        # ``task.decode``, pickling the task's whole model (seconds for every split)
         table = raw.map(task.decode, batched=True, batch_size=64, remove_columns=[column], load_from_cache_file=True,
-                        desc=f"decoding {column} (once; cached)", **kwargs)
+                        desc=f"decoding {column} (once; cached)", new_fingerprint=key, **kwargs)
         logger.info("decoded %d inputs once%s", len(table), f" into {path}" if _on_disk(identities) else "")
     _remember(key, table, identities)
     return table
