@@ -279,3 +279,27 @@ def test_max_seconds_stops_training_after_the_epoch_in_progress(tiny_bert):
     result = task.fit(frame[:64], frame[64:], epochs=20, batch_size=16, max_seconds=1e-3)
     assert result.stopped_by_time and len(result.history) == 1 and result.global_step == 1  # one step, evaluated
     assert result.best_epoch == 1
+
+
+def test_compile_trains_like_eager_and_saves_a_plain_model(tiny_bert, tmp_path):
+    """``train.compile`` runs the training steps through ``torch.compile`` (here its ``aot_eager`` backend, which
+    traces and partitions forward and backward as inductor does, without generating kernels: seconds, not minutes);
+    the weights end as eager training leaves them and the saved folder has no compile wrapper in it."""
+    from safetensors.torch import load_file
+    from torch._dynamo.utils import counters
+
+    frame = pd.DataFrame(make_sentences(48, seed=8))
+    weights = {}
+    for backend in (False, "aot_eager"):
+        counters.clear()
+        task = TextSentiment(tiny_bert, max_length=16)
+        task.fit(frame[:32], frame[32:], epochs=1, batch_size=16, learning_rate=1e-3, warmup_ratio=0.0,
+                 compile=backend, seed=3)
+        weights[backend] = {k: v.detach().clone() for k, v in task.model.state_dict().items()}
+        assert bool(counters["stats"]["unique_graphs"]) == bool(backend)  # dynamo traced the compiled run only
+    pretrained = load_file(tiny_bert / "model.safetensors")["encoder.layer.0.attention.self.query.weight"]
+    assert not weights[False]["bert.encoder.layer.0.attention.self.query.weight"].equal(pretrained)  # it trained
+    assert max((weights[False][k].float() - weights["aot_eager"][k].float()).abs().max().item()
+               for k in weights[False]) < 1e-4
+    saved = load_file(task.save(tmp_path / "out") / "model.safetensors")
+    assert set(saved) <= set(weights[False]) and not any("_orig_mod" in key for key in saved)

@@ -112,6 +112,8 @@ class TrainConfig:
     num_workers: int = 0  # DataLoader worker processes that read, decode and augment batches beside training (GPU
     # machines: 4-8; the batches and their augmentation are the same for any number)
     cpu: bool = False  # train on the CPU even when an accelerator is present
+    compile: bool | Literal["inductor", "aot_eager", "eager", "cudagraphs"] = False  # torch.compile the training
+    # forward and backward (true: inductor) with dynamic shapes; evaluation and the saved model stay eager
     feature_cache: bool = True  # when only the head trains: run the frozen backbone once, train the head on its outputs
     head_first_epochs: int = 0  # first train only the head for this many epochs (frozen features), then as `freeze` says
     report_to: list[Tracker] = field(default_factory=list)  # accelerate trackers for losses, metrics, learning rates

@@ -82,6 +82,7 @@ class _Run:
     """What one :func:`fit_loop` call holds between its steps: the prepared objects and the bookkeeping."""
 
     model: torch.nn.Module
+    train_model: torch.nn.Module  # ``model``, or its torch.compile wrapper (same parameters) for training steps
     optimizer: torch.optim.Optimizer
     scheduler: Any
     loader: Any
@@ -124,10 +125,21 @@ def _prepare(model: torch.nn.Module, train_set: Any, eval_set: Any, collate: Cal
                               optimizer, num_warmup_steps=math.ceil(config.warmup_ratio * total_steps),
                               num_training_steps=total_steps)
     model, optimizer, loader, val_loader, scheduler = accelerator.prepare(model, optimizer, loader, val_loader, scheduler)
-    return _Run(model, optimizer, scheduler, loader, val_loader, accelerator, config, metrics, total_steps, num_epochs,
+    return _Run(model, _compiled(model, config.compile), optimizer, scheduler, loader, val_loader, accelerator, config, metrics, total_steps, num_epochs,
                 ckpt_dir=run_dir / "checkpoints" if run_dir else None,
                 log=JsonlLog(run_dir / "train_log.jsonl" if run_dir else None, accelerator.is_main_process),
                 result=FitResult(metric_name=config.metric_for_best, train_seconds=seconds_before))
+
+
+def _compiled(model: torch.nn.Module, backend: bool | str) -> torch.nn.Module:
+    """``model`` wrapped by ``torch.compile`` (``backend``: True for inductor, or a backend's name) with dynamic
+    shapes, since length-grouped batches change their length every step; ``model`` itself when ``backend`` is
+    False. The wrapper shares the parameters: evaluation, checkpoints and the saved folder use ``model``."""
+    if not backend:
+        return model
+    backend = "inductor" if backend is True else backend
+    logger.info("train.compile: torch.compile(backend=%r, dynamic=True); the first steps of each new shape compile", backend)
+    return torch.compile(model, backend=backend, dynamic=True)
 
 
 def _fused_adamw(model: torch.nn.Module) -> bool:
@@ -155,7 +167,7 @@ def _train_epoch(run: _Run, epoch: int) -> None:
             checkpoints.set_random_states(run.random_states)
             run.random_states = None
         with accelerator.accumulate(model):
-            loss = run.loss(model, batch)
+            loss = run.loss(run.train_model, batch)
             accelerator.backward(loss)
             if accelerator.sync_gradients and config.max_grad_norm:
                 accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
