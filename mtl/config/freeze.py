@@ -5,9 +5,9 @@
 * ``{"top_k": N}``: the last N blocks of the backbone, what follows them, and the head train;
 * ``{"patterns": ["bert.embeddings.*", ...]}``: parameters whose names match a glob are frozen;
 * ``{"lora": {"r": 8, "alpha": 16, "dropout": 0.1, "target_modules": null, "save_adapter": false}}`` (every key
-  optional; unset ``r`` is the family's default, 8, or 4 for convolutional backbones, unset alpha ``2r``): the backbone
-  stays frozen and low-rank adapters (LoRA, through ``peft``) train beside the chosen layers, with the head; merged
-  into the weights when training ends (``save_adapter``: also kept alone as a PEFT folder);
+  optional; unset ``r`` is the family's default, 8, or 4 for convolutional backbones, unset alpha ``2r``): the
+  backbone stays frozen and low-rank adapters (LoRA, through ``peft``) train beside the chosen layers, with the
+  head; merged into the weights when training ends (``save_adapter``: also kept alone as a PEFT folder);
 * ``{"gradual": {"every": N}}``: gradual unfreezing (ULMFiT): the head alone trains first, then every N epochs
   one more block from the top, until everything trains.
 
@@ -122,5 +122,5 @@ def _parse_lora(value: Any) -> LoraSettings:
         if not isinstance(targets, list) or not targets or not all(isinstance(t, str) and t for t in targets):
             raise ValueError(f"lora target_modules must be a list of module names (or null), got {targets!r}")
         targets = tuple(targets)
-    return LoraSettings(r=r, alpha=None if alpha is None else float(alpha), dropout=float(dropout), target_modules=targets,
-                        save_adapter=save_adapter)
+    return LoraSettings(r=r, alpha=None if alpha is None else float(alpha), dropout=float(dropout),
+                        target_modules=targets, save_adapter=save_adapter)

@@ -108,7 +108,8 @@ def add_lora(model: nn.Module, spec: FreezeSpec) -> LoraAdapters:
     named = list(model.named_parameters())
     for name, parameter in named:
         parameter.requires_grad_(".lora_" in name or name in head)
-    report = FreezeReport(replace(spec, lora=settings), sum(p.numel() for _, p in named if p.requires_grad), sum(p.numel() for _, p in named))
+    report = FreezeReport(replace(spec, lora=settings), sum(p.numel() for _, p in named if p.requires_grad),
+                          sum(p.numel() for _, p in named))
     logger.info("%s; adapters on %d layers (%s)", report, len(targets), ", ".join(sorted({t.rsplit('.', 1)[-1]
                                                                                          for t in targets})))
     return LoraAdapters(tuner, report, targets, settings)

@@ -9,8 +9,8 @@ smallest class and how many epochs of each strategy the rest of ``train.time_bud
   at its best rate;
 * time for at least two full epochs: **LP-FT** (the probe first, then everything at the recipe's rate; it
   matches or beats full fine-tuning from a random head, Kumar et al. 2022);
-* time for two LoRA epochs but not two full ones: **LoRA** (the family's default rank), the probe first as in LP-FT (on the sentiment
-  recipe 84.9% against 84.4% from a random head).
+* time for two LoRA epochs but not two full ones: **LoRA** (the family's default rank), the probe first as in
+  LP-FT (on the sentiment recipe 84.9% against 84.4% from a random head).
 
 The choice, its reasons and the race are logged, kept in ``strategy.json`` beside the run's checkpoints (a
 resumed run keeps the same choice) and written in the summary and the model card.

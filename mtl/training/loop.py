@@ -125,7 +125,8 @@ def _prepare(model: torch.nn.Module, train_set: Any, eval_set: Any, collate: Cal
                               optimizer, num_warmup_steps=math.ceil(config.warmup_ratio * total_steps),
                               num_training_steps=total_steps)
     model, optimizer, loader, val_loader, scheduler = accelerator.prepare(model, optimizer, loader, val_loader, scheduler)
-    return _Run(model, _compiled(model, config.compile), optimizer, scheduler, loader, val_loader, accelerator, config, metrics, total_steps, num_epochs,
+    return _Run(model, _compiled(model, config.compile), optimizer, scheduler, loader, val_loader, accelerator, config,
+                metrics, total_steps, num_epochs,
                 ckpt_dir=run_dir / "checkpoints" if run_dir else None,
                 log=JsonlLog(run_dir / "train_log.jsonl" if run_dir else None, accelerator.is_main_process),
                 result=FitResult(metric_name=config.metric_for_best, train_seconds=seconds_before))
@@ -138,7 +139,7 @@ def _compiled(model: torch.nn.Module, backend: bool | str) -> torch.nn.Module:
     if not backend:
         return model
     backend = "inductor" if backend is True else backend
-    logger.info("train.compile: torch.compile(backend=%r, dynamic=True); the first steps of each new shape compile", backend)
+    logger.info("train.compile: torch.compile(backend=%r, dynamic=True); the first steps compile", backend)
     return torch.compile(model, backend=backend, dynamic=True)
 
 
