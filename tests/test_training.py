@@ -303,3 +303,19 @@ def test_compile_trains_like_eager_and_saves_a_plain_model(tiny_bert, tmp_path):
                for k in weights[False]) < 1e-4
     saved = load_file(task.save(tmp_path / "out") / "model.safetensors")
     assert set(saved) <= set(weights[False]) and not any("_orig_mod" in key for key in saved)
+
+
+def test_mixed_precision_auto_is_bf16_where_the_cpu_multiplies_it_and_is_recorded(tiny_bert, tmp_path):
+    """``auto`` picks bf16 on a CPU with native bf16 (AVX512-BF16 or AMX; /proc/cpuinfo says which), else no;
+    metrics.json records the precision the run used, not the word auto."""
+    flags = open("/proc/cpuinfo").read().split() if os.path.exists("/proc/cpuinfo") else []
+    if not flags:
+        pytest.skip("no /proc/cpuinfo to read the CPU's flags from")
+    expected = "bf16" if {"avx512_bf16", "amx_tile"} & set(flags) else "no"
+    frame = pd.DataFrame(make_sentences(60, seed=9))
+    frame.to_csv(tmp_path / "reviews.csv", index=False)
+    recipe = write_recipe(tmp_path, tiny_bert, tmp_path / "reviews.csv", mixed_precision="auto", cpu=True, epochs=1)
+    result = run(str(recipe))
+    assert result.returncode == 0, result.stderr[-2000:]
+    environment = json.loads((tmp_path / "out" / "metrics.json").read_text())["environment"]
+    assert environment["mixed_precision"] == expected

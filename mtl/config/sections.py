@@ -97,7 +97,8 @@ class TrainConfig:
     warmup_ratio: float = 0.06
     gradient_accumulation_steps: int = 1
     max_grad_norm: float | None = 1.0
-    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    mixed_precision: Literal["no", "bf16", "fp16", "auto"] = "no"  # auto: bf16 where the device multiplies bf16
+    # natively (CUDA GPUs that support it, CPUs with AVX512-BF16 or AMX), else no
     seed: int = 42
     metric_for_best: str = "accuracy"
     early_stopping_patience: int | None = None  # epochs without improvement before stopping

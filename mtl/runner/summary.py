@@ -42,7 +42,7 @@ def build_summary(recipe: Any, task: Any, data: Any, fit: Any, test: dict[str, A
         "warnings": quality_warnings(test, task.label_names),
         "environment": {"mtl": __version__, "torch": torch.__version__, "python": platform.python_version(),
                         "device": str(device), "hardware": _hardware(device),
-                        "mixed_precision": recipe.train.mixed_precision},
+                        "mixed_precision": task._accelerator.mixed_precision},  # auto resolved
     }
 
 
