@@ -75,7 +75,7 @@ def bench(modality: str, count: int, repeats: int, batch_size: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = saved_folder(task, Path(tmp) / "model")
         loaded = type(task).load(folder)
-        classifier = pipeline(task.spec.pipeline_tag, model=str(folder), device=-1)
+        classifier = pipeline(task.spec.pipeline_tag, model=str(folder), device=-1, trust_remote_code=True)  # mean pooling: mtl_head.py
         sides = {"mtl predict": lambda: loaded.predict(ours_in, batch_size=batch_size),
                  "pipeline()": lambda: classifier(theirs_in),
                  f"pipeline(batch_size={batch_size})": lambda: classifier(theirs_in, batch_size=batch_size)}

@@ -458,3 +458,17 @@ def test_onnx_export_of_an_audio_model_matches_pytorch(trained, tones, tmp_path)
     result = export_onnx(load_saved_task(tmp_path / "model"), tmp_path / "model", samples=clips)
     assert result.input_names == ["input_features"] and result.num_inputs == 3
     assert result.max_abs_diff <= 1e-4
+
+
+def test_bf16_reads_audio_features_in_fp32_and_evaluates(tones, tmp_path, monkeypatch):
+    """Under bf16 only the model runs in bf16: the feature extractor (Whisper's STFT, which hands numpy its result)
+    reads batches outside autocast, in training and in evaluation alike."""
+    monkeypatch.setenv("MTL_CACHE", str(tmp_path / "cache"))
+    task = KeywordSpotting(build_model("whisper", tmp_path / "model"), augment=False)
+    data = load_labelled(DataConfig(source=str(tones[0]), validation_size=0.25), input_name="audio",
+                         input_candidates=KeywordSpotting.spec.input_candidates)
+    task.fit(data.splits["train"], data.splits["validation"], epochs=1, batch_size=8, learning_rate=5e-3,
+             mixed_precision="bf16")
+    assert task._accelerator.mixed_precision == "bf16"
+    scores = task.evaluate(data.splits["validation"])
+    assert 0.0 <= scores["accuracy"] <= 1.0 and scores["num_examples"] == len(data.splits["validation"])

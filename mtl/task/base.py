@@ -217,8 +217,7 @@ class Task(TaskHooks):
         accelerator = self._accelerator or make_accelerator(TrainConfig())
         self._accelerator = accelerator
         loader = accelerator.prepare(eval_loader(features, self.collate, batch_size, self.lengths(features)))
-        with accelerator.autocast():
-            return predict_loader(self.model.to(accelerator.device), loader, accelerator, capture, pool=pool)
+        return predict_loader(self.model.to(accelerator.device), loader, accelerator, capture, pool=pool)
 
     # ---- internals ----------------------------------------------------------------------------------
     def _ensure_model(self, label_names: Sequence[str], head: HeadConfig | None = None,

@@ -52,7 +52,8 @@ def _predict(model: torch.nn.Module, loader: Any, accelerator: Accelerator, capt
                           disable=not accelerator.is_local_main_process or len(loader) < 4):
             step = {"indices": batch.pop(INDEX_KEY)}
             labels = batch.pop("labels", None)
-            step["logits"] = model(**batch).logits.float()
+            with accelerator.autocast():  # the model call only: reading the batch (audio features) stays fp32
+                step["logits"] = model(**batch).logits.float()
             if labels is not None:
                 step["labels"] = labels
             if capture is not None:
