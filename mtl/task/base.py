@@ -86,9 +86,10 @@ class Task(TaskHooks):
     _RUNTIME_STATE: ClassVar[tuple[str, ...]] = ("model", "_accelerator", "fit_result", "lora_adapter")
 
     def __getstate__(self) -> dict[str, Any]:
-        """A pickled task carries its settings, labels and processor but not the model or training state: what a
-        DataLoader worker needs to run ``transform``, and what ``datasets`` hashes to fingerprint a transform
-        (with the model that took seconds per split). Save a trained task with :meth:`save`."""
+        """A pickled (or deep-copied) task carries its settings, labels and processor but not the model or training
+        state: what a DataLoader worker needs to run ``transform``, and what ``datasets`` hashes to fingerprint a
+        transform and copies with a dataset (with the model that took seconds per split). Save a trained task with
+        :meth:`save` and :meth:`load` it back."""
         state = self.__dict__.copy()
         state.update(dict.fromkeys(self._RUNTIME_STATE))
         return state
