@@ -75,10 +75,13 @@ def bench(modality: str, count: int, repeats: int, batch_size: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = saved_folder(task, Path(tmp) / "model")
         loaded = type(task).load(folder)
-        classifier = pipeline(task.spec.pipeline_tag, model=str(folder), device=-1, trust_remote_code=True)  # mean pooling: mtl_head.py
+        # trust_remote_code: a mean-pooled text folder carries its pooling in mtl_head.py
+        classifier = pipeline(task.spec.pipeline_tag, model=str(folder), device=-1, trust_remote_code=True)
+        # the same inputs on both sides: mtl cuts text at the max_length it trained with, pipeline() cuts nothing
+        same_input = {"truncation": True, "max_length": task.options.max_length} if modality == "text" else {}
         sides = {"mtl predict": lambda: loaded.predict(ours_in, batch_size=batch_size),
-                 "pipeline()": lambda: classifier(theirs_in),
-                 f"pipeline(batch_size={batch_size})": lambda: classifier(theirs_in, batch_size=batch_size)}
+                 "pipeline()": lambda: classifier(theirs_in, **same_input),
+                 f"pipeline(batch_size={batch_size})": lambda: classifier(theirs_in, batch_size=batch_size, **same_input)}
         seconds: dict[str, list[float]] = {name: [] for name in sides}
         outputs: dict[str, Any] = {}
         for repeat in range(repeats):  # alternating order: A B C, C B A, ...
