@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from mtl.task.strategy import MIN_STEPS
 from mtl.tasks import TextSentiment
 
 from conftest import make_sentences, run_cli
@@ -33,6 +34,9 @@ def test_auto_fits_the_strategy_to_the_time_budget(tiny_bert, tmp_path, minutes,
     assert task.strategy_choice.name == expected, task.strategy_choice.reasons
     if expected == "LP-FT":
         assert "none (full fine-tuning)" in str(task.freeze_report)
+        # 96 examples in batches of 16 are 6 steps an epoch: the recipe's 2 epochs become the 50 that make
+        # MIN_STEPS (300) optimizer steps, which the 30 minutes pay for; early stopping may end them sooner
+        assert MIN_STEPS == 300 and task.strategy_choice.settings["epochs"] == 50
 
 
 def test_the_choice_is_in_metrics_and_the_card(tiny_bert, tmp_path):

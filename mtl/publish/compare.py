@@ -96,15 +96,19 @@ def train_variant(recipe: Recipe, task_cls: type, data: Any, *, init: str, fract
     fit = task.fit(train, data.splits["validation"], freeze=freeze, head=recipe.model.head,
                    pooling=recipe.model.pooling, metrics=recipe.metrics, config=config)
     test = task.evaluate(data.splits["test"], batch_size=recipe.train.eval_batch, metrics=recipe.metrics)
-    return variant_row(recipe, init, fraction, len(train), freeze, test, fit)
+    return variant_row(recipe, init, fraction, len(train), freeze, test, fit, task.strategy_choice)
 
 
 def variant_row(recipe: Recipe, init: str, fraction: float, examples: int, freeze: Any, test: dict[str, Any],
-                fit: Any) -> tuple[dict[str, Any], Curve]:
-    """One table row (with the run's budget and what ended it) and the validation curve of a finished run."""
+                fit: Any, choice: Any = None) -> tuple[dict[str, Any], Curve]:
+    """One table row (with the run's budget and what ended it) and the validation curve of a finished run;
+    ``choice``: what ``train.strategy auto`` chose for it, when it did."""
     metric = compare_metric(recipe)
     history = fit.history
-    if init == "pretrained":
+    if init == "pretrained" and choice is not None:
+        budget = f"strategy auto: {choice.name}, up to {choice.settings.get('epochs')} epochs"
+        freeze = choice.freeze
+    elif init == "pretrained":
         budget = f"the recipe: {recipe.train.max_steps} steps" if recipe.train.max_steps else \
             f"the recipe: {recipe.train.epochs:g} epochs"
     else:

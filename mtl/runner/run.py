@@ -147,7 +147,8 @@ def _train_and_write(recipe: Recipe, run: PreparedRun, resume: bool, started: fl
         logger.warning("%s", warning)
     compared = None
     if recipe.compare.enabled:
-        main_run = variant_row(recipe, "pretrained", 1.0, len(data.splits["train"]), recipe.model.freeze, metrics, fit)
+        main_run = variant_row(recipe, "pretrained", 1.0, len(data.splits["train"]), recipe.model.freeze, metrics, fit,
+                               task.strategy_choice)
         compared = run_compare(recipe, task_cls, data, {("pretrained", 1.0): main_run})
         summary["compare"] = compared[0].to_dict("records")
     if not task._accelerator.is_main_process:  # outputs, card and push once, from the main process
