@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from mtl.task.strategy import MIN_STEPS
+from mtl.task.strategy import JUDGED_VALIDATION, MIN_STEPS
 from mtl.tasks import TextSentiment
 
 from conftest import make_sentences, run_cli
@@ -28,15 +28,18 @@ def test_auto_with_few_examples_per_class_chooses_the_linear_probe(tiny_bert, tm
 
 @pytest.mark.parametrize("minutes, expected", [(30, "LP-FT"), (0.001, "linear probe")])
 def test_auto_fits_the_strategy_to_the_time_budget(tiny_bert, tmp_path, minutes, expected):
-    rows = make_sentences(120, seed=3)
+    rows = make_sentences(216, seed=3)
     task = TextSentiment(tiny_bert, max_length=32)
     task.fit(rows[:96], rows[96:], strategy="auto", time_budget=minutes, batch_size=16, epochs=2)
     assert task.strategy_choice.name == expected, task.strategy_choice.reasons
     if expected == "LP-FT":
         assert "none (full fine-tuning)" in str(task.freeze_report)
-        # 96 examples in batches of 16 are 6 steps an epoch: the recipe's 2 epochs become the 50 that make
-        # MIN_STEPS (300) optimizer steps, which the 30 minutes pay for; early stopping may end them sooner
-        assert MIN_STEPS == 300 and task.strategy_choice.settings["epochs"] == 50
+        # 96 examples in batches of 16 are 6 steps an epoch: with 120 validation examples to stop early on, the
+        # recipe's 2 epochs become the 50 that make MIN_STEPS (300) optimizer steps, which 30 minutes pay for
+        assert (MIN_STEPS, JUDGED_VALIDATION) == (300, 100) and task.strategy_choice.settings["epochs"] == 50
+        small = TextSentiment(tiny_bert, max_length=32)
+        small.fit(rows[:96], rows[96:120], strategy="auto", time_budget=minutes, batch_size=16, epochs=2)
+        assert small.strategy_choice.settings["epochs"] == 2  # 24 validation examples: the recipe's epochs
 
 
 def test_the_choice_is_in_metrics_and_the_card(tiny_bert, tmp_path):
