@@ -98,7 +98,8 @@ def choose_strategy(task: Any, train_set: Dataset, validation_set: Dataset, conf
                           early_stopping_patience=5, head_first_epochs=0)
     wanted_epochs = max(math.ceil(config.epochs), 2)
     if len(validation_set) >= JUDGED_VALIDATION:
-        wanted_epochs = max(wanted_epochs, _epochs_for(MIN_STEPS, len(train_set), config))
+        wanted_epochs = max(wanted_epochs, _epochs_for(MIN_STEPS, len(train_set), config,
+                                                       task._accelerator.num_processes))
     if per_class < FEW_PER_CLASS:
         choice = StrategyChoice("linear probe", "backbone", probe_settings,
                                 reasons + [f"fewer than {FEW_PER_CLASS} examples per class: too few to move the "
@@ -133,9 +134,10 @@ def choose_strategy(task: Any, train_set: Dataset, validation_set: Dataset, conf
     return choice
 
 
-def _epochs_for(steps: int, examples: int, config: TrainConfig) -> int:
-    """Epochs that make ``steps`` optimizer steps of ``config``'s batches over ``examples`` training examples."""
-    per_epoch = max(math.ceil(examples / (config.batch_size * config.gradient_accumulation_steps)), 1)
+def _epochs_for(steps: int, examples: int, config: TrainConfig, processes: int = 1) -> int:
+    """Epochs that make ``steps`` optimizer steps of ``config``'s batches (on each of ``processes``) over
+    ``examples`` training examples."""
+    per_epoch = max(math.ceil(examples / (config.batch_size * config.gradient_accumulation_steps * processes)), 1)
     return math.ceil(steps / per_epoch)
 
 
