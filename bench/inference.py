@@ -81,7 +81,8 @@ def bench(modality: str, count: int, repeats: int, batch_size: int) -> None:
         same_input = {"truncation": True, "max_length": task.options.max_length} if modality == "text" else {}
         sides = {"mtl predict": lambda: loaded.predict(ours_in, batch_size=batch_size),
                  "pipeline()": lambda: classifier(theirs_in, **same_input),
-                 f"pipeline(batch_size={batch_size})": lambda: classifier(theirs_in, batch_size=batch_size, **same_input)}
+                 f"pipeline(batch_size={batch_size})":
+                     lambda: classifier(theirs_in, batch_size=batch_size, **same_input)}
         seconds: dict[str, list[float]] = {name: [] for name in sides}
         outputs: dict[str, Any] = {}
         for repeat in range(repeats):  # alternating order: A B C, C B A, ...

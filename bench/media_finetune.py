@@ -21,6 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
+from unittest import mock
 
 import torch
 import transformers
@@ -84,7 +85,8 @@ def main() -> None:
             trainer_args = TrainingArguments(
                 out, per_device_train_batch_size=args.batch_size, per_device_eval_batch_size=64,
                 num_train_epochs=args.epochs, learning_rate=1e-3 if args.task == "image" else 5e-4,
-                warmup_steps=0, weight_decay=0.01, bf16=args.precision == "bf16", use_cpu=not torch.cuda.is_available(), report_to=[],
+                warmup_steps=0, weight_decay=0.01, bf16=args.precision == "bf16",
+                use_cpu=not torch.cuda.is_available(), report_to=[],
                 save_strategy="no", logging_strategy="no", eval_strategy="epoch", remove_unused_columns=False,
                 dataloader_num_workers=0, seed=42)
             trainer = Trainer(model=model, args=trainer_args, train_dataset=train_set, eval_dataset=probe_set)
@@ -102,21 +104,15 @@ def main() -> None:
         fresh.label_names = list(names)
         fresh._ensure_model(names)  # loaded before the timer, as for the Trainer
         decoding._DECODED.clear()  # nothing decoded in this process either
-        previous = os.environ.get("MTL_CACHE")
-        with tempfile.TemporaryDirectory() as cache, PeakMemory() as memory:
-            os.environ["MTL_CACHE"] = cache  # an empty decode cache: this run decodes every file once
-            try:
-                started = time.perf_counter()
-                fresh.fit(train, probe, epochs=args.epochs, batch_size=args.batch_size,
-                          learning_rate=1e-3 if args.task == "image" else 5e-4, warmup_ratio=0.0, log_every=10_000,
-                          mixed_precision=args.precision)
-                synchronize()
-                seconds = time.perf_counter() - started
-            finally:  # the checkpoints stay where they were: only decoding starts empty
-                if previous is None:
-                    os.environ.pop("MTL_CACHE", None)
-                else:
-                    os.environ["MTL_CACHE"] = previous
+        # an empty decode cache for this run only (it decodes every file once); the checkpoints' cache comes back after
+        with tempfile.TemporaryDirectory() as cache, mock.patch.dict(os.environ, {"MTL_CACHE": cache}), \
+                PeakMemory() as memory:
+            started = time.perf_counter()
+            fresh.fit(train, probe, epochs=args.epochs, batch_size=args.batch_size,
+                      learning_rate=1e-3 if args.task == "image" else 5e-4, warmup_ratio=0.0, log_every=10_000,
+                      mixed_precision=args.precision)
+            synchronize()
+            seconds = time.perf_counter() - started
         return {"seconds": seconds, "memory": memory.megabytes}
 
     runs: dict[str, Callable[[], dict[str, float]]] = {"Trainer": trainer_run, "mtl": mtl_run}

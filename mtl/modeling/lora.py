@@ -8,8 +8,8 @@ adapting all of them is what lets LoRA match full fine-tuning, QLoRA, Dettmers e
 ``q_proj``/``k_proj``/``v_proj``/``out_proj`` and ``fc1``/``fc2`` or ``intermediate_dense``/``output_dense``, and
 for convolutional timm backbones their pointwise (1x1) convolutions ``conv_pw``/``conv_pwl``. A family applies when
 its first name is there. Depthwise convolutions are never adapted (peft's Conv2d LoRA needs ``groups == 1``).
-Unless the recipe sets ``r``, the rank is 8, and 4 for the convolutional family, whose pointwise convolutions are
-most of its weights (EfficientNet-Lite0 on the digits: rank 4 trains 2.8% of the parameters and reached 99.4%,
+Unless the recipe sets ``r``, the rank is 8, and 4 when the adapted layers are convolutions, whose pointwise
+convolutions are most of a convolutional backbone's weights (EfficientNet-Lite0 on the digits: rank 4 trains 2.8% of the parameters and reached 99.4%,
 rank 8 5.1% and 97.6%); ``alpha`` defaults to twice the rank.
 
 Example::
@@ -45,7 +45,7 @@ DEFAULT_TARGETS = (("query", "key", "value", "dense"),
                    ("q", "k", "v", "o", "dense"),
                    ("conv_pw", "conv_pwl"))
 DEFAULT_RANK = 8
-FAMILY_RANK = {"conv_pw": 4}  # by a family's first name, where it differs from DEFAULT_RANK
+CONVOLUTION_RANK = 4  # when every adapted layer is a convolution
 
 
 @dataclass
@@ -101,7 +101,7 @@ def add_lora(model: nn.Module, spec: FreezeSpec) -> LoraAdapters:
     head = head_parameter_names(model)
     layers = _adaptable_layers(model, head)
     targets = _chosen(layers, settings.target_modules, type(model).__name__)
-    settings = _with_rank(settings, targets)
+    settings = _with_rank(settings, [model.get_submodule(target) for target in targets])
     config = peft.LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
                              target_modules="^(" + "|".join(map(re.escape, targets)) + ")$")
     tuner = peft.LoraModel(model, config, "default")  # injects into ``model`` itself; names outside targets keep
@@ -115,13 +115,12 @@ def add_lora(model: nn.Module, spec: FreezeSpec) -> LoraAdapters:
     return LoraAdapters(tuner, report, targets, settings)
 
 
-def _with_rank(settings: LoraSettings, targets: list[str]) -> LoraSettings:
-    """``settings`` with the rank and alpha filled in: the family's default rank where ``r`` is unset (the family
-    of the adapted layers' names), alpha twice the rank where unset."""
+def _with_rank(settings: LoraSettings, layers: list[nn.Module]) -> LoraSettings:
+    """``settings`` with the rank and alpha filled in where unset: rank 4 when every adapted layer is a
+    convolution, else 8; alpha twice the rank."""
     rank = settings.r
     if rank is None:
-        names = {target.rsplit(".", 1)[-1] for target in targets}
-        rank = next((r for first, r in FAMILY_RANK.items() if first in names), DEFAULT_RANK)
+        rank = CONVOLUTION_RANK if all(isinstance(layer, nn.Conv2d) for layer in layers) else DEFAULT_RANK
     alpha = settings.alpha if settings.alpha is not None else 2.0 * rank
     return replace(settings, r=rank, alpha=alpha)
 
