@@ -70,7 +70,7 @@ def timed(run: Any) -> tuple[float, Any]:
     return time.perf_counter() - started, result
 
 
-def bench(modality: str, count: int, repeats: int, batch_size: int) -> None:
+def bench(modality: str, count: int, repeats: int, batch_size: int | None, pipeline_batch: int) -> None:
     task, ours_in, theirs_in = INPUTS[modality](count)
     with tempfile.TemporaryDirectory() as tmp:
         folder = saved_folder(task, Path(tmp) / "model")
@@ -81,8 +81,8 @@ def bench(modality: str, count: int, repeats: int, batch_size: int) -> None:
         same_input = {"truncation": True, "max_length": task.options.max_length} if modality == "text" else {}
         sides = {"mtl predict": lambda: loaded.predict(ours_in, batch_size=batch_size),
                  "pipeline()": lambda: classifier(theirs_in, **same_input),
-                 f"pipeline(batch_size={batch_size})":
-                     lambda: classifier(theirs_in, batch_size=batch_size, **same_input)}
+                 f"pipeline(batch_size={pipeline_batch})":
+                     lambda: classifier(theirs_in, batch_size=pipeline_batch, **same_input)}
         seconds: dict[str, list[float]] = {name: [] for name in sides}
         outputs: dict[str, Any] = {}
         for repeat in range(repeats):  # alternating order: A B C, C B A, ...
@@ -93,7 +93,8 @@ def bench(modality: str, count: int, repeats: int, batch_size: int) -> None:
     theirs = [o[0] if isinstance(o, list) else o for o in outputs["pipeline()"]]
     same = sum(a["label"] == b["label"] for a, b in zip(ours, theirs))
     gap = max(abs(a["score"] - b["score"]) for a, b in zip(ours, theirs))
-    print(f"\n{modality}: {count} inputs, batch {batch_size}, {repeats} repeats, torch threads {torch.get_num_threads()}")
+    print(f"\n{modality}: {count} inputs, mtl batch {batch_size or 'default'}, {repeats} repeats, "
+          f"torch threads {torch.get_num_threads()}")
     base = statistics.median(seconds["mtl predict"])
     for name, values in seconds.items():
         rates = sorted(count / s for s in values)
@@ -106,11 +107,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--inputs", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=None, help="mtl's batch (default: its own choice)")
+    parser.add_argument("--pipeline-batch-size", type=int, default=64, help="the batched pipeline()'s batch")
     parser.add_argument("--modalities", nargs="+", choices=list(INPUTS), default=list(INPUTS))
     args = parser.parse_args()
     for modality in args.modalities:
-        bench(modality, args.inputs, args.repeats, args.batch_size)
+        bench(modality, args.inputs, args.repeats, args.batch_size, args.pipeline_batch_size)
 
 
 if __name__ == "__main__":

@@ -25,13 +25,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("model", help="an output folder of mtl (model, config, processor)")
     parser.add_argument("inputs", nargs="+", help="files, folders, CSV/TSV tables (or texts, for text tasks)")
     parser.add_argument("--output", "-o", help="a .csv or .json file (default: CSV on stdout)")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="inputs per forward pass (default: the fastest for the model on its device)")
     parser.add_argument("--column", help="the input column of CSV/TSV inputs (default: found by name)")
     return parser
 
 
 def _predict(args: argparse.Namespace) -> int:
-    if args.batch_size < 1:  # before the model is loaded
+    if args.batch_size is not None and args.batch_size < 1:  # before the model is loaded
         from .errors import MtlError
 
         raise MtlError(f"--batch-size must be at least 1, got {args.batch_size}")

@@ -51,14 +51,15 @@ def collect_inputs(task: Any, arguments: Sequence[str], column: str | None = Non
     return items
 
 
-def predict_items(task: Any, items: list[tuple[str, Any]], batch_size: int = 32,
+def predict_items(task: Any, items: list[tuple[str, Any]], batch_size: int | None = None,
                   chunk_size: int = 1024) -> list[dict[str, Any]]:
     """Label and score for each input: ``chunk_size`` inputs at a time through :meth:`Task.predict` (sorted by
-    length and run ``batch_size`` at a time inside each chunk), with a progress bar on stderr."""
+    length and run ``batch_size`` at a time inside each chunk; None: the fastest for the model), with a progress
+    bar on stderr."""
     from tqdm.auto import tqdm
 
     rows: list[dict[str, Any]] = []
-    chunk_size = max(chunk_size, batch_size)
+    chunk_size = max(chunk_size, batch_size or 0)
     with tqdm(total=len(items), desc="predicting", unit="input", file=sys.stderr, disable=None) as progress:
         for start in range(0, len(items), chunk_size):
             chunk = items[start:start + chunk_size]

@@ -42,6 +42,7 @@ from ..publish.model_folder import read_task_folder, push_task, save_task, write
 from ..sources import ResolvedCheckpoint, resolve_checkpoint
 from ..training import FitResult, Predictions, make_accelerator, predict_loader
 from ..training.batching import eval_loader
+from ..training.layout import fast_layout, inference_batch_size
 from .features import task_features
 from .fitting import fit_stages
 from .hooks import TaskHooks
@@ -129,11 +130,12 @@ class Task(TaskHooks):
                                      Path(output_dir) if output_dir else None, resume)
         return self.fit_result
 
-    def evaluate(self, data: Any, *, batch_size: int = 64, metrics: Sequence[str] | None = None) -> dict[str, Any]:
-        """Loss, metrics, per-class report and confusion matrix on labelled ``data``."""
+    def evaluate(self, data: Any, *, batch_size: int | None = None, metrics: Sequence[str] | None = None) -> dict[str, Any]:
+        """Loss, metrics, per-class report and confusion matrix on labelled ``data`` (``batch_size``: None for the
+        batch that runs fastest for the model on its device, see :func:`~mtl.training.layout.inference_batch_size`)."""
         return self.evaluate_with_logits(data, batch_size=batch_size, metrics=metrics)[0]
 
-    def evaluate_with_logits(self, data: Any, *, batch_size: int = 64, metrics: Sequence[str] | None = None,
+    def evaluate_with_logits(self, data: Any, *, batch_size: int | None = None, metrics: Sequence[str] | None = None,
                              what: str = "evaluate data") -> tuple[dict[str, Any], Dataset, np.ndarray]:
         """What :meth:`evaluate` returns, plus the labelled split and its logits (one inference pass)."""
         self._require_model("evaluate")
@@ -145,18 +147,18 @@ class Task(TaskHooks):
         return ({**scores, **classification_details(labels, logits.argmax(-1), self.label_names),
                  "num_examples": len(labels)}, split, logits)
 
-    def predict(self, inputs: Sequence[Any] | Any, *, batch_size: int = 64) -> list[dict[str, Any]]:
+    def predict(self, inputs: Sequence[Any] | Any, *, batch_size: int | None = None) -> list[dict[str, Any]]:
         """The most likely label and its probability for each raw input (a single input, such as one text or
-        one path, counts as a list of one)."""
+        one path, counts as a list of one); ``batch_size`` None: the fastest for the model on its device."""
         probabilities = self.predict_proba(inputs, batch_size=batch_size)
         best = probabilities.argmax(-1)
         return [{"label": self.label_names[i], "score": float(p[i])} for i, p in zip(best, probabilities)]
 
-    def predict_proba(self, inputs: Sequence[Any] | Any, *, batch_size: int = 64) -> np.ndarray:
+    def predict_proba(self, inputs: Sequence[Any] | Any, *, batch_size: int | None = None) -> np.ndarray:
         """Class probabilities, shape (len(inputs), num_labels), columns in ``label_names`` order."""
         self._require_model("predict")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise MtlError(f"predict: batch_size must be a whole number of at least 1, got {batch_size!r}")
+        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+            raise MtlError(f"predict: batch_size must be a whole number of at least 1 (or None), got {batch_size!r}")
         inputs = as_input_list(inputs)
         logits = self.run_model(self.features(self.inputs_to_dataset(inputs)), batch_size).logits
         return torch.softmax(torch.from_numpy(logits), -1).numpy()
@@ -211,14 +213,16 @@ class Task(TaskHooks):
         self.prepare()
         return task_features(self, dataset, train=train)
 
-    def run_model(self, features: Dataset, batch_size: int, capture: torch.nn.Module | None = None,
+    def run_model(self, features: Dataset, batch_size: int | None, capture: torch.nn.Module | None = None,
                   pool: Any = None) -> Predictions:
         """Logits (and labels, and ``capture``'s inputs, or ``pool(capture's output, batch)``) for preprocessed
-        examples, in their order."""
+        examples, in their order (``batch_size`` None: the fastest for the model on its device)."""
         accelerator = self._accelerator or make_accelerator(TrainConfig())
         self._accelerator = accelerator
+        model = fast_layout(self.model.to(accelerator.device))
+        batch_size = inference_batch_size(model, accelerator.device, batch_size)
         loader = accelerator.prepare(eval_loader(features, self.collate, batch_size, self.lengths(features)))
-        return predict_loader(self.model.to(accelerator.device), loader, accelerator, capture, pool=pool)
+        return predict_loader(model, loader, accelerator, capture, pool=pool)
 
     # ---- internals ----------------------------------------------------------------------------------
     def _ensure_model(self, label_names: Sequence[str], head: HeadConfig | None = None,

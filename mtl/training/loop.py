@@ -32,6 +32,7 @@ from ..modeling.freezing import train_mode
 from . import state as checkpoints
 from .batching import eval_loader, train_loader
 from .inference import evaluate_loader
+from .layout import fast_layout
 from .losses import training_loss
 from .optim import parameter_groups
 from .records import FitResult, JsonlLog
@@ -112,7 +113,9 @@ class _Run:
 def _prepare(model: torch.nn.Module, train_set: Any, eval_set: Any, collate: Callable, config: TrainConfig,
              metrics: Sequence[str], accelerator: Accelerator, train_lengths: Sequence[int] | None,
              eval_lengths: Sequence[int] | None, run_dir: Path | None, seconds_before: float) -> _Run:
-    """Loaders, AdamW and its schedule, all passed through ``accelerator.prepare``; the step and epoch counts."""
+    """Loaders, AdamW and its schedule, all passed through ``accelerator.prepare``; the step and epoch counts.
+    Convolutional models train in channels-last layout (:func:`~mtl.training.layout.fast_layout`)."""
+    fast_layout(model)
     loader = train_loader(train_set, collate, config.batch_size, config.seed,
                           train_lengths if config.group_by_length else None, config.num_workers)
     val_loader = eval_loader(eval_set, collate, config.eval_batch, eval_lengths, config.num_workers)
