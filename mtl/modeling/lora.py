@@ -9,8 +9,8 @@ adapting all of them is what lets LoRA match full fine-tuning, QLoRA, Dettmers e
 for convolutional timm backbones their pointwise (1x1) convolutions ``conv_pw``/``conv_pwl``. A family applies when
 its first name is there. Depthwise convolutions are never adapted (peft's Conv2d LoRA needs ``groups == 1``).
 Unless the recipe sets ``r``, the rank is 8, and 4 when the adapted layers are convolutions, whose pointwise
-convolutions are most of a convolutional backbone's weights (EfficientNet-Lite0 on the digits: rank 4 trains 2.8% of the parameters and reached 99.4%,
-rank 8 5.1% and 97.6%); ``alpha`` defaults to twice the rank.
+convolutions are most of a convolutional backbone's weights (EfficientNet-Lite0 on the digits: rank 4 trains 2.8%
+of the parameters and reached 99.4%, rank 8 5.1% and 97.6%); ``alpha`` defaults to twice the rank.
 
 Example::
 

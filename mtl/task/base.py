@@ -130,7 +130,8 @@ class Task(TaskHooks):
                                      Path(output_dir) if output_dir else None, resume)
         return self.fit_result
 
-    def evaluate(self, data: Any, *, batch_size: int | None = None, metrics: Sequence[str] | None = None) -> dict[str, Any]:
+    def evaluate(self, data: Any, *, batch_size: int | None = None,
+                 metrics: Sequence[str] | None = None) -> dict[str, Any]:
         """Loss, metrics, per-class report and confusion matrix on labelled ``data`` (``batch_size``: None for the
         batch that runs fastest for the model on its device, see :func:`~mtl.training.layout.inference_batch_size`)."""
         return self.evaluate_with_logits(data, batch_size=batch_size, metrics=metrics)[0]
@@ -157,7 +158,8 @@ class Task(TaskHooks):
     def predict_proba(self, inputs: Sequence[Any] | Any, *, batch_size: int | None = None) -> np.ndarray:
         """Class probabilities, shape (len(inputs), num_labels), columns in ``label_names`` order."""
         self._require_model("predict")
-        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+        whole = isinstance(batch_size, int) and not isinstance(batch_size, bool)
+        if batch_size is not None and not (whole and batch_size >= 1):
             raise MtlError(f"predict: batch_size must be a whole number of at least 1 (or None), got {batch_size!r}")
         inputs = as_input_list(inputs)
         logits = self.run_model(self.features(self.inputs_to_dataset(inputs)), batch_size).logits

@@ -2,8 +2,8 @@
 
 Convolutional networks run faster with their 4-D weights in channels-last layout: oneDNN (CPU) and cuDNN (GPU)
 pick their fast kernels for it. On 2 CPU cores EfficientNet-Lite0 at 224 px trains 1.47x faster (fp32, batch 32;
-1.48x under bf16 autocast) and predicts 2.2x faster. On the CPU the same network also predicts faster in small batches, whose
-activations stay in cache: 117 images/s at batch 8 against 59 at batch 64.
+1.48x under bf16 autocast) and predicts 2.2x faster. On the CPU the same network also predicts faster in small
+batches, whose activations stay in cache: 117 images/s at batch 8 against 59 at batch 64.
 
 Example::
 
