@@ -9,6 +9,7 @@ from PIL import Image
 
 from mtl.data import load_labelled
 from mtl.errors import DataError
+from mtl.modeling.fusion import PROBE_EXAMPLES
 from mtl.config import DataConfig
 from mtl.tasks import ImageClassification
 from mtl.tasks.image_classification import to_rgb
@@ -184,7 +185,8 @@ def test_frozen_backbone_runs_once_per_example_with_the_feature_cache(cache, tmp
     head_before = task.model.classifier[1].weight.detach().clone()
     seen = count_backbone_examples(task.model)
     result = task.fit(train, validation, epochs=4, **options)
-    assert seen[0] == (96 + 32 if cache else 4 * (96 + 32))
+    # with the cache: once per example, and the inference copy's check (PROBE_EXAMPLES on the model and on the copy)
+    assert seen[0] == (96 + 32 + 2 * PROBE_EXAMPLES if cache else 4 * (96 + 32))
     assert all((task.model.resnet.state_dict()[k] == v).all() for k, v in backbone_before.items())
     assert not (task.model.classifier[1].weight == head_before).all()
     assert result.best_metric >= 0.9
@@ -217,6 +219,7 @@ def test_head_first_epochs_probe_on_cached_features_then_fine_tune(tmp_path):
     seen = count_backbone_examples(task.model)
     stem_before = task.model.resnet.embedder.embedder.convolution.weight.detach().clone()
     result = task.fit(train, validation, freeze="none", epochs=2, head_first_epochs=3, **options)
-    assert seen[0] == (96 + 32) + 2 * (96 + 32)  # one cached pass for the 3 head epochs, then 2 full epochs
+    # one cached pass for the 3 head epochs (and the inference copy's check), then 2 full epochs
+    assert seen[0] == (96 + 32 + 2 * PROBE_EXAMPLES) + 2 * (96 + 32)
     assert not (task.model.resnet.embedder.embedder.convolution.weight == stem_before).all()  # the backbone trained
     assert len(result.history) == 2 and task.freeze_report.trainable == task.freeze_report.total

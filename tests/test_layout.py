@@ -39,7 +39,12 @@ def test_inference_batch_is_small_for_convolutions_on_the_cpu_and_a_request_wins
 
     conv = torch.nn.Conv2d(3, 4, 3)
     bert = AutoModelForSequenceClassification.from_pretrained(tiny_bert)
-    assert inference_batch_size(conv, "cpu") == 8
+    assert inference_batch_size(conv, "cpu") == 8  # the input size unknown
+    assert inference_batch_size(conv, "cpu", pixels=224 * 224) == 7  # about 400,000 pixels a batch
+    assert inference_batch_size(conv, "cpu", pixels=96 * 96) == 43
+    assert inference_batch_size(conv, "cpu", pixels=32 * 32) == 64  # at most 64
+    assert inference_batch_size(conv, "cpu", pixels=1024 * 1024) == 1
+    assert inference_batch_size(bert, "cpu", pixels=224 * 224) == 64
     assert inference_batch_size(bert, "cpu") == 64
     assert inference_batch_size(conv, torch.device("cuda", 0)) == 64
     assert inference_batch_size(conv, "cpu", requested=32) == 32

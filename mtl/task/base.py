@@ -36,13 +36,14 @@ from ..data.splits import hold_out
 from ..errors import CheckpointError, MtlError, describe
 from ..metrics import classification_details, scores_from_logits
 from ..modeling import attach_mlp_head, build_classifier
+from ..modeling.fusion import has_foldable, inference_copy, weights_key
 from ..modeling.pooling import apply_pooling, current_pooling, resolve_pooling
 from .strategy import choose_strategy
 from ..publish.model_folder import read_task_folder, push_task, save_task, write_model_files
 from ..sources import ResolvedCheckpoint, resolve_checkpoint
 from ..training import FitResult, Predictions, make_accelerator, predict_loader
-from ..training.batching import eval_loader
-from ..training.layout import fast_layout, inference_batch_size
+from ..training.batching import INDEX_KEY, eval_loader
+from ..training.layout import fast_layout, inference_batch_size, pixels_per_example
 from .features import task_features
 from .fitting import fit_stages
 from .hooks import TaskHooks
@@ -83,8 +84,9 @@ class Task(TaskHooks):
         self._accelerator = None
         self.strategy_choice = None  # what train.strategy auto chose, when it did
         self.lora_adapter = None  # the LoRA adapters and head alone (lora save_adapter), written as adapter/ on save
+        self._folded: tuple[tuple, torch.nn.Module] | None = None  # (weights_key, inference copy) of the model
 
-    _RUNTIME_STATE: ClassVar[tuple[str, ...]] = ("model", "_accelerator", "fit_result", "lora_adapter")
+    _RUNTIME_STATE: ClassVar[tuple[str, ...]] = ("model", "_accelerator", "fit_result", "lora_adapter", "_folded")
 
     def __getstate__(self) -> dict[str, Any]:
         """A pickled (or deep-copied) task carries its settings, labels and processor but not the model or training
@@ -222,9 +224,26 @@ class Task(TaskHooks):
         accelerator = self._accelerator or make_accelerator(TrainConfig())
         self._accelerator = accelerator
         model = fast_layout(self.model.to(accelerator.device))
-        batch_size = inference_batch_size(model, accelerator.device, batch_size)
-        loader = accelerator.prepare(eval_loader(features, self.collate, batch_size, self.lengths(features)))
-        return predict_loader(model, loader, accelerator, capture, pool=pool)
+        pixels = pixels_per_example(features[0]) if batch_size is None and len(features) else None
+        batch_size = inference_batch_size(model, accelerator.device, batch_size, pixels)
+        loader = eval_loader(features, self.collate, batch_size, self.lengths(features))
+        fast = self._inference_copy(model, loader, accelerator.device)
+        if capture is not None and not any(module is capture for module in fast.modules()):
+            fast = model  # the copy replaced the module whose inputs are wanted
+        return predict_loader(fast, accelerator.prepare(loader), accelerator, capture, pool=pool)
+
+    def _inference_copy(self, model: torch.nn.Module, loader: Any, device: torch.device) -> torch.nn.Module:
+        """``model`` with its batch norms folded (:func:`~mtl.modeling.fusion.inference_copy`), checked on two
+        examples of the loader's first batch; made again only after the weights change."""
+        if not has_foldable(model) or len(loader) == 0:
+            return model
+        key = weights_key(model)
+        if self._folded is not None and self._folded[0] == key:
+            return self._folded[1]
+        probe = {name: value.to(device) for name, value in next(iter(loader)).items()
+                 if name not in (INDEX_KEY, "labels") and isinstance(value, torch.Tensor)}
+        self._folded = (key, fast_layout(inference_copy(model, probe)))
+        return self._folded[1]
 
     # ---- internals ----------------------------------------------------------------------------------
     def _ensure_model(self, label_names: Sequence[str], head: HeadConfig | None = None,
