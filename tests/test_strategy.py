@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from mtl.task.strategy import JUDGED_VALIDATION, MIN_STEPS
+from mtl.task.strategy import JUDGED_VALIDATION, MIN_STEPS, PATIENCE_STEPS
 from mtl.tasks import TextSentiment
 
 from conftest import make_sentences, run_cli
@@ -37,6 +37,8 @@ def test_auto_fits_the_strategy_to_the_time_budget(tiny_bert, tmp_path, minutes,
         # 96 examples in batches of 16 are 6 steps an epoch: with 120 validation examples to stop early on, the
         # recipe's 2 epochs become the 50 that make MIN_STEPS (300) optimizer steps, which 30 minutes pay for
         assert (MIN_STEPS, JUDGED_VALIDATION) == (300, 100) and task.strategy_choice.settings["epochs"] == 50
+        # and early stopping waits PATIENCE_STEPS (100) steps without improvement: 17 epochs of 6 steps
+        assert PATIENCE_STEPS == 100 and task.strategy_choice.settings["early_stopping_patience"] == 17
         small = TextSentiment(tiny_bert, max_length=32)
         small.fit(rows[:96], rows[96:120], strategy="auto", time_budget=minutes, batch_size=16, epochs=2)
         assert small.strategy_choice.settings["epochs"] == 2  # 24 validation examples: the recipe's epochs
