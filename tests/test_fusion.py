@@ -77,6 +77,22 @@ def test_a_copy_whose_outputs_differ_is_not_used():
     assert inference_copy(model, {"pixel_values": torch.randn(2, 3, 8, 8)}) is model
 
 
+class _StandardisedConv(nn.Conv2d):
+    """Weight standardisation (BiT): the weights are renormalised on every call, so a fold would be undone."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = (self.weight - self.weight.mean(dim=(1, 2, 3), keepdim=True)) / (
+            self.weight.std(dim=(1, 2, 3), keepdim=True) + 1e-5)
+        return self._conv_forward(x, weight, self.bias)
+
+
+def test_a_convolution_that_rewrites_its_weights_is_not_folded():
+    model = nn.Sequential(_StandardisedConv(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4 * 6 * 6, 2))
+    _randomise_norms(model)
+    model.eval()
+    assert inference_copy(model, {"input": torch.randn(2, 3, 8, 8)}) is model
+
+
 def test_a_plain_convolution_and_norm_fold_and_a_model_without_norms_is_returned_as_it_is():
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 2))
     _randomise_norms(model)

@@ -86,7 +86,8 @@ def _logits(model: nn.Module, probe: dict[str, Any]) -> torch.Tensor:
 
 def _convolution_norm_pairs(model: nn.Module, probe: dict[str, Any]) -> tuple[list[tuple[str, str]], torch.Tensor]:
     """(convolution name, batch norm name) for each batch norm that normalises, in eval mode, exactly the output of
-    the convolution that ran just before it (seen by running ``probe``), and the model's logits on ``probe``."""
+    the convolution that ran just before it (seen by running ``probe``; a plain ``nn.Conv2d`` or timm's
+    ``Conv2dSame``), and the model's logits on ``probe``."""
     last: dict[str, Any] = {}
     calls: dict[str, int] = {}
     pairs: list[tuple[str, str]] = []
@@ -107,7 +108,8 @@ def _convolution_norm_pairs(model: nn.Module, probe: dict[str, Any]) -> tuple[li
         return hook
 
     for name, module in model.named_modules():
-        if isinstance(module, nn.Conv2d):
+        if type(module) is nn.Conv2d or _is_same_padded(module):  # not a subclass that changes its weights on
+            # the fly (weight standardisation), which would undo the fold
             handles.append(module.register_forward_hook(after_convolution(name)))
         elif _foldable_norm(module):
             handles.append(module.register_forward_pre_hook(before_norm(name)))
