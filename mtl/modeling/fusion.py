@@ -50,9 +50,10 @@ def inference_copy(model: nn.Module, probe: dict[str, Any]) -> nn.Module:
     with torch.no_grad():
         pairs, expected = _convolution_norm_pairs(model, probe)
         fused = _CopyOnWrite(model)
-        folded = sum(fused.fold(convolution, norm) for convolution, norm in pairs)
+        for convolution, norm in pairs:
+            fused.fold(convolution, norm)
         padded = fused.static_same_padding()
-        if not folded and not padded:
+        if not pairs and not padded:
             return model
         got = _logits(fused.root, probe)
     if got.shape != expected.shape or not torch.allclose(got.float(), expected.float(), rtol=TOLERANCE, atol=TOLERANCE):
@@ -60,7 +61,7 @@ def inference_copy(model: nn.Module, probe: dict[str, Any]) -> nn.Module:
                     "predicting with the model as it is", (got.float() - expected.float()).abs().max().item()
                     if got.shape == expected.shape else float("nan"))
         return model
-    logger.debug("inference: %d batch norms folded, %d convolutions padded statically", folded, padded)
+    logger.debug("inference: %d batch norms folded, %d convolutions padded statically", len(pairs), padded)
     return fused.root
 
 
@@ -170,7 +171,7 @@ class _CopyOnWrite:
         self.root = _shallow(model)
         self._copied: dict[str, nn.Module] = {"": self.root}
 
-    def fold(self, convolution_name: str, norm_name: str) -> int:
+    def fold(self, convolution_name: str, norm_name: str) -> None:
         """Fold the batch norm ``norm_name`` into the convolution ``convolution_name`` before it."""
         norm = self.root.get_submodule(norm_name)
         convolution = self._own(convolution_name)
@@ -178,7 +179,6 @@ class _CopyOnWrite:
         convolution.weight, convolution.bias = fuse_conv_bn_weights(
             convolution.weight, convolution.bias, norm.running_mean, norm.running_var, norm.eps, norm.weight, norm.bias)
         self._set(norm_name, _AfterNorm(norm.drop, norm.act) if _is_norm_act(norm) else nn.Identity())
-        return 1
 
     def static_same_padding(self) -> int:
         """Put a :class:`_ShiftedSameConv` in place of each timm ``Conv2dSame``."""

@@ -43,7 +43,7 @@ from ..publish.model_folder import read_task_folder, push_task, save_task, write
 from ..sources import ResolvedCheckpoint, resolve_checkpoint
 from ..training import FitResult, Predictions, make_accelerator, predict_loader
 from ..training.batching import INDEX_KEY, eval_loader
-from ..training.layout import fast_layout, inference_batch_size, pixels_per_example
+from ..training.layout import fast_layout, has_2d_convolutions, inference_batch_size, pixels_per_example
 from .features import task_features
 from .fitting import fit_stages
 from .hooks import TaskHooks
@@ -224,7 +224,8 @@ class Task(TaskHooks):
         accelerator = self._accelerator or make_accelerator(TrainConfig())
         self._accelerator = accelerator
         model = fast_layout(self.model.to(accelerator.device))
-        pixels = pixels_per_example(features[0]) if batch_size is None and len(features) else None
+        convolutional = batch_size is None and len(features) and has_2d_convolutions(model)
+        pixels = pixels_per_example(features[0]) if convolutional else None  # one example's transform, only here
         batch_size = inference_batch_size(model, accelerator.device, batch_size, pixels)
         loader = eval_loader(features, self.collate, batch_size, self.lengths(features))
         fast = self._inference_copy(model, loader, accelerator.device)
