@@ -117,7 +117,8 @@ def test_predictions_follow_the_weights_after_they_change(tmp_path):
     np.testing.assert_allclose(task.predict_proba(images), first, atol=1e-6)
 
     seen = []  # a hook registered after the copy was made still fires: the copy shares the model's modules
-    handle = task.model.timm_model.conv_head.register_forward_hook(lambda module, args, output: seen.append(len(output)))
+    conv_head = task.model.timm_model.conv_head
+    handle = conv_head.register_forward_hook(lambda module, args, output: seen.append(len(output)))
     np.testing.assert_allclose(task.predict_proba(images), first, atol=1e-6)
     handle.remove()
     assert sum(seen) == len(images)
