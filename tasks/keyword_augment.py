@@ -33,7 +33,8 @@ class AudioOptions:
     gain_db: float = 6.0  # random gain within +-gain_db decibels
     noise_probability: float = 0.5  # share of training clips mixed with background noise
     noise_snr_db: list[float] = field(default_factory=lambda: [10.0, 30.0])  # SNR drawn uniformly from this range
-    background_noise: str | None = None  # folder or file of noise recordings; None: white noise
+    background_noise: str | None = None  # folder or file of noise recordings; "_silence_": the training split's
+    # _silence_ clips (Speech Commands cuts them from background-noise recordings); None: white noise
     freq_mask: int = 10  # SpecAugment: mask up to this many mel bins (spectrogram models only; 0: off)
     time_mask: int = 10  # SpecAugment: mask up to this many frames (spectrogram models only; 0: off)
     streaming_negatives: float = 0.0  # share of keyword clips turned into partial words (_unknown_) or background

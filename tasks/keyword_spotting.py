@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import time
 from pathlib import Path
@@ -36,6 +37,8 @@ from .keyword_detection import (CALIBRATION_FILE, THRESHOLDS, Detection, Detecto
                                 calibration_record, pick_events, plot_timeline, smooth_posteriors, sweep, window_starts)
 from .keyword_augment import AudioOptions, augment_wave, load_noise, mask_spectrogram, streaming_negatives
 from .keyword_stitching import Recording, labelled_rows, stitch_rows
+
+logger = logging.getLogger(__name__)
 
 
 @register_task("keyword-spotting")
@@ -114,8 +117,7 @@ class KeywordSpotting(Task):
         rng = np.random.default_rng(int(np.random.randint(2**31))) if augment else None
         if "clip" not in batch:  # raw inputs (a batch given directly)
             batch = {**batch, **self.decode(batch)}
-        waves = [from_pcm16(np.frombuffer(clip, np.int16)) if dtype == "int16" else np.frombuffer(clip, np.float32).copy()
-                 for clip, dtype in zip(batch["clip"], batch["clip_dtype"])]
+        waves = _waves(batch["clip"], batch["clip_dtype"])
         clips = [crop_clip(wave, samples, rng) for wave in waves]
         labels = batch.get("label")
         if augment and labels is not None and self.options.streaming_negatives:
@@ -290,9 +292,36 @@ class KeywordSpotting(Task):
         return mask_spectrogram(spectrogram, mel_axis, self.options.freq_mask, self.options.time_mask)
 
     def _noise_bank(self) -> list[np.ndarray] | None:
-        if self.options.background_noise is not None and self._noise is None:
+        if self.options.background_noise not in (None, SILENCE) and self._noise is None:
             self._noise = load_noise(self.options.background_noise, self.sampling_rate, "background_noise")
-        return self._noise
+        return self._noise  # background_noise _silence_: set by fit from the training split (white noise until then)
+
+    def _labelled_pair(self, train: Any, validation: Any) -> tuple[Dataset, Dataset]:
+        """The splits, and with ``background_noise: _silence_`` the noise bank: the training split's own
+        ``_silence_`` clips (read from the decoded cache; validation and test clips never enter it)."""
+        train_set, validation_set = super()._labelled_pair(train, validation)
+        if self.options.background_noise == SILENCE:
+            self._noise = self._silence_clips(train_set)
+        return train_set, validation_set
+
+    def _silence_clips(self, train_set: Dataset) -> list[np.ndarray] | None:
+        label = self.label_names.index(SILENCE) if SILENCE in self.label_names else None
+        rows = [i for i, value in enumerate(train_set["label"]) if value == label]
+        if not rows:
+            logger.warning("background_noise: the training split has no %s clips to mix in as noise; white noise "
+                           "instead (add a %s or _background_noise_ folder, or give a folder of noise recordings)",
+                           SILENCE, SILENCE)
+            return None
+        decoded = decoded_inputs(self, train_set.select(rows), self.spec.input_column)
+        clips = _waves(decoded["clip"], decoded["clip_dtype"])
+        logger.info("background noise: the %d %s clips of the training split", len(clips), SILENCE)
+        return clips
+
+
+def _waves(clips: Sequence[bytes], dtypes: Sequence[str]) -> list[np.ndarray]:
+    """Decoded clips (the ``clip`` and ``clip_dtype`` columns) as float32 waves."""
+    return [from_pcm16(np.frombuffer(clip, np.int16)) if dtype == "int16" else np.frombuffer(clip, np.float32).copy()
+            for clip, dtype in zip(clips, dtypes)]
 
 
 def _clip_sized(resolved: ResolvedCheckpoint, clip_seconds: float) -> ResolvedCheckpoint:

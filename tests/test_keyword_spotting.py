@@ -177,6 +177,39 @@ def test_augmentation_only_while_training(tones, tmp_path):
         assert torch.equal(off.transform(batch, train=True)[key], plain)
 
 
+def hum(frequency: float, rng: np.random.Generator) -> dict:
+    """One second of a faint tone at ``frequency`` Hz: a background recording whose source can be told apart."""
+    t = np.arange(RATE) / RATE
+    return {"array": (0.05 * np.sin(2 * np.pi * frequency * t + rng.uniform(0, 6))).astype(np.float32),
+            "sampling_rate": RATE}
+
+
+def dominant_hz(wave: np.ndarray) -> float:
+    return float(np.fft.rfftfreq(len(wave), 1 / RATE)[np.abs(np.fft.rfft(wave)).argmax()])
+
+
+def test_silence_noise_is_the_training_splits_silence_clips(tmp_path, caplog):
+    """``background_noise: _silence_`` mixes in the training split's _silence_ clips, never validation ones; data
+    without _silence_ clips trains with white noise and says so."""
+    rng = np.random.default_rng(4)
+    def split(silence_hz: float, count: int) -> dict:
+        clips = [{"array": tone(label, rng), "sampling_rate": RATE} for label in ("high", "low") for _ in range(count)]
+        clips += [hum(silence_hz, rng) for _ in range(count)]
+        return {"audio": clips, "label": ["high"] * count + ["low"] * count + ["_silence_"] * count}
+    train, validation = split(3000.0, 5), split(7000.0, 2)
+    task = KeywordSpotting(build_model("whisper", tmp_path / "whisper"), background_noise="_silence_",
+                           noise_probability=1.0)
+    task.fit(train, validation, epochs=1, batch_size=8)
+    bank = task._noise_bank()
+    assert len(bank) == 5 and {dominant_hz(clip) for clip in bank} == {3000.0}
+
+    caplog.set_level("WARNING")
+    no_silence = {key: values[:10] for key, values in train.items()}
+    task = KeywordSpotting(tmp_path / "whisper", background_noise="_silence_")
+    task.fit(no_silence, epochs=1, batch_size=8)
+    assert task._noise_bank() is None and "no _silence_ clips to mix in as noise; white noise" in caplog.text
+
+
 def test_spec_augment_masks_the_batch_at_once_with_each_items_mean():
     task = KeywordSpotting("unused", freq_mask=4, time_mask=6)
     torch.manual_seed(0)
