@@ -296,17 +296,15 @@ class KeywordSpotting(Task):
             self._noise = load_noise(self.options.background_noise, self.sampling_rate, "background_noise")
         return self._noise  # background_noise _silence_: set by fit from the training split (white noise until then)
 
-    def _labelled_pair(self, train: Any, validation: Any) -> tuple[Dataset, Dataset]:
-        """The splits, and with ``background_noise: _silence_`` the noise bank: the training split's own
-        ``_silence_`` clips (read from the decoded cache; validation and test clips never enter it)."""
-        train_set, validation_set = super()._labelled_pair(train, validation)
+    def prepare_training(self, train_set: Dataset) -> None:
+        """With ``background_noise: _silence_`` the noise bank is the training split's own ``_silence_`` clips
+        (read from the decoded cache; validation and test clips never enter it)."""
         if self.options.background_noise == SILENCE:
             self._noise = self._silence_clips(train_set)
-        return train_set, validation_set
 
     def _silence_clips(self, train_set: Dataset) -> list[np.ndarray] | None:
         label = self.label_names.index(SILENCE) if SILENCE in self.label_names else None
-        rows = [i for i, value in enumerate(train_set["label"]) if value == label]
+        rows = [] if label is None else [i for i, value in enumerate(train_set["label"]) if value == label]
         if not rows:
             logger.warning("background_noise: the training split has no %s clips to mix in as noise; white noise "
                            "instead (add a %s or _background_noise_ folder, or give a folder of noise recordings)",

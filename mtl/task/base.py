@@ -120,6 +120,7 @@ class Task(TaskHooks):
         except ValueError as error:
             raise MtlError(f"freeze: {error}") from None
         train_set, validation_set = self._labelled_pair(train, validation)
+        self.prepare_training(train_set)
         set_seed(config.seed)  # before the new head is initialised, so runs are reproducible
         self._ensure_model(self.label_names, head, pooling)
         self.strategy_choice = None

@@ -53,6 +53,10 @@ class TaskHooks:
         once per input and cached (:mod:`mtl.task.decoding`); :meth:`transform` augments them on the fly."""
         raise NotImplementedError
 
+    def prepare_training(self, train_set: Dataset) -> None:
+        """Called by ``fit`` with the labelled training split (labels encoded) before training starts: a task
+        takes from it what its augmentation needs (the keyword task: background noise). Nothing by default."""
+
     def decode_settings(self) -> Any:
         """What :meth:`decode`'s output depends on besides the inputs (a sampling rate, a size cap): part of the
         decode cache's key."""
