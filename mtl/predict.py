@@ -1,9 +1,11 @@
-"""Command line inference: ``python -m mtl.predict OUT inputs... [--output FILE.csv|FILE.json] [--batch-size N]``.
+"""Command line inference: ``python -m mtl.predict OUT inputs... [--output FILE.csv|FILE.json] [--overwrite]
+[--batch-size N]``.
 
 Inputs are files and folders of the task's file types, CSV/TSV tables (the input column found by name or
 given with ``--column``; relative paths in it are read from the table's folder), and, for tasks that take
 them (text), plain arguments. Writes one row per input: ``input, label, score``; CSV on stdout without
-``--output``. A thin shell over :mod:`mtl.runner.inference`.
+``--output``, which never replaces an existing file unless ``--overwrite``. A thin shell over
+:mod:`mtl.runner.inference`.
 
 Example::
 
@@ -25,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("model", help="an output folder of mtl (model, config, processor)")
     parser.add_argument("inputs", nargs="+", help="files, folders, CSV/TSV tables (or texts, for text tasks)")
     parser.add_argument("--output", "-o", help="a .csv or .json file (default: CSV on stdout)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
     parser.add_argument("--batch-size", type=int, default=None,
                         help="inputs per forward pass (default: the fastest for the model on its device)")
     parser.add_argument("--column", help="the input column of CSV/TSV inputs (default: found by name)")
@@ -36,10 +39,12 @@ def _predict(args: argparse.Namespace) -> int:
         from .errors import MtlError
 
         raise MtlError(f"--batch-size must be at least 1, got {args.batch_size}")
-    from .runner.inference import collect_inputs, load_saved_task, predict_items, write_rows
+    from .runner.inference import check_rows_output, collect_inputs, load_saved_task, predict_items, write_rows
 
+    check_rows_output(args.output, args.overwrite)  # before the model is loaded and the inputs are run
     task = load_saved_task(args.model)
-    write_rows(predict_items(task, collect_inputs(task, args.inputs, args.column), args.batch_size), args.output)
+    rows = predict_items(task, collect_inputs(task, args.inputs, args.column), args.batch_size)
+    write_rows(rows, args.output, args.overwrite)
     return 0
 
 

@@ -1,4 +1,5 @@
-"""--overwrite never destroys what mtl did not write, and a failed run leaves nothing that needs a flag."""
+"""--overwrite never destroys what mtl did not write, nor the output it replaces before the new one is complete;
+a failed run leaves nothing that needs a flag."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import pytest
 import yaml
 
 from conftest import make_sentences, run_cli
-from mtl.errors import OutputExistsError
-from mtl.publish.output_dir import MARKER_FILE, clean_failed_run, prepare_output_dir
+from mtl.errors import MtlError, OutputExistsError
+from mtl.publish.output_dir import (MARKER_FILE, PreparedOutput, clean_failed_run, finish_output, prepare_output_dir,
+                                   previous_output)
 
 
 def user_folder(path: Path) -> Path:
@@ -55,15 +57,42 @@ def test_overwrite_refuses_a_folder_holding_the_runs_own_data(tmp_path):
     assert data.is_file()
 
 
-def test_overwrite_replaces_a_folder_mtl_wrote(tmp_path):
+def test_overwrite_replaces_a_folder_mtl_wrote_once_the_new_output_is_complete(tmp_path):
     out = tmp_path / "out"
-    assert prepare_output_dir(out, overwrite=False, resume=False) is True
+    assert prepare_output_dir(out, overwrite=False, resume=False).created
     (out / "model.safetensors").write_bytes(b"old")
     with pytest.raises(OutputExistsError, match="pass --overwrite"):
         prepare_output_dir(out, overwrite=False, resume=False)
-    prepare_output_dir(out, overwrite=True, resume=False)
+    prepared = prepare_output_dir(out, overwrite=True, resume=False)
     assert sorted(p.name for p in out.iterdir()) == [MARKER_FILE]
+    assert prepared.previous == tmp_path / "out.previous" and (prepared.previous / "model.safetensors").read_bytes() == b"old"
+    finish_output(prepared)
+    assert not prepared.previous.exists() and out.is_dir()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp")]
+
+
+def test_a_failed_overwrite_puts_the_replaced_output_back_or_keeps_both(tmp_path):
+    out = tmp_path / "out"
+    prepare_output_dir(out, overwrite=False, resume=False)
+    (out / "model.safetensors").write_bytes(b"old")
+    clean_failed_run(out, prepare_output_dir(out, overwrite=True, resume=False))  # failed before any checkpoint
+    assert (out / "model.safetensors").read_bytes() == b"old" and not previous_output(out).exists()
+    prepared = prepare_output_dir(out, overwrite=True, resume=False)
+    (out / "checkpoints" / "epoch-0").mkdir(parents=True)
+    clean_failed_run(out, prepared)  # failed after a checkpoint: both stay, the new run can be resumed
+    assert (out / "checkpoints" / "epoch-0").is_dir()
+    assert (previous_output(out) / "model.safetensors").read_bytes() == b"old"
+    with pytest.raises(OutputExistsError, match=r"out.previous already holds an output .* move or delete it"):
+        prepare_output_dir(out, overwrite=True, resume=False)
+    assert (out / "checkpoints" / "epoch-0").is_dir() and (previous_output(out) / "model.safetensors").is_file()
+
+
+def test_resume_of_a_finished_run_says_it_finished(tmp_path):
+    out = tmp_path / "out"
+    prepare_output_dir(out, overwrite=False, resume=False)
+    (out / "metrics.json").write_text("{}")
+    with pytest.raises(MtlError, match="already finished .* pass --overwrite"):
+        prepare_output_dir(out, overwrite=False, resume=True)
 
 
 def test_failed_run_cleanup_removes_only_what_the_run_created(tmp_path):
@@ -72,13 +101,14 @@ def test_failed_run_cleanup_removes_only_what_the_run_created(tmp_path):
     assert not created.exists()
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert prepare_output_dir(empty, overwrite=False, resume=False) is False
-    clean_failed_run(empty, False)
+    prepared = prepare_output_dir(empty, overwrite=False, resume=False)
+    assert not prepared.created
+    clean_failed_run(empty, prepared)
     assert empty.is_dir() and not any(empty.iterdir())
     resumable = tmp_path / "resumable"
     prepare_output_dir(resumable, overwrite=False, resume=False)
     (resumable / "checkpoints" / "epoch-0").mkdir(parents=True)
-    clean_failed_run(resumable, True)
+    clean_failed_run(resumable, PreparedOutput(created=True))
     assert (resumable / "checkpoints" / "epoch-0").is_dir()
 
 
@@ -114,6 +144,48 @@ def test_cli_failed_run_leaves_nothing_so_the_rerun_needs_no_flag(recipe_file, t
     rerun = run_cli(str(recipe_file(freeze="none")))
     assert rerun.returncode == 0, rerun.stderr
     assert (tmp_path / "out" / MARKER_FILE).is_file() and (tmp_path / "out" / "model.safetensors").is_file()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp")]
+
+
+def folder_bytes(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_cli_overwrite_that_fails_leaves_the_finished_run_as_it_was(recipe_file, tmp_path):
+    first = run_cli(str(recipe_file(freeze="none")))
+    assert first.returncode == 0, first.stderr
+    before = folder_bytes(tmp_path / "out")
+    failed = run_cli(str(recipe_file(freeze={"patterns": ["no.such.layer.*"]})), "--overwrite")
+    assert failed.returncode == 2 and "matches no parameter" in failed.stderr, failed.stderr
+    assert folder_bytes(tmp_path / "out") == before and not previous_output(tmp_path / "out").exists()
+    replaced = run_cli(str(recipe_file(freeze="none")), "train.seed=7", "--overwrite")
+    assert replaced.returncode == 0, replaced.stderr
+    assert folder_bytes(tmp_path / "out") != before and not previous_output(tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("moment", ["fit", "write_model"])
+def test_overwrite_interrupted_never_loses_the_finished_run(recipe_file, tmp_path, monkeypatch, moment):
+    """Ctrl-C in an --overwrite run: during training (no checkpoint yet) the earlier output is put back; during the
+    final save (the new run's checkpoints exist, --resume can finish it) the earlier output waits whole in
+    ``out.previous``."""
+    from mtl.recipe import load_recipe
+    from mtl.runner.run import run_recipe
+    from mtl.tasks import TextSentiment
+
+    recipe = recipe_file(freeze="none")
+    assert run_cli(str(recipe)).returncode == 0
+    out = tmp_path / "out"
+    before = folder_bytes(out)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(TextSentiment, moment, interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_recipe(load_recipe(recipe), overwrite=True)
+    if moment == "fit":
+        assert folder_bytes(out) == before and not previous_output(out).exists()
+    else:
+        assert folder_bytes(previous_output(out)) == before and (out / "checkpoints").is_dir()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp")]
 
 

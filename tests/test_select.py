@@ -164,3 +164,43 @@ def test_image_and_speech_candidates_are_ranked_on_the_heads_cached_inputs(name,
     validation = {key: values[32:] for key, values in examples.items()}
     rows = cls().rank_checkpoints(train, validation, candidates=[str(checkpoint)])
     assert len(rows) == 1 and rows[0].feature_dim > 0 and rows[0].train_examples == 32
+
+
+def _select_main(capsys, *argv):
+    """``python -m mtl.select argv`` in-process: (exit code, stdout, stderr)."""
+    from mtl.select import main
+
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_select_keeps_an_earlier_ranking_unless_overwrite(recipe, tmp_path, capsys):
+    report = tmp_path / "report"
+    report.mkdir()
+    (report / "ranking.csv").write_text("my earlier ranking")
+    code, _, err = _select_main(capsys, recipe, f"select.report_dir={report}")
+    assert code == 2 and "Traceback" not in err
+    assert f"select.report_dir {report} already holds ranking.csv" in err and "--overwrite" in err
+    assert (report / "ranking.csv").read_text() == "my earlier ranking"
+    code, _, err = _select_main(capsys, recipe, f"select.report_dir={report}", "--overwrite")
+    assert code == 0, err
+    assert pd.read_csv(report / "ranking.csv")["rank"].tolist() == [1, 2]
+
+
+def test_select_names_a_file_given_as_report_dir(recipe, tmp_path, capsys):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    for report, message in ((a_file, f"{a_file} is a file"), (a_file / "sub", f"lies under {a_file}, which is a file")):
+        code, _, err = _select_main(capsys, recipe, f"select.report_dir={report}")
+        assert code == 2 and "Traceback" not in err and message in err, err
+    assert a_file.read_text() == "not a folder"
+
+
+def test_overrides_after_candidates_are_overrides(recipe, tmp_path, capsys, two_tiny_berts):
+    report = tmp_path / "report"
+    code, out, err = _select_main(capsys, recipe, "--candidates", *two_tiny_berts, f"select.report_dir={report}",
+                                  "select.score=knn")
+    assert code == 0, err
+    assert "ranked by knn" in out
+    assert pd.read_csv(report / "ranking.csv")["checkpoint"].tolist() == list(two_tiny_berts)

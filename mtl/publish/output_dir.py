@@ -7,8 +7,10 @@ Holds the transformers model files, ``metrics.json``, ``recipe.yaml`` (the resol
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -18,6 +20,9 @@ from ..training.state import checkpoint_folders
 
 RECIPE_FILE = "recipe.yaml"
 METRICS_FILE = "metrics.json"
+PREVIOUS_SUFFIX = ".previous"  # --overwrite keeps the replaced output beside the new one until the new run is done
+
+logger = logging.getLogger(__name__)
 
 
 MARKER_FILE = ".mtl-output"  # written first into every folder mtl creates; --overwrite replaces only such folders
@@ -39,6 +44,9 @@ def check_output_dir(directory: Path, *, overwrite: bool, resume: bool, protecte
     _require_writable(directory)
     if resume:
         if not (directory / "checkpoints").is_dir():
+            if (directory / METRICS_FILE).is_file():
+                raise MtlError(f"--resume: the run in {directory} already finished (its {METRICS_FILE} is written); "
+                               "to train again, pass --overwrite or set output.dir=another/folder")
             raise MtlError(f"--resume: {directory} has no checkpoints/ to resume from; run without --resume")
         return False
     existed = directory.is_dir() and any(directory.iterdir())
@@ -47,18 +55,46 @@ def check_output_dir(directory: Path, *, overwrite: bool, resume: bool, protecte
                                 f"--resume to continue its run, or set output.dir=another/folder")
     if existed:
         refuse_to_replace(directory, protected)
+        previous = previous_output(directory)
+        if not _unfinished(directory) and previous.exists():
+            raise OutputExistsError(f"output.dir {directory}: {previous} already holds an output that an interrupted "
+                                    "--overwrite run set aside; move or delete it, then run again")
     return existed
 
 
+def previous_output(directory: Path) -> Path:
+    """Where ``--overwrite`` keeps the output it replaces while the new run trains: ``<folder>.previous``."""
+    return directory.with_name(directory.name + PREVIOUS_SUFFIX)
+
+
+@dataclass
+class PreparedOutput:
+    """What :func:`prepare_output_dir` did: whether it created the folder, and where the output it replaces is
+    kept until the run finishes (None: nothing replaced)."""
+
+    created: bool
+    previous: Path | None = None
+
+
 def prepare_output_dir(directory: Path, *, overwrite: bool, resume: bool,
-                       protected: Sequence[str | Path] = ()) -> bool:
-    """Create ``directory`` for a run (after :func:`check_output_dir`) and mark it as mtl's; return whether this
-    run created the folder."""
+                       protected: Sequence[str | Path] = ()) -> PreparedOutput:
+    """Create ``directory`` for a run (after :func:`check_output_dir`) and mark it as mtl's. An output being
+    replaced (``overwrite``) is renamed to ``<folder>.previous``, not deleted: :func:`finish_output` removes it
+    once the new output is complete, :func:`clean_failed_run` puts it back when the run fails."""
     directory = Path(directory).expanduser()
+    previous = None
     if check_output_dir(directory, overwrite=overwrite, resume=resume, protected=protected):
-        remove_folder(directory)
+        if _unfinished(directory):  # marker and recipe only: nothing to keep
+            remove_folder(directory)
+        else:
+            previous = previous_output(directory)
+            os.replace(directory, previous)
+            logger.info("the output being replaced is kept in %s until this run finishes", previous)
+    elif previous_output(directory).exists() and not resume:
+        logger.warning("%s holds an output that an interrupted --overwrite run set aside; it is left as it is",
+                       previous_output(directory))
     if resume:
-        return False
+        return PreparedOutput(False)
     created = not directory.exists()
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -66,7 +102,13 @@ def prepare_output_dir(directory: Path, *, overwrite: bool, resume: bool,
     except OSError as error:
         raise OutputExistsError(f"output.dir {directory}: cannot write there ({error.strerror}); choose a folder "
                                 "you can write to") from None
-    return created
+    return PreparedOutput(created, previous)
+
+
+def finish_output(prepared: PreparedOutput) -> None:
+    """The run's output is complete: delete the output it replaced."""
+    if prepared.previous is not None and prepared.previous.exists():
+        remove_folder(prepared.previous)
 
 
 def _require_writable(directory: Path) -> None:
@@ -79,17 +121,26 @@ def _require_writable(directory: Path) -> None:
                                 "folder); choose a folder you can write to")
 
 
-def clean_failed_run(directory: Path, created: bool) -> None:
-    """Remove what a failed run wrote, so that the next attempt needs no flag; a run that wrote a checkpoint
-    (after an epoch, or ``train.save_every_steps``) keeps its folder for ``--resume``."""
+def clean_failed_run(directory: Path, prepared: PreparedOutput) -> None:
+    """Remove what a failed or interrupted run wrote, so that the next attempt needs no flag, and put back the
+    output it was replacing; a run that wrote a checkpoint (after an epoch, or ``train.save_every_steps``) keeps
+    its folder for ``--resume``, and then the replaced output stays in ``<folder>.previous``."""
     directory = Path(directory).expanduser()
-    if not directory.is_dir() or checkpoint_folders(directory / "checkpoints"):
+    if directory.is_dir() and not checkpoint_folders(directory / "checkpoints"):
+        if prepared.created:
+            remove_folder(directory)
+        else:
+            for item in directory.iterdir():  # the folder was there (empty) before the run: keep it, empty again
+                shutil.rmtree(item) if item.is_dir() else item.unlink()
+    previous = prepared.previous
+    if previous is None or not previous.exists():
         return
-    if created:
-        remove_folder(directory)
-        return
-    for item in directory.iterdir():  # the folder was there (empty) before the run: keep it, empty again
-        shutil.rmtree(item) if item.is_dir() else item.unlink()
+    if directory.exists():
+        logger.warning("the output this run was replacing is kept in %s; %s holds the failed run's checkpoints "
+                       "(--resume continues it)", previous, directory)
+    else:
+        os.replace(previous, directory)
+        logger.warning("the run failed: %s is back as it was before --overwrite", directory)
 
 
 def mark_as_output(directory: Path) -> None:

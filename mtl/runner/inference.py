@@ -13,23 +13,34 @@ Example::
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 from ..errors import DataError, MtlError
 from ..fs import write_text_atomic
 from ..registry import load_saved_task
 
 TABLES = {".csv": ",", ".tsv": "\t"}
-__all__ = ["calibrate_folder", "collect_inputs", "detect_file", "event_rows", "export_folder", "load_saved_task",
-           "predict_items", "write_events", "write_rows"]
+ROWS_SUFFIXES = (".csv", ".json")  # what mtl.predict --output writes
+PATH_COLUMNS = ("path", "filepath", "file_path", "file", "filename", "file_name")  # of tables listing input files
+__all__ = ["Input", "calibrate_folder", "check_rows_output", "collect_inputs", "detect_file", "event_rows",
+           "export_folder", "load_saved_task", "predict_items", "write_events", "write_rows"]
 
 
-def collect_inputs(task: Any, arguments: Sequence[str], column: str | None = None) -> list[tuple[str, Any]]:
-    """(shown name, model input) pairs from files, folders, tables and arguments the task accepts as inputs."""
+class Input(NamedTuple):
+    """One input of ``mtl.predict``: its name in the output, the model input, and where it came from (for errors)."""
+
+    shown: str
+    value: Any
+    where: str
+
+
+def collect_inputs(task: Any, arguments: Sequence[str], column: str | None = None) -> list[Input]:
+    """The inputs in files, folders, tables and arguments the task accepts as inputs, in the order given."""
     suffixes = task.spec.file_suffixes
-    items: list[tuple[str, Any]] = []
+    items: list[Input] = []
     for argument in arguments:
         path = Path(argument).expanduser()
         if path.is_dir():
@@ -37,13 +48,13 @@ def collect_inputs(task: Any, arguments: Sequence[str], column: str | None = Non
             if not found:
                 raise DataError(f"{path}: no input files ({', '.join(suffixes)}) in this folder")
             for file in found:
-                items += task.inputs_from_file(file)
+                items += _from_file(task, file)
         elif path.is_file() and path.suffix.lower() in TABLES:
             items += _from_table(task, path, column)
         elif path.is_file():
-            items += task.inputs_from_file(path)
+            items += _from_file(task, path)
         elif (value := task.input_from_argument(argument)) is not None and not _looks_like_a_path(argument):
-            items.append((argument, value))
+            items.append(Input(argument, value, f"input {argument!r}"))
         else:
             raise DataError(f"input {argument}: no such file or folder; give files, folders or a CSV")
     if not items:
@@ -51,11 +62,11 @@ def collect_inputs(task: Any, arguments: Sequence[str], column: str | None = Non
     return items
 
 
-def predict_items(task: Any, items: list[tuple[str, Any]], batch_size: int | None = None,
+def predict_items(task: Any, items: Sequence[Input], batch_size: int | None = None,
                   chunk_size: int = 1024) -> list[dict[str, Any]]:
     """Label and score for each input: ``chunk_size`` inputs at a time through :meth:`Task.predict` (sorted by
     length and run ``batch_size`` at a time inside each chunk; None: the fastest for the model), with a progress
-    bar on stderr."""
+    bar on stderr. A task's error about ``input N`` of a chunk names where that input came from."""
     from tqdm.auto import tqdm
 
     rows: list[dict[str, Any]] = []
@@ -63,26 +74,38 @@ def predict_items(task: Any, items: list[tuple[str, Any]], batch_size: int | Non
     with tqdm(total=len(items), desc="predicting", unit="input", file=sys.stderr, disable=None) as progress:
         for start in range(0, len(items), chunk_size):
             chunk = items[start:start + chunk_size]
-            for (shown, _), result in zip(chunk, task.predict([value for _, value in chunk], batch_size=batch_size)):
-                rows.append({"input": shown, "label": result["label"], "score": round(result["score"], 6)})
+            try:
+                results = task.predict([item[1] for item in chunk], batch_size=batch_size)
+            except DataError as error:
+                raise DataError(_name_input(str(error), chunk, start)) from None
+            for item, result in zip(chunk, results):
+                rows.append({"input": item[0], "label": result["label"], "score": round(result["score"], 6)})
             progress.update(len(chunk))
     return rows
 
 
-def write_rows(rows: list[dict[str, Any]], output: str | None) -> None:
-    """CSV or JSON by the output file's suffix (written atomically); CSV on stdout without a file."""
+def check_rows_output(output: str | None, overwrite: bool = False) -> Path | None:
+    """The path of ``mtl.predict --output`` (None: stdout), refused before any work when it is no .csv or .json
+    file, its folder is missing, or it exists and ``overwrite`` is false."""
+    if output is None:
+        return None
+    path = Path(output).expanduser()
+    _check_new_file(path, "--output", ROWS_SUFFIXES, overwrite)
+    return path
+
+
+def write_rows(rows: list[dict[str, Any]], output: str | None, overwrite: bool = False) -> None:
+    """CSV or JSON by the output file's suffix (written atomically, never over an existing file unless
+    ``overwrite``); CSV on stdout without a file."""
     import pandas as pd
 
     table = pd.DataFrame(rows, columns=["input", "label", "score"])
-    if output is None:
+    path = check_rows_output(output, overwrite)
+    if path is None:
         table.to_csv(sys.stdout, index=False)
         return
-    path = Path(output).expanduser()
-    if path.suffix not in (".json", ".csv"):
-        raise MtlError(f"--output {output}: write to a .csv or .json file")
-    if not path.parent.is_dir():
-        raise MtlError(f"--output {output}: folder {path.parent} does not exist; create it or choose another path")
-    text = json.dumps(rows, indent=2, ensure_ascii=False) + "\n" if path.suffix == ".json" else table.to_csv(index=False)
+    as_json = path.suffix.lower() == ".json"
+    text = json.dumps(rows, indent=2, ensure_ascii=False) + "\n" if as_json else table.to_csv(index=False)
     write_text_atomic(path, text)
 
 
@@ -160,7 +183,7 @@ def write_events(events: Sequence[Any], path: Path) -> None:
 def _detecting_task(model_dir: str | Path) -> Any:
     task = load_saved_task(model_dir)
     if not callable(getattr(task, "detect", None)):
-        raise MtlError(f"{model_dir} holds a {task.name} model, which cannot detect events in long recordings; "
+        raise MtlError(f"{model_dir} holds a model for {task.name}, which cannot detect events in long recordings; "
                        "use a keyword-spotting model")
     return task
 
@@ -185,20 +208,60 @@ def export_folder(model_dir: str | Path, *, opset: int | None = None) -> Any:
     return export_onnx(load_saved_task(model_dir), model_dir, opset=opset)
 
 
-def _from_table(task: Any, path: Path, column: str | None) -> list[tuple[str, Any]]:
+def _from_file(task: Any, path: Path) -> list[Input]:
+    """The inputs one file stands for, each named by the file (and its place in it when it holds several)."""
+    try:
+        pairs = task.inputs_from_file(path)
+    except UnicodeDecodeError:
+        raise DataError(_not_utf8(path)) from None
+    except OSError as error:
+        raise DataError(f"{path}: cannot read it ({error.strerror or error}); check the file") from None
+    if len(pairs) == 1:
+        return [Input(*pairs[0], str(path))]
+    return [Input(shown, value, f"{path} input {i + 1}") for i, (shown, value) in enumerate(pairs)]
+
+
+def _from_table(task: Any, path: Path, column: str | None) -> list[Input]:
+    """The inputs of a table's input column, each named by the table and its row (row 1: the first under the header)."""
     import pandas as pd
 
     try:
         table = pd.read_csv(path, sep=TABLES[path.suffix.lower()], dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+    except UnicodeDecodeError:
+        raise DataError(_not_utf8(path)) from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError, OSError) as error:
         raise DataError(f"{path}: cannot read the table ({str(error).splitlines()[0]}); check its format") from None
-    candidates = [column] if column else list(task.spec.input_candidates)
+    candidates = _input_columns(task, column)
     found = next((c for c in candidates if c in table.columns), None)
     if found is None:
         wanted = f"named {column!r}" if column else f"({', '.join(candidates)})"
         raise DataError(f"{path}: no input column {wanted}; its columns are {', '.join(table.columns)}; "
                         "choose one with --column")
-    return [(value, task.input_from_table(value, path.parent)) for value in table[found].tolist()]
+    return [Input(value, task.input_from_table(value, path.parent), f"{path} row {i + 1} (line {i + 2})")
+            for i, value in enumerate(table[found].tolist())]
+
+
+def _input_columns(task: Any, column: str | None) -> list[str]:
+    """The table columns that may hold the inputs, first found wins: ``--column``, else the task's input names
+    and, for tasks whose inputs are files (they take no plain arguments), the usual names of a path column."""
+    if column:
+        return [column]
+    reads_files = task.input_from_argument("") is None
+    return list(dict.fromkeys([*task.spec.input_candidates, *(PATH_COLUMNS if reads_files else ())]))
+
+
+def _not_utf8(path: Path) -> str:
+    return f"{path}: not UTF-8 text (a binary file, or another encoding); give a UTF-8 text file or save it as UTF-8"
+
+
+def _name_input(message: str, chunk: Sequence[Input], start: int) -> str:
+    """A task's message about ``input N`` of a chunk (1-based), naming where that input came from instead."""
+    match = re.match(r"input (\d+)\b", message)
+    if match is None or not 1 <= int(match[1]) <= len(chunk):
+        return message
+    item = chunk[int(match[1]) - 1]
+    where = item.where if isinstance(item, Input) else f"input {start + int(match[1])}"
+    return where + message[match.end():]
 
 
 def _looks_like_a_path(argument: str) -> bool:

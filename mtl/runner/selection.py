@@ -2,7 +2,8 @@
 
 ``python -m mtl.run RECIPE --list-checkpoints`` prints :func:`checkpoint_table`; ``python -m mtl.select`` and
 ``model.checkpoint: auto`` call :func:`select_checkpoint`, which loads the recipe's data, ranks the candidates
-(:meth:`mtl.task.Task.rank_checkpoints`) and writes ``ranking.csv`` / ``ranking.png``.
+(:meth:`mtl.task.Task.rank_checkpoints`) and writes ``ranking.csv`` / ``ranking.png`` (``mtl.select`` never
+over an earlier ranking without ``--overwrite``).
 
 Example::
 
@@ -20,7 +21,8 @@ from typing import Any
 
 from ..config.sections import Recipe
 from ..data import load_labelled
-from ..publish.ranking import format_ranking, write_ranking
+from ..errors import MtlError, OutputExistsError
+from ..publish.ranking import RANKING_CSV, RANKING_PNG, format_ranking, write_ranking
 from ..registry import get_task
 from ..sources.listing import checkpoint_info
 from ..task.ranking import rank_checkpoints
@@ -72,12 +74,15 @@ def checkpoint_table(task_name: str) -> str:
 
 
 def select_checkpoint(recipe: Recipe, candidates: list[str] | None = None, data: Any = None,
-                      write_report: bool = True) -> Selection:
+                      write_report: bool = True, overwrite: bool = False) -> Selection:
     """Rank ``candidates`` (else ``recipe.select.candidates``, else the task's list) on the recipe's data.
 
-    ``data`` reuses splits already loaded by the caller. The report goes to ``recipe.select.report_dir``
-    (default ``<output.dir>-selection``).
+    ``data`` reuses splits already loaded by the caller. The report goes to :func:`report_dir` (checked before
+    anything is ranked; ``overwrite`` False: refused if it holds an earlier ranking).
     """
+    folder = report_dir(recipe)
+    if write_report:
+        check_report_dir(folder, overwrite=overwrite)
     task_cls = get_task(recipe.task)
     task = task_cls(None, options=recipe.preprocess)
     if data is None:
@@ -92,8 +97,26 @@ def select_checkpoint(recipe: Recipe, candidates: list[str] | None = None, data:
                             seed=recipe.train.seed, skip_unavailable=not chosen)
     selection = Selection(recipe.select.score, [row.to_dict() for row in rows], time.perf_counter() - started)
     if write_report:
-        selection.report_dir = Path(recipe.select.report_dir or f"{recipe.output.dir.rstrip('/')}-selection")
+        selection.report_dir = folder
         selection.files = write_ranking(selection.report_dir, selection.rows, selection.score)
     logger.info("select: %s ranks first by %s among %d candidates (%.0f s)\n%s", selection.winner,
                 selection.score, len(rows), selection.seconds, selection.table())
     return selection
+
+
+def report_dir(recipe: Recipe) -> Path:
+    """Where the ranking goes: ``select.report_dir``, default ``<output.dir>-selection``."""
+    return Path(recipe.select.report_dir or f"{recipe.output.dir.rstrip('/')}-selection").expanduser()
+
+
+def check_report_dir(folder: Path, *, overwrite: bool) -> None:
+    """Refuse a report folder that is a file or lies under one, and, unless ``overwrite``, one that holds an
+    earlier ranking (``ranking.csv`` / ``ranking.png``)."""
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        under = "" if existing == folder else f" lies under {existing}, which"
+        raise MtlError(f"select.report_dir {folder}{under} is a file, not a folder; choose another select.report_dir")
+    earlier = [name for name in (RANKING_CSV, RANKING_PNG) if (folder / name).exists()]
+    if earlier and not overwrite:
+        raise OutputExistsError(f"select.report_dir {folder} already holds {' and '.join(earlier)} of an earlier "
+                                "selection; choose another select.report_dir or pass --overwrite to replace them")
