@@ -18,7 +18,7 @@ import torch
 from datasets import Dataset
 from PIL import Image
 
-from mtl.data.images import IMAGE_SUFFIXES, MIN_SIDE, verify_images
+from mtl.data.images import IMAGE_SUFFIXES, MIN_SIDE, eight_bit, eight_bit_array, verify_images
 from mtl.errors import DataError
 from mtl.task import Task, TaskSpec, register_task
 from mtl.task.decoding import decoded_inputs, is_decoded
@@ -42,7 +42,10 @@ class ImageOptions:
 
 def to_rgb(image: Any, where: str = "image") -> Image.Image:
     """A PIL RGB image from a PIL image, a numpy array (HxW or HxWxC, uint8 or [0, 1] floats), a file path or
-    a ``{"bytes", "path"}`` dict; empty, non-finite or smaller than 8x8 images are :class:`DataError`s naming ``where``."""
+    a ``{"bytes", "path"}`` dict; empty, non-finite or smaller than 8x8 images are :class:`DataError`s naming ``where``
+    (and the file). Training decode and predict both come here: 16-bit and float images are scaled to 8 bits by
+    :func:`~mtl.data.images.eight_bit` (``pipeline("image-classification")`` does not: it clips them)."""
+    named = f"{where} ({name})" if (name := _file_name(image)) else where
     if isinstance(image, dict):
         image = io.BytesIO(image["bytes"]) if image.get("bytes") else image.get("path")
     if isinstance(image, (str, Path, io.BytesIO)):
@@ -57,17 +60,22 @@ def to_rgb(image: Any, where: str = "image") -> Image.Image:
             raise DataError(f"{where}: an image array is HxW or HxWxC (C = 1, 3 or 4), got shape {array.shape}")
         if not np.issubdtype(array.dtype, np.number) or not np.isfinite(array).all():
             raise DataError(f"{where}: the image array holds NaN, infinite or non-numeric values; fix the array")
-        if array.dtype != np.uint8:
-            array = np.clip(array * (255.0 if array.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
+        array = eight_bit_array(array, where)
         if array.ndim == 3 and array.shape[-1] == 1:
             array = array[..., 0]
         image = Image.fromarray(array)
     if not isinstance(image, Image.Image):
         raise DataError(f"{where}: expected a PIL image, numpy array or file path, got {type(image).__name__}")
     if min(image.size) < MIN_SIDE:
-        raise DataError(f"{where}: the image is {image.size[0]}x{image.size[1]} pixels; images need at least "
+        raise DataError(f"{named}: the image is {image.size[0]}x{image.size[1]} pixels; images need at least "
                         f"{MIN_SIDE}x{MIN_SIDE} pixels to classify")
-    return image.convert("RGB")
+    return eight_bit(image, named).convert("RGB")
+
+
+def _file_name(image: Any) -> str | None:
+    """The file an image input comes from (a path, or a ``{"path"}`` dict), when it names one."""
+    path = image.get("path") if isinstance(image, dict) else image
+    return str(path) if isinstance(path, (str, Path)) and path else None
 
 
 def with_image_size(processor: Any, size: int) -> Any:

@@ -14,11 +14,17 @@ from mtl.errors import CheckpointError, DataError
 from mtl.task import Task, TaskSpec, register_task
 
 DEFAULT_MAX_LENGTH = 128
+SHOWN_ROWS = 5  # rows named in a message about blank texts; the rest are counted
 SAMPLE_TEXTS = ["a gorgeous, moving film", "dull and far too long", "what a film", "the plot was fine",
                 "I would not watch it again", "superb acting and a clever, warm story"]
 _POSITIVE = ["good", "great", "wonderful", "superb", "lovely", "brilliant"]
 _NEGATIVE = ["bad", "awful", "boring", "dull", "terrible", "weak"]
 _FILLER = ["the", "film", "was", "a", "plot", "actors", "story", "movie", "really", "quite", "and", "with"]
+
+
+def _is_blank(text: Any) -> bool:
+    """An empty or whitespace-only text, or a missing one (None, or NaN where pandas read an empty cell)."""
+    return text is None or (isinstance(text, float) and text != text) or (isinstance(text, str) and not text.strip())
 
 
 def _position_limit(folder: Path, tokenizer: Any) -> int | None:
@@ -83,6 +89,21 @@ class TextSentiment(Task):
                 shown = "an empty text" if isinstance(text, str) else f"a {type(text).__name__}"
                 raise DataError(f"input {i + 1}: expected a non-empty text, got {shown}")
         return super().inputs_to_dataset(inputs)
+
+    def check_inputs(self, split: Dataset, column: str, where: str) -> None:
+        """Every text is non-empty, as :meth:`inputs_to_dataset` requires at predict time: empty, blank or
+        missing texts are one DataError naming the first rows (counted from 1, as label errors count them)."""
+        texts = split.with_format("arrow")[:][column].to_pylist()  # fast on 100k rows, unlike split[column]
+        blank = [row for row, text in enumerate(texts, start=1) if _is_blank(text)]
+        if not blank:
+            return
+        if len(blank) == 1:
+            raise DataError(f"{where} row {blank[0]}: the text is empty or missing; fill it in or remove the row "
+                            "(predict refuses empty texts too)")
+        shown = ", ".join(map(str, blank[:SHOWN_ROWS])) + (f" and {len(blank) - SHOWN_ROWS} more"
+                                                            if len(blank) > SHOWN_ROWS else "")
+        raise DataError(f"{where} rows {shown}: the text is empty or missing ({len(blank)} of {len(split)} rows); "
+                        "fill them in or remove those rows (predict refuses empty texts too)")
 
     def load_processor(self, folder: Path) -> Any:
         """The tokenizer; ``max_length`` above the checkpoint's position limit is an error, not a crash later."""

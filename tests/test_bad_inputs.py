@@ -27,6 +27,7 @@ def world(tmp_path_factory, tiny_bert):
     pd.DataFrame(make_sentences(80)).to_csv(root / "reviews.csv", index=False)
     (root / "empty.csv").write_text("")
     (root / "header-only.csv").write_text("sentence,sentiment\n")
+    (root / "semicolons.csv").write_text("sentence;sentiment\ngood film;pos\nbad, dull film;neg\nfine;pos\n")
     pd.DataFrame({"sentence": ["good film", "great film", "fine film"], "sentiment": ["pos"] * 3}).to_csv(
         root / "one-class.csv", index=False)
     pd.DataFrame({"words": ["good", "bad"] * 10, "sentiment": ["pos", "neg"] * 10}).to_csv(root / "no-text.csv", index=False)
@@ -55,6 +56,7 @@ def world(tmp_path_factory, tiny_bert):
     (root / "recipe.yaml").write_text("# python -m mtl.run recipe.yaml\n" + yaml.safe_dump(recipe))
     (root / "list.yaml").write_text("- a\n- b\n")
     (root / "broken.yaml").write_text("task: [unclosed\n")
+    (root / "twice.yaml").write_text("task: text-sentiment\ntrain:\n  epochs: 1\n  epochs: 2\n")
     (root / "user-folder").mkdir()
     (root / "user-folder" / "thesis.docx").write_text("years of work")
     (root / "a-file").write_text("not a folder")
@@ -73,6 +75,7 @@ def fails_cleanly(capsys, main, argv, *fragments):
 RUN_CASES = [  # (extra arguments, fragments of the one message); "{w}" is the world folder
     (["{w}/nope.yaml"], ["cannot read recipe"]),
     (["{w}/broken.yaml"], ["not valid YAML at line"]),
+    (["{w}/twice.yaml"], ["line 4", "the key 'epochs' is given twice in one section"]),
     (["{w}/list.yaml"], ["a recipe is a mapping"]),
     (["{w}/recipe.yaml", "trian.epochs=1"], ["unknown key", "did you mean 'train'"]),
     (["{w}/recipe.yaml", "task=text-sentimnt"], ["did you mean 'text-sentiment'"]),
@@ -104,7 +107,9 @@ RUN_CASES = [  # (extra arguments, fragments of the one message); "{w}" is the w
     (["{w}/recipe.yaml", "data.source={w}/missing.csv"], ["does not exist"]),
     (["{w}/recipe.yaml", "data.source=null", "data.files={train: {w}/gone.csv}"], ["data.files.train", "does not exist"]),
     (["{w}/recipe.yaml", "data.source={w}/empty.csv"], ["empty.csv"]),
-    (["{w}/recipe.yaml", "data.source={w}/header-only.csv"], ["header-only.csv"]),
+    (["{w}/recipe.yaml", "data.source={w}/header-only.csv"], ["header-only.csv has a header but no rows"]),
+    (["{w}/recipe.yaml", "data.source={w}/semicolons.csv"], ["semicolons.csv: its header is separated by semicolons",
+                                                             "sep=';'"]),
     (["{w}/recipe.yaml", "data.source={w}/one-class.csv"], ["only one label ('pos')"]),
     (["{w}/recipe.yaml", "data.source={w}/no-text.csv"], ["cannot tell which column is the input", "data.input_column"]),
     (["{w}/recipe.yaml", "data.input_column=review"], ["data.input_column: train has no column 'review'"]),
@@ -126,7 +131,7 @@ RUN_CASES = [  # (extra arguments, fragments of the one message); "{w}" is the w
     (["{w}/recipe.yaml", "preprocess.max_length=500"], ["more than the 64 tokens"]),
     (["{w}/recipe.yaml", "preprocess.max_len=32"], ["did you mean 'max_length'"]),
     (["{w}/recipe.yaml", "task=image-classification", "model.checkpoint=null", "data.source={w}/images",
-      "preprocess={}"], ["dot.png", "smaller than 8x8"]),
+      "preprocess={}"], ["dot.png", "images need at least 8x8"]),
     (["{w}/recipe.yaml", "task=keyword-spotting", "data.source={w}/clips", "preprocess={}"],
      ["silent_nohash_9.wav", "audio files cannot be read"]),
     (["{w}/recipe.yaml", "task=keyword-spotting", "data.source={w}/int-labels.csv", "data.keywords=[yes]",
@@ -219,7 +224,7 @@ def test_python_api_rejects(world, saved_text_model, tiny_bert):
             text.predict(bad)
     with pytest.raises(MtlError, match="batch_size must be"):
         text.predict(["good"], batch_size=0)
-    with pytest.raises(MtlError, match="not among the training labels"):
+    with pytest.raises(MtlError, match=r"evaluate data row 1: label .meh. is not among the model.s labels"):
         text.evaluate({"text": ["good film"], "label": ["meh"]})
     image = ImageClassification()
     image.label_names, image.model = ["a", "b"], object()  # predict checks inputs before the model runs

@@ -137,3 +137,103 @@ def test_missing_file_and_unknown_source_are_clear(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     with pytest.raises(DataError, match="not a built-in dataset .*vader-movie-snippets"):
         load_labelled(DataConfig(source="someone/no-such-dataset"), **TEXT)
+
+
+def text_check():
+    from mtl.tasks import TextSentiment
+
+    return TextSentiment().check_inputs
+
+
+def test_empty_blank_or_missing_texts_name_split_rows_and_file(tmp_path):
+    rows = make_sentences(20)
+    rows[2]["sentence"], rows[4]["sentence"], rows[7]["sentence"] = "", "   ", None
+    path = write(rows, tmp_path / "r.csv")
+    with pytest.raises(DataError, match=r"^train \(.*r\.csv\) rows 3, 5, 8: the text is empty or missing "
+                                        r"\(3 of 20 rows\); fill them in or remove those rows"):
+        load_labelled(DataConfig(source=str(path)), check=text_check(), **TEXT)
+    for row in (9, 11, 13, 15):
+        rows[row]["sentence"] = ""
+    with pytest.raises(DataError, match=r"rows 3, 5, 8, 10, 12 and 2 more: .* \(7 of 20 rows\)"):
+        load_labelled(DataConfig(source=str(write(rows, tmp_path / "more.csv"))), check=text_check(), **TEXT)
+    test_rows = make_sentences(6)
+    test_rows[1]["sentence"] = " "
+    files = {"train": str(write(make_sentences(20), tmp_path / "train.csv")),
+             "test": str(write(test_rows, tmp_path / "test.csv"))}
+    with pytest.raises(DataError, match=r"^test \(.*test\.csv\) row 2: the text is empty or missing; fill it in"):
+        load_labelled(DataConfig(files=files), check=text_check(), **TEXT)
+    with pytest.raises(DataError, match=r"^train row 2: the text is empty or missing"):
+        labelled_split(test_rows, label_names=None, what="train", check=text_check(), **TEXT)
+
+
+def shared_input_warnings(caplog, config, **options):
+    with caplog.at_level("WARNING", logger="mtl.data"):
+        data = load_labelled(config, **(options or TEXT))
+    return data, [r.getMessage() for r in caplog.records if "as a training row" in r.getMessage()]
+
+
+def test_rows_duplicated_across_splits_are_one_warning_with_counts(tmp_path, caplog):
+    rows = make_sentences(200, seed=3)
+    assert len({r["sentence"] for r in rows}) == 200
+    path = write(rows + rows[:50], tmp_path / "r.csv")
+    data, warnings = shared_input_warnings(caplog, DataConfig(source=str(path), validation_size=0.1, test_size=0.1))
+    train = set(data.splits["train"]["text"])
+    shared = {name: sum(text in train for text in data.splits[name]["text"]) for name in ("test", "validation")}
+    assert shared["test"] and shared["validation"]
+    assert len(warnings) == 1, warnings
+    assert (f"{shared['test']} of 25 test rows and {shared['validation']} of 23 validation rows have the same text "
+            "as a training row") in warnings[0]
+    assert "df.drop_duplicates(subset=['sentence'])" in warnings[0]
+    assert "training rows also repeat another training row" in warnings[0]
+
+
+def test_distinct_texts_images_and_speech_files_give_no_duplicate_warning(tmp_path, caplog):
+    import numpy as np
+    import soundfile
+    from PIL import Image
+
+    path = write(make_sentences(200, seed=3), tmp_path / "r.csv")
+    assert shared_input_warnings(caplog, DataConfig(source=str(path)))[1] == []
+    for split in ("train", "test"):  # the same pixels in both split folders, as distinct files
+        for i in range(12):
+            folder = tmp_path / "images" / split / ("red" if i % 2 else "blue")
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (16, 16), (255, 0, 0) if i % 2 else (0, 0, 255)).save(folder / f"{i}.png")
+    images = dict(input_name="image", input_candidates=("image",))
+    data, warnings = shared_input_warnings(caplog, DataConfig(source=str(tmp_path / "images")), **images)
+    assert len(data.splits["test"]) == 12 and warnings == []
+    for speaker in range(8):  # Speech Commands' <speaker>_nohash_<n>.wav, silent clips (identical bytes)
+        for word in ("yes", "no"):
+            folder = tmp_path / "speech" / word
+            folder.mkdir(parents=True, exist_ok=True)
+            soundfile.write(folder / f"{speaker:08x}_nohash_0.wav", np.zeros(160, np.float32), 16000)
+    audio = dict(input_name="audio", input_candidates=("audio",))
+    data, warnings = shared_input_warnings(caplog, DataConfig(source=str(tmp_path / "speech")), **audio)
+    assert len(data.splits["test"]) and warnings == []
+
+
+def test_images_nested_below_their_label_folders_are_one_error_showing_the_layout(tmp_path):
+    from PIL import Image
+
+    from mtl.data.tables import read_source
+
+    for label in ("cat", "dog"):
+        (tmp_path / label / "sub" / "deeper").mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (16, 16), (40 * i, 0, 0)).save(tmp_path / label / "sub" / "deeper" / f"{i}.png")
+    with pytest.raises(DataError, match=r"images lie 3 folders deep, e\.g\. cat/sub/deeper/0\.png\); lay them out as "
+                                        r"<label>/<image>"):
+        read_source(str(tmp_path))
+
+
+def test_a_label_unknown_to_data_label_names_or_in_a_python_validation_split_is_named_as_such(tmp_path, tiny_bert):
+    from mtl.tasks import TextSentiment
+
+    rows = make_sentences(20)
+    with pytest.raises(DataError, match=r"row \d+: label 'negative' is not among data.label_names \(positive\); fix "
+                                        r"the row or add it to data.label_names"):
+        load_labelled(DataConfig(source=str(write(rows, tmp_path / "r.csv")), label_names=["positive"]), **TEXT)
+    validation = make_sentences(4)
+    validation[1]["sentiment"] = "unseen"
+    with pytest.raises(DataError, match=r"validation data row 2: label 'unseen' is not among the training labels"):
+        TextSentiment(tiny_bert, max_length=16).fit(rows, validation, max_steps=1, batch_size=8)

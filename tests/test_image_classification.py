@@ -109,6 +109,40 @@ def test_inputs_become_rgb_and_bad_inputs_are_named(tmp_path):
         to_rgb(42)
 
 
+def test_16_bit_and_float_images_decode_like_the_8_bit_one(tmp_path):
+    """The same grey ramp as an 8-bit PNG, a 16-bit PNG, a 32-bit integer TIFF and float TIFFs: training decode and
+    predict give the same pixels for all (PIL's own convert("RGB") turns the 16-bit one white, the float one black)."""
+    grey = (np.arange(32 * 40).reshape(32, 40) * 7 % 256).astype(np.uint8)
+    Image.fromarray(grey).save(tmp_path / "g8.png")
+    Image.fromarray(grey.astype(np.uint16) * 257).save(tmp_path / "g16.png")
+    Image.fromarray(grey.astype(np.int32) * 257).save(tmp_path / "i32.tif")
+    Image.fromarray((grey / 255).astype(np.float32)).save(tmp_path / "float.tif")
+    Image.fromarray(grey.astype(np.float32)).save(tmp_path / "float255.tif")
+    files = [str(tmp_path / name) for name in ("g8.png", "g16.png", "i32.tif", "float.tif", "float255.tif")]
+    assert [Image.open(f).mode for f in files] == ["L", "I;16", "I", "F", "F"]
+    task = ImageClassification("unused")
+    decoded = task.decode({"image": [{"path": f, "bytes": None} for f in files]})
+    predicted = task.inputs_to_dataset(files)
+    for pixels in (*decoded["pixels"], *predicted["pixels"]):
+        rgb = np.frombuffer(pixels, np.uint8).reshape(32, 40, 3)
+        assert np.abs(rgb.astype(int) - grey[..., None]).max() <= 1
+
+
+def test_images_outside_8_and_16_bit_ranges_are_named(tmp_path):
+    Image.fromarray(np.full((9, 9), 70000, np.int32)).save(tmp_path / "i32.tif")
+    Image.fromarray(np.full((9, 9), -0.5, np.float32)).save(tmp_path / "negative.tif")
+    nan = np.zeros((9, 9), np.float32)
+    nan[0, 0] = np.nan
+    Image.fromarray(nan).save(tmp_path / "nan.tif")
+    task = ImageClassification("unused")
+    with pytest.raises(DataError, match=r"input 1 \(.*i32\.tif\): the image holds 32-bit integer pixels"):
+        task.inputs_to_dataset([str(tmp_path / "i32.tif")])
+    with pytest.raises(DataError, match=r"image \(.*negative\.tif\): .* float pixels must lie in 0\.\.1"):
+        task.decode({"image": [{"path": str(tmp_path / "negative.tif"), "bytes": None}]})
+    with pytest.raises(DataError, match=r"input 2 \(.*nan\.tif\): the float image holds NaN"):
+        task.inputs_to_dataset([np.zeros((9, 9), np.uint8), str(tmp_path / "nan.tif")])
+
+
 @pytest.mark.pretrained
 def test_real_efficientnet_head_names_reach_the_pipeline(tmp_path):
     """timm-wrapper configs keep labels in ``label_names``; the saved folder must name the user's labels."""
@@ -193,6 +227,20 @@ def test_frozen_backbone_runs_once_per_example_with_the_feature_cache(cache, tmp
     assert task.evaluate(colour_images(40, 2))["accuracy"] >= 0.9
 
 
+def test_bad_images_are_named_each_with_its_reason_then_counted(tmp_path):
+    write_folder(tmp_path / "photos", ["train"])
+    red = tmp_path / "photos" / "train" / "red"
+    Image.new("RGB", (5, 5)).save(red / "a-tiny.png")
+    for i in range(6):
+        (red / f"broken{i}.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated jpeg")
+    options = dict(input_name="image", input_candidates=ImageClassification.spec.input_candidates)
+    with pytest.raises(DataError) as caught:
+        load_labelled(DataConfig(source=str(tmp_path / "photos")), check=ImageClassification().check_inputs, **options)
+    message = str(caught.value)
+    assert "a-tiny.png) is 5x5 pixels (images need at least 8x8)" in message
+    assert message.count("cannot be decoded (corrupt or not an image)") == 4 and "; and 2 more: replace or remove them" in message
+
+
 def test_test_split_can_come_from_another_source(tmp_path):
     write_folder(tmp_path / "a", [""])
     write_folder(tmp_path / "b", ["test"])
@@ -207,7 +255,7 @@ def test_a_corrupt_image_is_named_before_training(tmp_path):
     broken = tmp_path / "photos" / "train" / "red" / "broken.jpg"
     broken.write_bytes(b"\xff\xd8\xff\xe0 truncated jpeg")
     options = dict(input_name="image", input_candidates=ImageClassification.spec.input_candidates)
-    with pytest.raises(DataError, match=r"train row \d+ \(.*broken\.jpg\): the image cannot be decoded"):
+    with pytest.raises(DataError, match=r"train row \d+ \(.*broken\.jpg\) cannot be decoded \(corrupt"):
         load_labelled(DataConfig(source=str(tmp_path / "photos")), check=ImageClassification().check_inputs, **options)
 
 
@@ -223,3 +271,15 @@ def test_head_first_epochs_probe_on_cached_features_then_fine_tune(tmp_path):
     assert seen[0] == (96 + 32 + 2 * PROBE_EXAMPLES) + 2 * (96 + 32)
     assert not (task.model.resnet.embedder.embedder.convolution.weight == stem_before).all()  # the backbone trained
     assert len(result.history) == 2 and task.freeze_report.trainable == task.freeze_report.total
+
+
+def test_16_bit_integer_and_float_arrays_read_like_the_8_bit_array():
+    from mtl.tasks.image_classification import to_rgb
+
+    grey = (np.arange(64 * 64).reshape(64, 64) % 256).astype(np.uint8)
+    expected = np.asarray(to_rgb(grey))
+    for array in (grey.astype(np.uint16) * 257, grey.astype(np.int64), grey / 255.0, grey.astype(np.float32)):
+        assert np.array_equal(np.asarray(to_rgb(array)), expected), array.dtype
+    for array, message in ((grey.astype(np.int64) * 1000, "32-bit integer pixels"), (grey - 300.0, "float pixels")):
+        with pytest.raises(DataError, match=message):
+            to_rgb(array, "input 1")

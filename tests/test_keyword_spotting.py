@@ -505,3 +505,47 @@ def test_bf16_reads_audio_features_in_fp32_and_evaluates(tones, tmp_path, monkey
     assert task._accelerator.mixed_precision == "bf16"
     scores = task.evaluate(data.splits["validation"])
     assert 0.0 <= scores["accuracy"] <= 1.0 and scores["num_examples"] == len(data.splits["validation"])
+
+
+def test_integer_pcm_arrays_are_scaled_like_files_and_predict_like_floats(tmp_path):
+    """int16 / int32 arrays (as ``soundfile.read(dtype=...)`` gives them) decode to the float samples the file gives;
+    int8 / uint8 (centred at 128) by their range too; AST's filterbank is not scale-invariant, so predict agrees."""
+    from mtl.data.audio import load_clip
+
+    pcm = np.round(tone("high", np.random.default_rng(5)) * 32767).astype(np.int16)
+    sf.write(tmp_path / "pcm.wav", pcm, RATE, subtype="PCM_16")
+    floats, _ = sf.read(tmp_path / "pcm.wav", dtype="float32")
+    for dtype in ("int16", "int32"):
+        assert np.array_equal(load_clip(sf.read(tmp_path / "pcm.wav", dtype=dtype)[0], RATE, None), floats)
+    eight_bit = [-1.0, 0.0, 127 / 128]
+    assert load_clip(np.array([-128, 0, 127], np.int8), RATE, None).tolist() == eight_bit
+    assert load_clip(np.array([0, 128, 255], np.uint8), RATE, None).tolist() == eight_bit
+    task = KeywordSpotting.load(build_model("ast", tmp_path / "ast"))
+    as_ints = task.predict_proba([{"array": pcm, "sampling_rate": RATE}, pcm])
+    as_floats = task.predict_proba([{"array": floats, "sampling_rate": RATE}, floats])
+    assert np.abs(as_ints - as_floats).max() < 1e-4
+    with pytest.raises(DataError, match="input 1: audio samples of type int64 have no standard scale; give float"):
+        task.predict([pcm.astype(np.int64)])
+
+
+def test_an_empty_wav_is_named_at_predict_as_before_training(tmp_path, capsys):
+    """A 0-frame file: 'no audio frames' naming it, from fit, predict and the predict command, and no numpy warning."""
+    import warnings
+
+    from mtl.predict import main
+
+    empty = tmp_path / "e.wav"
+    sf.write(empty, np.zeros(0), RATE)
+    folder = build_model("ast", tmp_path / "ast")
+    with pytest.raises(DataError, match=r"audio files cannot be read: .*e\.wav \(no audio frames\)"):
+        KeywordSpotting(folder).fit({"path": [str(empty)] * 2, "label": ["a", "b"]}, epochs=1)
+    task = KeywordSpotting.load(folder)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(DataError, match=r"input 2: cannot read .*e\.wav: no audio frames; replace or remove"):
+            task.predict([tone("high", np.random.default_rng(0)), str(empty)])
+    task.save(tmp_path / "model")
+    capsys.readouterr()
+    assert main([str(tmp_path / "model"), str(empty)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "e.wav: no audio frames" in err and len(err.strip().splitlines()) == 1, err

@@ -1,4 +1,5 @@
-"""Recipe YAML: ``yaml.safe_load`` with YAML 1.2 booleans, so the words yes/no/on/off stay words.
+"""Recipe YAML: ``yaml.safe_load`` with YAML 1.2 booleans, so the words yes/no/on/off stay words, and no key
+given twice.
 
 Example::
 
@@ -14,7 +15,18 @@ import yaml
 
 
 class _RecipeLoader(yaml.SafeLoader):
-    """YAML with 1.2 booleans: only true/false; yes/no/on/off stay words (they are Speech Commands keywords)."""
+    """YAML with 1.2 booleans: only true/false; yes/no/on/off stay words (they are Speech Commands keywords).
+    A key given twice in one mapping is an error, not a silent last-one-wins."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[str] = set()
+        for key_node, _ in node.value:  # the section's own keys (a "<<" merge may be overridden, as YAML allows)
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                if key_node.value in seen:
+                    raise yaml.constructor.ConstructorError(None, None, f"the key {key_node.value!r} is given twice "
+                                                            "in one section; keep one", key_node.start_mark)
+                seen.add(key_node.value)
+        return super().construct_mapping(node, deep=deep)
 
 
 _RecipeLoader.yaml_implicit_resolvers = {

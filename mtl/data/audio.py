@@ -110,7 +110,8 @@ def relabel_keywords(dataset: Dataset, keywords: Sequence[str], column: str = "l
 # ---- decoding -------------------------------------------------------------------------------------------------
 def decode(source: Any, where: str = "audio") -> tuple[np.ndarray, int | None]:
     """``(mono float32 samples, sampling rate)`` from a path, bytes, a ``{"array"|"raw", "sampling_rate"}``
-    or ``{"bytes", "path"}`` dict, or a numpy array / list (rate None: the caller's rate is assumed)."""
+    or ``{"bytes", "path"}`` dict, or a numpy array / list (rate None: the caller's rate is assumed). Float
+    samples are kept; integer PCM arrays (int8/16/32, uint8) are scaled to [-1, 1) as files are."""
     import soundfile
 
     start = end = None
@@ -143,14 +144,29 @@ def decode(source: Any, where: str = "audio") -> tuple[np.ndarray, int | None]:
         name = "audio bytes" if isinstance(source, bytes) else str(source)
         reason = str(error).replace(f"Error opening {name!r}: ", "").rstrip(".")
         raise DataError(f"{where}: cannot read {name}: {reason}; replace or remove the file") from None
-    return _mono(samples, where), rate
+    if not len(samples):  # as check_readable says before training; a mean over no frames would be NaN
+        name = "audio bytes" if isinstance(source, bytes) else str(source)
+        raise DataError(f"{where}: cannot read {name}: no audio frames; replace or remove the file")
+    return _mono(samples.mean(axis=1), where), rate  # soundfile gives (frames, channels)
+
+
+PCM_SCALES = {"int8": (0, 128.0), "int16": (0, 32768.0), "int32": (0, 2147483648.0), "uint8": (128, 128.0)}
 
 
 def _float_array(values: Any, where: str) -> np.ndarray:
+    """Samples as float32: integer PCM scaled to [-1, 1) by its dtype's full range (uint8 centred at 128), as
+    soundfile reads such files; floats as they are. Other integer types (int64: Python ints) have no such scale."""
     try:
-        return np.asarray(values, dtype=np.float32)
+        array = np.asarray(values)
+        if array.dtype.kind not in "iu":
+            return array.astype(np.float32, copy=False)
     except (TypeError, ValueError):
         raise DataError(f"{where}: audio samples must be numbers (a 1-D or 2-D array), got {type(values).__name__}") from None
+    if array.dtype.name not in PCM_SCALES:
+        raise DataError(f"{where}: audio samples of type {array.dtype.name} have no standard scale; give float "
+                        f"samples in [-1, 1] or {', '.join(PCM_SCALES)} PCM samples")
+    centre, scale = PCM_SCALES[array.dtype.name]
+    return ((array.astype(np.float64) - centre) / scale).astype(np.float32)
 
 
 def _mono(samples: np.ndarray, where: str) -> np.ndarray:

@@ -19,8 +19,8 @@ from datasets import ClassLabel, Dataset, DatasetDict, Value
 from ..config.sections import DataConfig
 from ..errors import DataError
 from .audio import relabel_keywords
-from .splits import STANDARDISED as _STANDARDISED, complete_splits, limit_per_class
-from .tables import read_files, read_source, to_dataset
+from .splits import STANDARDISED as _STANDARDISED, complete_splits, limit_per_class, warn_shared_inputs
+from .tables import SOURCE_FILES, read_files, read_source, to_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -60,11 +60,14 @@ def load_labelled(config: DataConfig, *, input_name: str, input_candidates: Sequ
     })
     if config.keywords:
         splits = DatasetDict({name: relabel_keywords(split, config.keywords) for name, split in splits.items()})
-    splits, names = encode_labels(splits, label_names or config.label_names)
+    splits, names = encode_labels(splits, label_names or config.label_names,
+                                  known_as="the model's labels" if label_names else "data.label_names")
     require_trainable_labels(splits["train"], names, "data.label_names" if config.label_names else "the data")
     splits = complete_splits(splits, config)
     if config.limit_per_class:
         splits["train"] = limit_per_class(splits["train"], config.limit_per_class, config.split_seed)
+    warn_shared_inputs(splits, input_name, named=_find_column(raw["train"], config.input_column, input_candidates,
+                                                              "input", "train"))
     _STANDARDISED.update(split._fingerprint for split in splits.values())
     data = LabelledData(splits, names, input_name)
     logger.info("data: %s", data.summary())
@@ -114,7 +117,9 @@ def _all_unlabelled(split: Dataset, column: str) -> bool:
 def standardize(split: Dataset, *, input_name: str, input_candidates: Sequence[str], input_column: str | None = None,
                 label_column: str | None = None, where: str = "data", need_label: bool = True,
                 check: InputCheck | None = None) -> Dataset:
-    """Keep the input and label columns only, renamed to ``input_name`` and ``label``; ``check`` the inputs."""
+    """Keep the input and label columns only, renamed to ``input_name`` and ``label``; ``check`` the inputs (its
+    messages name the file too, when the split was read from one)."""
+    file = SOURCE_FILES.get(split._fingerprint)
     source_input = _find_column(split, input_column, input_candidates, "input", where)
     keep = {source_input: input_name}
     if need_label:
@@ -123,7 +128,7 @@ def standardize(split: Dataset, *, input_name: str, input_candidates: Sequence[s
     renames = {old: new for old, new in keep.items() if old != new}
     split = split.rename_columns(renames) if renames else split
     if check is not None:  # e.g. every image or audio file is opened before training starts
-        check(split, input_name, where)
+        check(split, input_name, f"{where} ({file})" if file else where)
     _STANDARDISED.add(split._fingerprint)
     return split
 
@@ -142,9 +147,10 @@ def _find_column(split: Dataset, wanted: str | None, candidates: Sequence[str], 
                     f"looked for {', '.join(candidates)}). Set data.{role}_column in the recipe.")
 
 
-def encode_labels(splits: DatasetDict, label_names: Sequence[str] | None = None) -> tuple[DatasetDict, list[str]]:
+def encode_labels(splits: DatasetDict, label_names: Sequence[str] | None = None, *, train_key: str = "train",
+                  known_as: str = "the model's labels") -> tuple[DatasetDict, list[str]]:
     """Make ``label`` a ClassLabel with names, the same mapping in every split."""
-    train = splits["train"]
+    train = splits[train_key]
     feature = train.features["label"]
     if isinstance(feature, ClassLabel) and label_names is not None and list(feature.names) != list(label_names):
         splits = DatasetDict({k: _as_strings(v) for k, v in splits.items()})
@@ -153,10 +159,11 @@ def encode_labels(splits: DatasetDict, label_names: Sequence[str] | None = None)
         for name, split in splits.items():
             other = split.features["label"]
             if not isinstance(other, ClassLabel) or list(other.names) != names:
-                return encode_labels(DatasetDict({k: _as_strings(v) for k, v in splits.items()}), names)
+                return encode_labels(DatasetDict({k: _as_strings(v) for k, v in splits.items()}), names,
+                                     train_key=train_key, known_as="the training labels")
         return splits, names
     values = {name: _label_values(split, name) for name, split in splits.items()}
-    train_values = values["train"]
+    train_values = values[train_key]
     all_int = all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in train_values)
     if label_names is not None:
         names = list(label_names)
@@ -174,8 +181,12 @@ def encode_labels(splits: DatasetDict, label_names: Sequence[str] | None = None)
         unknown = [v for v in values[split_name] if v not in lookup and str(v) not in lookup]
         if unknown:
             row = _first_row(split, unknown[0])
-            raise DataError(f"{split_name} row {row}: label {unknown[0]!r} is not among the training labels "
-                            f"({', '.join(names[:20])}); fix the row or add examples of it to train")
+            among = known_as if label_names is not None else "the training labels"
+            fix = {"the training labels": f"fix the row or add examples of it to {train_key}",
+                   "the model's labels": "fix the row (the model predicts only these labels)"}.get(
+                among, f"fix the row or add it to {among}")
+            raise DataError(f"{split_name} row {row}: label {unknown[0]!r} is not among {among} "
+                            f"({', '.join(names[:20])}); {fix}")
     new_feature = ClassLabel(names=names)
 
     def encode(batch: dict[str, list[Any]]) -> dict[str, list[int]]:
@@ -202,7 +213,10 @@ def require_trainable_labels(train: Dataset, names: Sequence[str], named_by: str
     if missing:
         raise DataError(f"train: {named_by} names {len(names)} labels but {len(missing)} of them have no training "
                         f"example ({', '.join(map(repr, missing[:10]))}); the model could never predict them. "
-                        "Remove those names from data.label_names or add examples of them")
+                        + ("Remove those names from data.label_names or add examples of them" if named_by ==
+                           "data.label_names" else "Add training examples of them (each label needs a few, so that "
+                           "some are left for training after the validation and test rows are held out) or remove "
+                           "their rows"))
 
 
 def _as_strings(split: Dataset) -> Dataset:
@@ -230,7 +244,8 @@ def _first_row(split: Dataset, value: Any) -> int:
 
 
 def labelled_split(data: Any, *, input_name: str, input_candidates: Sequence[str], label_names: Sequence[str] | None,
-                   what: str, need_label: bool = True, check: InputCheck | None = None) -> tuple[Dataset, list[str] | None]:
+                   what: str, need_label: bool = True, check: InputCheck | None = None,
+                   known_as: str = "the model's labels") -> tuple[Dataset, list[str] | None]:
     """One split for the Python API (fit/evaluate): any table-like object, standardized and label-encoded.
 
     A split that :func:`load_labelled` (or an earlier call) already standardised and checked is used as it is.
@@ -241,6 +256,6 @@ def labelled_split(data: Any, *, input_name: str, input_candidates: Sequence[str
                             need_label=need_label, check=check)
     if not need_label:
         return split, label_names
-    encoded, names = encode_labels(DatasetDict({"train": split}), label_names)
-    _STANDARDISED.add(encoded["train"]._fingerprint)
-    return encoded["train"], names
+    encoded, names = encode_labels(DatasetDict({what: split}), label_names, train_key=what, known_as=known_as)
+    _STANDARDISED.add(encoded[what]._fingerprint)
+    return encoded[what], names

@@ -9,9 +9,11 @@ Example::
 from __future__ import annotations
 
 import logging
+from typing import Hashable
 
 import numpy as np
-from datasets import Dataset, DatasetDict
+import pyarrow as pa
+from datasets import Audio, Dataset, DatasetDict, Image
 
 from ..config.sections import DataConfig
 from .speakers import hold_out_by_speaker
@@ -67,3 +69,37 @@ def limit_per_class(dataset: Dataset, limit: int, seed: int) -> Dataset:
         keep.extend(rng.permutation(indices)[:limit].tolist())
     logger.info("data: limit_per_class=%d keeps %d of %d training examples", limit, len(keep), len(dataset))
     return inherit_checked(dataset, dataset.select(sorted(keep)))[0]
+
+
+def warn_shared_inputs(splits: DatasetDict, column: str, named: str) -> None:
+    """Log one warning when validation or test rows have an input identical to a training row's (texts, file
+    paths or in-memory file bytes; other inputs are not compared). Splits are left as drawn. ``named`` is the
+    input column as the data names it, for the pandas fix shown."""
+    train = input_keys(splits["train"], column)
+    if train is None:
+        return
+    seen = {key for key in train if key is not None}
+    found = []
+    for name in ("test", "validation"):
+        keys = input_keys(splits[name], column) if name in splits else None
+        shared = sum(key is not None and key in seen for key in keys or ())
+        if shared:
+            found.append(f"{shared} of {len(keys)} {name} rows")
+    if not found:
+        return
+    repeats = sum(key is not None for key in train) - len(seen)
+    logger.warning("data: %s have the same %s as a training row%s, so their scores overstate how the model does on "
+                   "new data; deduplicate the data before training, e.g. df.drop_duplicates(subset=[%r]) in pandas",
+                   " and ".join(found), column,
+                   f" ({repeats} training rows also repeat another training row)" if repeats else "", named)
+
+
+def input_keys(split: Dataset, column: str) -> list[Hashable] | None:
+    """One hashable key per row, equal for identical inputs: the text or path itself, or a file's in-memory bytes
+    (read as stored, nothing decoded); None for inputs that are not compared (arrays)."""
+    values = split.with_format("arrow")[:][column]
+    if isinstance(split.features[column], (Image, Audio)):
+        return [item and (item.get("bytes") or item.get("path")) for item in values.to_pylist()]
+    if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+        return values.to_pylist()
+    return None

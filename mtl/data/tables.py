@@ -26,6 +26,7 @@ _READERS: dict[str, tuple[str, dict[str, Any]]] = {
     ".parquet": ("parquet", {}),
 }
 SPLIT_FILE_STEMS = ("train", "validation", "valid", "dev", "val", "test")
+SOURCE_FILES: dict[str, str] = {}  # fingerprint of a split read by read_files -> its file, for messages naming it
 
 
 def read_files(files: Mapping[str, str | Path]) -> DatasetDict:
@@ -37,18 +38,50 @@ def read_files(files: Mapping[str, str | Path]) -> DatasetDict:
         if path.stat().st_size == 0:
             raise DataError(f"{split} file {path} is empty; it needs a header and at least one row per split")
     if all(looks_like_pixel_csv(path) for path in paths.values()):
-        return DatasetDict({split: read_pixel_csv(path) for split, path in paths.items()})
+        pixels = DatasetDict({split: read_pixel_csv(path) for split, path in paths.items()})
+        SOURCE_FILES.update({split._fingerprint: str(paths[name]) for name, split in pixels.items()})
+        return pixels
     suffixes = {path.suffix.lower() for path in paths.values()}
     unknown = suffixes - set(_READERS)
     if unknown or len(suffixes) != 1:
         raise DataError(f"data files {', '.join(str(p) for p in paths.values())}: use one of the formats "
                         f"{', '.join(_READERS)} for all splits")
     builder, options = _READERS[suffixes.pop()]
+    for path in paths.values():
+        check_table_layout(path)
     try:
-        return load_dataset(builder, data_files={s: str(p) for s, p in paths.items()}, **options)
+        loaded = load_dataset(builder, data_files={s: str(p) for s, p in paths.items()}, **options)
     except Exception as error:  # pyarrow / pandas parse errors carry the detail
         raise DataError(f"cannot read {', '.join(str(p) for p in paths.values())}: {describe(error)}; "
                         "check the file's format and delimiter") from None
+    SOURCE_FILES.update({split._fingerprint: str(paths[name]) for name, split in loaded.items()})
+    return loaded
+
+
+DELIMITERS = {".csv": ",", ".tsv": "\t"}
+
+
+def check_table_layout(path: Path) -> None:
+    """A DataError, before parsing, for the common ways a CSV/TSV file is not a table mtl can read: a header with
+    no rows, or a header split by another delimiter than its suffix says (e.g. semicolons in a .csv)."""
+    if path.suffix.lower() not in DELIMITERS:
+        return
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            lines = [line for _, line in zip(range(3), (line for line in handle if line.strip()))]
+    except OSError:
+        return
+    if len(lines) == 1:
+        raise DataError(f"{path} has a header but no rows; add the examples below the header")
+    wanted, header = DELIMITERS[path.suffix.lower()], lines[0] if lines else ""
+    others = {d: header.count(d) for d in (",", ";", "\t", "|") if d != wanted and header.count(d)}
+    if others and wanted not in header:
+        found = max(others, key=others.get)
+        names = {",": "commas", ";": "semicolons", "\t": "tabs", "|": "bars"}
+        rename = " or rename it to .tsv" if found == "\t" else ""
+        raise DataError(f"{path}: its header is separated by {names[found]}, but a {path.suffix.lower()} file is read "
+                        f"with {names[wanted]}; save it with {names[wanted]} (e.g. pandas.read_csv(path, "
+                        f"sep={found!r}).to_csv(new_path, index=False)){rename}")
 
 
 def read_source(source: str, config: str | None = None) -> DatasetDict:
@@ -65,7 +98,7 @@ def read_source(source: str, config: str | None = None) -> DatasetDict:
         if not files and idx_pairs(path):
             return read_idx_folder(path)  # MNIST's IDX files
         if not files and _holds_images(path):
-            return load_dataset("imagefolder", data_dir=str(path))  # <split>/<label>/x.jpg or <label>/x.jpg
+            return _image_folder(path)
         if not files and holds_audio(path):
             return read_audio_folder(path)  # <split>/<label>/x.wav or <label>/x.wav, audio kept as paths
         if not files:
@@ -75,6 +108,20 @@ def read_source(source: str, config: str | None = None) -> DatasetDict:
     if source.startswith((".", "/", "~")) or Path(source).suffix.lower() in _READERS:
         raise DataError(f"data.source: {source} does not exist (looked in {path.resolve().parent}); check the path")
     return _read_hub(source, config)
+
+
+def _image_folder(folder: Path) -> DatasetDict:
+    """``<label>/x.jpg`` or ``<split>/<label>/x.jpg``: the label is the folder right above each image. Images at
+    other depths leave datasets' imagefolder without labels: an error showing the layout wanted."""
+    loaded = load_dataset("imagefolder", data_dir=str(folder))
+    if all("label" in split.column_names for split in loaded.values()):
+        return loaded
+    depths = sorted({len(p.relative_to(folder).parts) - 1 for p in folder.rglob("*")
+                     if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES})
+    example = next(p for p in sorted(folder.rglob("*")) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    raise DataError(f"data.source: {folder}: cannot take labels from its folders (images lie {' or '.join(map(str, depths))} folders deep, "
+                    f"e.g. {example.relative_to(folder)}); lay them out as <label>/<image> or <split>/<label>/<image>, "
+                    "every image one folder below its label's")
 
 
 def _holds_images(folder: Path) -> bool:

@@ -247,6 +247,13 @@ class Task(TaskHooks):
         self._folded = (key, fast_layout(inference_copy(model, probe)))
         return self._folded[1]
 
+    def build_model(self, label_names: Sequence[str], head: HeadConfig | None = None,
+                    pooling: str = "auto") -> torch.nn.Module:
+        """The pretrained classifier for ``label_names`` (loaded once; ``fit`` builds it too), e.g. to check a
+        freezing spec against it before training (``--dry-run``)."""
+        self._ensure_model(label_names, head, pooling)
+        return self.model
+
     # ---- internals ----------------------------------------------------------------------------------
     def _ensure_model(self, label_names: Sequence[str], head: HeadConfig | None = None,
                       pooling: str = "auto") -> None:
@@ -281,7 +288,8 @@ class Task(TaskHooks):
         if validation is None:
             train_set, validation_set = hold_out(train_set, 0.1, seed=42)
         else:
-            validation_set, _ = labelled_split(validation, label_names=names, what="validation data", **kwargs)
+            validation_set, _ = labelled_split(validation, label_names=names, what="validation data",
+                                               known_as="the training labels", **kwargs)
         self.label_names = list(names)
         return train_set, validation_set
 
