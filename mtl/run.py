@@ -40,6 +40,7 @@ def _run(args: argparse.Namespace) -> int:
     push = ["hub.push=true", f"hub.repo_id={args.push_to_hub}"] if args.push_to_hub else []
     recipe = load_recipe(args.recipe, [*args.overrides, *push])
     from .runner import checkpoint_table, format_summary, prepare_run, run_recipe
+    from .runner.run import check_model
 
     if args.list_checkpoints:
         print(checkpoint_table(recipe.task))
@@ -47,10 +48,12 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.dry_run:
         run = prepare_run(recipe, overwrite=args.overwrite, resume=args.resume)
+        check_model(run, recipe)
         print(recipe.to_yaml(), end="")
         auto = " (model.checkpoint: auto picks among the candidates when it runs)" if run.auto else ""
-        print(f"# checked: data ({run.data.summary()}), checkpoint {run.task.checkpoint}{auto} ({run.task.source.source}), "
-              f"metrics, output folder {run.out}" + (f", Hub target {run.repo_id}" if run.repo_id else ""))
+        freezing = "" if run.auto else f", freezing ({recipe.freeze_spec.describe()})"
+        print(f"# checked: data ({run.data.summary()}), checkpoint {run.task.checkpoint}{auto} ({run.task.source.source})"
+              f"{freezing}, metrics, output folder {run.out}" + (f", Hub target {run.repo_id}" if run.repo_id else ""))
         return 0
 
     summary = run_recipe(recipe, overwrite=args.overwrite, resume=args.resume)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import pandas as pd
@@ -51,6 +52,7 @@ def test_dry_run_prints_the_resolved_recipe(recipe, tmp_path):
     assert resolved["train"]["epochs"] == 5 and resolved["train"]["batch_size"] == 16
     assert resolved["preprocess"] == {"max_length": 32}
     assert "# checked: data (2 labels" in done.stdout and "local folder" in done.stdout
+    assert "freezing (" in done.stdout
     assert not (tmp_path / "out").exists()
 
 
@@ -60,6 +62,10 @@ def test_dry_run_prints_the_resolved_recipe(recipe, tmp_path):
     ("metrics=[accuracy, macro_f11]", "did you mean 'macro_f1'"),
     ("output.dir=reviews.csv/out", "cannot write"),
     ("preprocess.max_length=100", "more than the 64 tokens"),
+    ("model.freeze={top_k: 100}", "has only 2 blocks"),
+    ("model.freeze={patterns: ['zzz*']}", "freeze pattern 'zzz*' matches no parameter"),
+    ("model.freeze={lora: {target_modules: [nonexistent_mod]}}", "['nonexistent_mod'] match no linear"),
+    ("train.class_weights={negative: 1, positve: 2}", "train.class_weights names ['positve']"),
 ])
 def test_dry_run_checks_data_checkpoint_metrics_and_output_before_training(recipe, override, message, capsys,
                                                                            monkeypatch):
@@ -101,3 +107,76 @@ def test_readme_commands_are_what_ci_runs():
     blocks = [b.split("```", 1)[0].strip() for b in readme.split("```bash\n")[1:3]]
     assert blocks[0] == "pip install -e . && python -m mtl.run recipes/sentiment.yaml"
     assert blocks[1] in (REPO / ".ci" / "run").read_text().splitlines()
+
+
+@pytest.fixture(scope="module")
+def saved_models(tmp_path_factory, tiny_bert):
+    """A saved tiny text model and a saved tiny image model (one training step each)."""
+    from mtl.tasks import ImageClassification, TextSentiment
+
+    root = tmp_path_factory.mktemp("saved")
+    text = TextSentiment(tiny_bert, max_length=16)
+    text.fit(make_sentences(40), max_steps=1, batch_size=8)
+    image = ImageClassification(str(ImageClassification.tiny_checkpoint(root / "tiny-vit")))
+    image.fit(ImageClassification.synthetic_examples(16), max_steps=1, batch_size=8)
+    return text.save(root / "text"), image.save(root / "image")
+
+
+def predict(capsys, *argv):
+    """``python -m mtl.predict argv`` in-process: (exit code, stdout, stderr)."""
+    from mtl.predict import main
+
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_error(code, err, *fragments):
+    assert code == 2 and "Traceback" not in err, err
+    assert len([line for line in err.splitlines() if line.startswith("error: ")]) == 1, err
+    for fragment in fragments:
+        assert fragment in err, err
+
+
+def test_predict_never_replaces_an_output_file_without_overwrite(saved_models, tmp_path, capsys):
+    output = tmp_path / "o.json"
+    output.write_text("my earlier predictions")
+    code, _, err = predict(capsys, saved_models[0], "a good film", "--output", output)
+    assert_one_error(code, err, f"--output {output} already exists", "pass --overwrite")
+    assert output.read_text() == "my earlier predictions"
+    assert predict(capsys, saved_models[0], "a good film", "--output", output, "--overwrite")[0] == 0
+    assert [row["input"] for row in json.loads(output.read_text())] == ["a good film"]
+
+
+def test_predict_names_inputs_that_are_not_utf8_text(saved_models, tmp_path, capsys):
+    binary = tmp_path / "bin.dat"
+    binary.write_bytes(bytes(range(128, 256)) * 16)
+    (tmp_path / "latin.csv").write_bytes("text\ncafé good\n".encode("latin-1"))
+    (tmp_path / "latin.json").write_bytes("café good\n".encode("latin-1"))
+    for name in ("bin.dat", "latin.csv", "latin.json"):
+        code, _, err = predict(capsys, saved_models[0], tmp_path / name)
+        assert_one_error(code, err, f"{tmp_path / name}: not UTF-8 text")
+
+
+def test_predict_reads_a_path_column_and_names_a_bad_row_by_file_and_row(saved_models, tmp_path, capsys):
+    from PIL import Image
+
+    Image.new("RGB", (16, 16), (200, 0, 0)).save(tmp_path / "red.png")
+    table = tmp_path / "images.csv"
+    table.write_text("path\nred.png\n")
+    code, out, err = predict(capsys, saved_models[1], table)
+    assert code == 0, err
+    assert pd.read_csv(io.StringIO(out))["input"].tolist() == ["red.png"]
+    table.write_text("path\nred.png\nmissing.png\n")
+    code, _, err = predict(capsys, saved_models[1], table)
+    assert_one_error(code, err, f"{table} row 2 (line 3): cannot read image")
+
+
+def test_a_freezing_that_does_not_fit_fails_before_the_head_first_stage_trains(recipe, capsys, caplog, monkeypatch):
+    from mtl.run import main
+
+    monkeypatch.chdir(recipe.parent)
+    caplog.set_level("INFO")
+    assert main([str(recipe), "train.head_first_epochs=2", "model.freeze={patterns: ['zzz*']}"]) == 2
+    assert "matches no parameter" in capsys.readouterr().err
+    assert "head first" not in caplog.text and not (recipe.parent / "out").exists()

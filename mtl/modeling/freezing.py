@@ -58,6 +58,18 @@ def backbone_blocks(model: nn.Module) -> tuple[str, list[str]]:
 def apply_freezing(model: nn.Module, spec: FreezeSpec | str | dict[str, Any]) -> FreezeReport:
     """Set ``requires_grad`` per the spec and log trainable/total parameter counts."""
     spec = parse_freeze(spec) if not isinstance(spec, FreezeSpec) else spec
+    trainable = trainable_names(model, spec)
+    named = list(model.named_parameters())
+    for name, parameter in named:
+        parameter.requires_grad_(name in trainable)
+    report = FreezeReport(spec, sum(p.numel() for _, p in named if p.requires_grad), sum(p.numel() for _, p in named))
+    logger.info("%s", report)
+    return report
+
+
+def trainable_names(model: nn.Module, spec: FreezeSpec) -> set[str]:
+    """The names of the parameters ``spec`` (not LoRA) leaves trainable; a spec that does not fit ``model`` (too
+    many blocks, a pattern matching nothing, nothing left to train) is an :class:`MtlError`. Changes nothing."""
     named = list(model.named_parameters())
     trainable = {name for name, _ in named}
     if spec.mode == "backbone":
@@ -87,11 +99,7 @@ def apply_freezing(model: nn.Module, spec: FreezeSpec | str | dict[str, Any]) ->
     if not trainable:
         raise MtlError(f"freeze {spec.describe()} leaves nothing of {type(model).__name__} to train; freeze fewer "
                        "parameters (the head must train)")
-    for name, parameter in named:
-        parameter.requires_grad_(name in trainable)
-    report = FreezeReport(spec, sum(p.numel() for _, p in named if p.requires_grad), sum(p.numel() for _, p in named))
-    logger.info("%s", report)
-    return report
+    return trainable
 
 
 def gradual_stages(model: nn.Module) -> list[set[str]]:

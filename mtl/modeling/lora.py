@@ -99,8 +99,7 @@ def add_lora(model: nn.Module, spec: FreezeSpec) -> LoraAdapters:
     settings = spec.lora or LoraSettings()
     peft = _require_peft()
     head = head_parameter_names(model)
-    layers = _adaptable_layers(model, head)
-    targets = _chosen(layers, settings.target_modules, type(model).__name__)
+    targets = lora_targets(model, spec)
     settings = _with_rank(settings, [model.get_submodule(target) for target in targets])
     config = peft.LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
                              target_modules="^(" + "|".join(map(re.escape, targets)) + ")$")
@@ -113,6 +112,14 @@ def add_lora(model: nn.Module, spec: FreezeSpec) -> LoraAdapters:
     logger.info("%s; adapters on %d layers (%s)", report, len(targets), ", ".join(sorted({t.rsplit('.', 1)[-1]
                                                                                          for t in targets})))
     return LoraAdapters(tuner, report, targets, settings)
+
+
+def lora_targets(model: nn.Module, spec: FreezeSpec) -> list[str]:
+    """The full names of the layers ``spec.lora`` adapts in ``model`` (its ``target_modules``, else the family's
+    defaults); targets that match nothing are an :class:`MtlError` naming the layers there are. Changes nothing."""
+    settings = spec.lora or LoraSettings()
+    layers = _adaptable_layers(model, head_parameter_names(model))
+    return _chosen(layers, settings.target_modules, type(model).__name__)
 
 
 def _with_rank(settings: LoraSettings, layers: list[nn.Module]) -> LoraSettings:

@@ -34,13 +34,15 @@ from ..modeling.heads import needs_remote_code
 from ..publish.compare import compare_metric, run_compare, variant_row, write_compare
 from ..publish.hub import check_push_target, push_folder
 from ..metrics import require_metrics
-from ..publish.output_dir import (MARKER_FILE, METRICS_FILE, RECIPE_FILE, check_output_dir, clean_failed_run,
-                                  prepare_output_dir)
+from ..publish.output_dir import (MARKER_FILE, METRICS_FILE, RECIPE_FILE, PreparedOutput, check_output_dir,
+                                  clean_failed_run, finish_output, prepare_output_dir)
 from ..publish.ranking import write_ranking
 from ..publish.reports import predictions_table, readable_inputs, write_reports
 from ..registry import get_task
+from ..training.losses import class_weight_vector
 from ..training.accelerator import TRACKING_FOLDER, launch_warning, process_state, require_trackers
-from .selection import AUTO, select_checkpoint
+from ..task.fitting import check_freezing
+from .selection import AUTO, check_report_dir, report_dir, select_checkpoint
 from .summary import build_summary
 
 logger = logging.getLogger(__name__)
@@ -75,16 +77,28 @@ def prepare_run(recipe: Recipe, *, overwrite: bool = False, resume: bool = False
     _check_resumed_recipe(out, recipe, resume)
     check_output_dir(out, overwrite=overwrite, resume=resume, protected=recipe_inputs(recipe))
     auto = recipe.model.checkpoint == AUTO
+    if auto:
+        check_report_dir(report_dir(recipe), overwrite=overwrite or resume)
     task = task_cls(None if auto else recipe.model.checkpoint, revision=recipe.model.revision,
                     options=recipe.preprocess)
     data = load_labelled(recipe.data, input_name=task_cls.spec.input_column,
                          input_candidates=task_cls.spec.input_candidates, check=task.check_inputs)
+    if recipe.train.class_weights not in (None, "auto"):  # labels it names are checked before any training
+        class_weight_vector(recipe.train.class_weights, data.label_names, [])
     selection = None
     if auto and select:
-        selection = select_checkpoint(recipe, data=data)
+        selection = select_checkpoint(recipe, data=data, overwrite=overwrite or resume)  # resume: its own ranking
         task = task_cls(selection.winner, options=recipe.preprocess)
     task.prepare()
     return PreparedRun(task_cls, task, data, out, repo_id, auto, selection)
+
+
+def check_model(run: PreparedRun, recipe: Recipe) -> None:
+    """Build the classifier for the data's labels and check the recipe's freezing against it, training nothing
+    (``--dry-run``; ``model.checkpoint: auto`` has no model before its ranking)."""
+    if not run.auto:
+        model = run.task.build_model(run.data.label_names, head=recipe.model.head, pooling=recipe.model.pooling)
+        check_freezing(model, recipe.freeze_spec)
 
 
 def _report_processes(state: Any) -> None:
@@ -106,17 +120,19 @@ def run_recipe(recipe: Recipe, *, overwrite: bool = False, resume: bool = False,
     state = process_state(recipe.train)  # one process, or every process of a torchrun / accelerate launch
     run = prepare_run(recipe, overwrite=overwrite, resume=resume, token=token, select=True)
     state.wait_for_everyone()  # every process checked the output folder before the main process creates it
-    created = False
+    prepared = PreparedOutput(created=False)
     if state.is_main_process:
         clean_orphans(run.out)
-        created = prepare_output_dir(run.out, overwrite=overwrite, resume=resume, protected=recipe_inputs(recipe))
+        prepared = prepare_output_dir(run.out, overwrite=overwrite, resume=resume, protected=recipe_inputs(recipe))
     state.wait_for_everyone()
     try:
         summary = _train_and_write(recipe, run, resume, started)
-    except Exception:
+    except BaseException:  # an error or Ctrl-C: what the run replaced comes back
         if state.is_main_process:
-            clean_failed_run(run.out, created)
+            clean_failed_run(run.out, prepared)
         raise
+    if state.is_main_process:
+        finish_output(prepared)
     if run.repo_id and run.task._accelerator.is_main_process:
         summary["pushed"] = push_folder(run.out, run.repo_id, private=recipe.hub.private, token=token,
                                         include_private=recipe.hub.include_private)

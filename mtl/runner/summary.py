@@ -39,14 +39,14 @@ def build_summary(recipe: Any, task: Any, data: Any, fit: Any, test: dict[str, A
         "stopped_early": fit.stopped_early,
         "resumed_from_epoch": fit.resumed_from_epoch,
         "resumed_from_step": fit.resumed_from_step,
-        "warnings": quality_warnings(test, task.label_names),
+        "warnings": quality_warnings(test, task.label_names, task.freeze_report.spec.mode == "backbone"),
         "environment": {"mtl": __version__, "torch": torch.__version__, "python": platform.python_version(),
                         "device": str(device), "hardware": _hardware(device),
                         "mixed_precision": task._accelerator.mixed_precision},  # auto resolved
     }
 
 
-def quality_warnings(test: dict[str, Any], label_names: Sequence[str]) -> list[str]:
+def quality_warnings(test: dict[str, Any], label_names: Sequence[str], backbone_frozen: bool = False) -> list[str]:
     """Why the test results say the model learned nothing useful: no better than always answering the commonest
     label, or nearly every prediction on one label. Empty when the model beats that baseline."""
     matrix = np.asarray(test.get("confusion_matrix") or [[0]])
@@ -60,7 +60,8 @@ def quality_warnings(test: dict[str, Any], label_names: Sequence[str]) -> list[s
     if accuracy <= share + 0.01:
         warnings.append(f"The model is no better than always answering the commonest label {majority!r} ({share:.1%} of the "
                         f"test split): test accuracy {accuracy:.1%}, macro-F1 {test.get('macro_f1', float('nan')):.3f}. "
-                        "Train longer, freeze the backbone, or balance the labels.")
+                        + ("Train longer or at a higher learning rate, or balance the labels." if backbone_frozen else
+                           "Train longer, freeze the backbone, or balance the labels."))
     if predicted.max() >= 0.95 * total and truth.max() < 0.95 * total:
         top = label_names[int(predicted.argmax())]
         warnings.append(f"{predicted.max() / total:.0%} of the test predictions are {top!r}: the model collapsed "

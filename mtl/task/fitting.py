@@ -20,8 +20,8 @@ from datasets import Dataset
 from ..config.freeze import FreezeSpec
 from ..config.sections import TrainConfig
 from ..errors import MtlError
-from ..modeling.freezing import apply_freezing, gradual_stages
-from ..modeling.lora import add_lora
+from ..modeling.freezing import apply_freezing, gradual_stages, trainable_names
+from ..modeling.lora import add_lora, lora_targets
 from ..training import FitResult, fit_loop, make_accelerator
 from ..training.feature_cache import CachePlan, CachedInputs, HeadOnly, cache_plan, collate_cached
 from ..training.losses import class_weight_vector
@@ -34,6 +34,7 @@ def fit_stages(task: Any, train_set: Dataset, validation_set: Dataset, spec: Fre
                metrics: list[str], run_dir: Path | None, resume: bool) -> FitResult:
     """Train ``task.model``: head first (unless resuming past it), then as ``spec`` says; return the main result."""
     head_first_seconds = 0.0
+    check_freezing(task.model, spec)  # a spec that does not fit the model is named before any stage trains
     resuming = resume and run_dir is not None and has_checkpoint(run_dir / "checkpoints")
     if config.head_first_epochs and spec.mode != "backbone" and not resuming:
         started = time.perf_counter()
@@ -89,6 +90,15 @@ def _gradual_unfreezing(model: torch.nn.Module, spec: FreezeSpec, accelerator: A
         return f"gradual unfreezing: from epoch {epoch + 1} {what} trains ({trainable:,} parameters)"
 
     return at_epoch
+
+
+def check_freezing(model: torch.nn.Module, spec: FreezeSpec) -> None:
+    """Raise the error that applying ``spec`` to ``model`` would raise (LoRA targets, blocks, patterns), changing
+    nothing: before the head-first stage trains, and by ``--dry-run``."""
+    if spec.mode == "lora":
+        lora_targets(model, spec)
+    else:
+        trainable_names(model, spec)
 
 
 def fit_stage(task: Any, train_set: Dataset, validation_set: Dataset, config: TrainConfig, metrics: list[str],
