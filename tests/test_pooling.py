@@ -19,6 +19,7 @@ from mtl.errors import MtlError
 from mtl.modeling.classifier import build_classifier
 from mtl.modeling.pooling import apply_pooling
 from mtl.registry import get_task
+from mtl.task.ranking import check_candidate
 from mtl.tasks import TextSentiment
 
 from conftest import make_sentences, pipeline_top1
@@ -59,6 +60,18 @@ def test_auto_follows_the_checkpoints_sentence_transformers_pooling(tiny_bert, t
     assert apply_pooling(model, "auto", sentence_model) == "mean" and model.config.mtl_pooling == "mean"
 
 
+def test_auto_warns_when_a_mean_trained_encoder_has_no_pooler_to_replace(tmp_path, caplog):
+    """all-mpnet-base-v2 and its kind: trained for mean pooling, but MPNet's head reads the first token."""
+    config = transformers.MPNetConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                      intermediate_size=32, num_labels=2)
+    model = transformers.MPNetForSequenceClassification(config)
+    (tmp_path / "1_Pooling").mkdir()
+    (tmp_path / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_mean_tokens": True}))
+    with caplog.at_level(logging.WARNING, logger="mtl"):
+        assert apply_pooling(model, "auto", tmp_path) == "pooler"
+    assert "trained to be read as the mean of its token states" in caplog.text and "MPNetForSequenceClassification" in caplog.text
+
+
 def test_a_pooling_for_an_encoder_without_a_pooler_is_a_named_error(tmp_path):
     cls = get_task("image-classification")
     checkpoint = cls.tiny_checkpoint(tmp_path / "image")
@@ -68,7 +81,7 @@ def test_a_pooling_for_an_encoder_without_a_pooler_is_a_named_error(tmp_path):
         apply_pooling(model, "mean", checkpoint)
 
 
-def test_mean_pooled_model_saves_loads_and_serves_in_plain_transformers(tiny_bert, tmp_path, caplog):
+def test_mean_pooled_model_saves_loads_and_serves_in_plain_transformers(tiny_bert, tmp_path, caplog, monkeypatch):
     frame = pd.DataFrame(make_sentences(160, seed=3))
     task = TextSentiment(tiny_bert, max_length=32)
     with caplog.at_level(logging.INFO, logger="mtl"):
@@ -79,7 +92,12 @@ def test_mean_pooled_model_saves_loads_and_serves_in_plain_transformers(tiny_ber
     assert json.loads((folder / "config.json").read_text())["mtl_pooling"] == "mean"
     texts = [row["sentence"] for row in make_sentences(6, seed=11)]
     ours = task.predict_proba(texts)
-    again = TextSentiment.load(folder)
+    prompts = []
+    with monkeypatch.context() as patched:  # mtl reads its own folder without transformers' custom-code prompt
+        patched.setattr("builtins.input", lambda *args: prompts.append(args) or "n")
+        again = TextSentiment.load(folder)
+        check_candidate(TextSentiment, str(folder), folder)  # mtl.select --candidates FOLDER
+    assert not prompts
     assert np.allclose(again.predict_proba(texts), ours, atol=1e-6)
     served = pipeline_top1("text-classification", folder, texts, trust_remote_code=True)
     assert [p["label"] for p in served] == [task.label_names[i] for i in ours.argmax(-1)]

@@ -50,6 +50,20 @@ def saved_config(checkpoint: str | Path) -> dict[str, Any]:
         return {}
 
 
+def plain_config(checkpoint: str | Path, **overrides: Any) -> Any | None:
+    """The base transformers config of a folder mtl saved with its own head or pooling code (``model_type``
+    ``mtl-bert``: a ``BertConfig`` holding the folder's values), so that its config and processor load without
+    ``trust_remote_code`` and without transformers' prompt; None for any other checkpoint."""
+    saved = saved_config(checkpoint)
+    model_type = saved.get("model_type", "")
+    if not isinstance(model_type, str) or not model_type.startswith(heads.MODEL_TYPE_PREFIX):
+        return None
+    import transformers
+
+    values = {key: value for key, value in saved.items() if key not in ("model_type", "auto_map", "transformers_version")}
+    return transformers.AutoConfig.for_model(model_type.removeprefix(heads.MODEL_TYPE_PREFIX), **{**values, **overrides})
+
+
 def build_classifier(auto_class: Any, checkpoint: str | Path, label_names: Sequence[str], **config_overrides: Any) -> nn.Module:
     """Load ``checkpoint`` with a fresh head for ``label_names`` (the old head is dropped if its size differs).
 
@@ -103,7 +117,8 @@ def scratch_model(auto_class: Any, checkpoint: str | Path, label_names: Sequence
     pooling)."""
     import transformers
 
-    config = transformers.AutoConfig.from_pretrained(str(checkpoint), **label_config(label_names))
+    config = plain_config(checkpoint, **label_config(label_names)) or \
+        transformers.AutoConfig.from_pretrained(str(checkpoint), **label_config(label_names))
     if hasattr(config, "label_names"):  # timm-wrapper configs
         config.label_names = list(label_names)
     torch.manual_seed(seed)

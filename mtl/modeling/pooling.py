@@ -50,6 +50,11 @@ def resolve_pooling(model: nn.Module, requested: str, checkpoint_folder: Path | 
     if requested == "auto":  # a model mtl saved with token pooling keeps it; a sentence-transformers one its own
         trained = getattr(model.config, "mtl_pooling", None) or \
             (trained_pooling(checkpoint_folder) if checkpoint_folder else None)
+        if trained == "mean" and not has_pooler:
+            logger.warning("pooling: %s was trained to be read as the mean of its token states, but mtl can change the "
+                           "pooling only of encoders with a pooler (BERT-like); %s's head reads the first token. "
+                           "Fine-tuning the encoder (model.freeze=none) adapts it; a frozen encoder reads it poorly",
+                           checkpoint_folder.name if checkpoint_folder else "the checkpoint", type(model).__name__)
         return trained if trained and has_pooler else "pooler"
     if requested != "pooler" and not has_pooler:
         raise MtlError(f"model.pooling: {type(model).__name__} has no pooler to replace (only BERT-like text "

@@ -18,6 +18,7 @@ from typing import Any, Sequence
 import torch
 from datasets import Dataset
 
+from ..modeling.classifier import plain_config
 from .spec import TaskSpec
 
 
@@ -34,10 +35,13 @@ class TaskHooks:
 
     # ---- features ----------------------------------------------------------------------------------------------
     def load_processor(self, folder: Path) -> Any:
-        """The tokenizer / image processor / feature extractor of a checkpoint folder."""
+        """The tokenizer / image processor / feature extractor of a checkpoint folder (one mtl saved with its own
+        head or pooling code is read through its base config: no remote code, no prompt)."""
         import transformers
 
-        return getattr(transformers, self.spec.processor_class).from_pretrained(str(folder))
+        config = plain_config(folder) if self.spec.processor_class.startswith("Auto") else None
+        extra = {} if config is None else {"config": config}
+        return getattr(transformers, self.spec.processor_class).from_pretrained(str(folder), **extra)
 
     def preprocess(self, batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
         """Batched features for the model from a batch of the input column (datasets.map signature), cached."""

@@ -28,6 +28,7 @@ import transformers
 from datasets import Dataset
 
 from ..errors import CheckpointError, MtlError
+from ..modeling.classifier import plain_config
 from ..modeling.freezing import apply_freezing
 from ..sources import resolve_checkpoint
 from ..training.feature_cache import cache_plan
@@ -104,7 +105,7 @@ def check_candidate(task_cls: type, checkpoint: str, folder: Path) -> None:
     """Refuse a checkpoint the task's Auto class cannot build (another modality), before loading its weights."""
     auto_class = getattr(transformers, task_cls.spec.model_class)
     try:
-        config = transformers.AutoConfig.from_pretrained(folder)
+        config = plain_config(folder) or transformers.AutoConfig.from_pretrained(folder)  # mtl's own folders too
     except (OSError, ValueError, KeyError) as error:
         raise CheckpointError(f"select: candidate {checkpoint}: cannot read its config.json ({error})") from None
     if type(config) not in auto_class._model_mapping:
