@@ -65,8 +65,10 @@ def _detect(args: argparse.Namespace) -> int:
             raise MtlError(f"--minutes must be positive, got {args.minutes}")
         table = calibrate_folder(args.model_dir, data=args.data, noise=args.noise, minutes=args.minutes, **settings)
         for target in (1, 10, 100):
-            rates = [t for t, r in zip(table["thresholds"], table["false_alarms_per_hour"]) if r <= target]
-            print(f"{target:>4} false alarms/hour: threshold {rates[0] if rates else 'none'}")
+            rows = [(t, recall) for t, rate, recall in zip(table["thresholds"], table["false_alarms_per_hour"],
+                                                          table["recall"]) if rate <= target]
+            print(f"{target:>4} false alarms/hour: " + (f"threshold {rows[0][0]} (recall {rows[0][1]:.1%})" if rows
+                                                        else "threshold none"))
         print(f"calibrated on {table['hours'] * 60:.1f} minutes of validation audio; saved in {args.model_dir}")
         if args.recording is None:
             return 0

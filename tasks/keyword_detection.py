@@ -156,6 +156,24 @@ def calibration_record(rows: list[dict[str, float]], settings: DetectorSettings,
             "recall": [round(r["recall"], 4) for r in rows]}
 
 
+def calibration_warnings(calibration: dict[str, Any], keyword_clips: int) -> list[str]:
+    """What makes a calibration untrustworthy: too little audio to resolve a rate of one false alarm per hour,
+    too few keyword clips, or no keyword found at ten false alarms per hour."""
+    warnings, hours = [], calibration["hours"]
+    if hours < 1:
+        warnings.append(f"calibration: {hours * 60:.0f} minutes of audio cannot resolve rates under "
+                        f"{1 / hours:.0f} false alarms per hour (one false alarm in them is that rate); give more "
+                        "minutes (--minutes) and more validation clips")
+    if keyword_clips < 50:
+        warnings.append(f"calibration: only {keyword_clips} keyword clips were stitched (again and again to fill the "
+                        "minutes), so the rates and recalls rest on few words; calibrate on more held-out clips")
+    usable = [recall for rate, recall in zip(calibration["false_alarms_per_hour"], calibration["recall"]) if rate <= 10]
+    if not usable or max(usable) == 0:
+        warnings.append("calibration: at 10 false alarms per hour or fewer the model finds no keyword in this audio "
+                        "(recall 0): its calibrated thresholds are not usable; train on more data or check the clips")
+    return warnings
+
+
 def calibrated_threshold(calibration: dict[str, Any] | None, false_alarms_per_hour: float,
                          settings: DetectorSettings, where: str) -> float:
     """The lowest calibrated threshold whose validation false-alarm rate is at most ``false_alarms_per_hour``."""

@@ -34,7 +34,8 @@ from mtl.task import Task, TaskSpec, register_task
 from mtl.task.decoding import decoded_inputs, is_decoded
 
 from .keyword_detection import (CALIBRATION_FILE, THRESHOLDS, Detection, DetectorSettings, calibrated_threshold,
-                                calibration_record, pick_events, plot_timeline, smooth_posteriors, sweep, window_starts)
+                                calibration_record, calibration_warnings, pick_events, plot_timeline,
+                                smooth_posteriors, sweep, window_starts)
 from .keyword_augment import AudioOptions, augment_wave, load_noise, mask_spectrogram, streaming_negatives
 from .keyword_stitching import Recording, labelled_rows, stitch_rows
 
@@ -137,7 +138,8 @@ class KeywordSpotting(Task):
         return features
 
     def inputs_to_dataset(self, inputs: Sequence[Any]) -> Dataset:
-        """Paths, arrays (at the extractor's rate) or ``{"array", "sampling_rate"}`` dicts, decoded to clips."""
+        """Paths, arrays (at the extractor's rate) or ``{"array", "sampling_rate"}`` dicts, decoded to clips; arrays
+        hold float samples in [-1, 1] or integer PCM (int16 etc., scaled by its range, as files are read)."""
         rate, samples = self.sampling_rate, self._clip_samples()
         clips = [load_clip(item, rate, samples, where=f"input {i + 1}") for i, item in enumerate(inputs)]
         return Dataset.from_dict({"audio": clips})
@@ -264,6 +266,9 @@ class KeywordSpotting(Task):
                       self.keywords)
         self.calibration = calibration_record(table, settings, hours, f"{len(rows)} labelled clips stitched into "
                                               f"{len(recordings)} recordings (SNR 10-30 dB), seed {seed}")
+        keyword_clips = sum(label in self.keywords for _, label in rows)
+        for warning in calibration_warnings(self.calibration, keyword_clips):
+            logger.warning("%s", warning)
         return self.calibration
 
     def detect_recordings(self, recordings: Sequence[Recording], settings: DetectorSettings,

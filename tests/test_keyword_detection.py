@@ -9,7 +9,7 @@ import pytest
 
 from mtl.errors import MtlError
 from mtl.tasks.keyword_detection import (Detection, DetectorSettings, calibrated_threshold, calibration_record,
-                                         match, pick_events, smooth_posteriors, sweep, window_starts)
+                                         calibration_warnings, match, pick_events, smooth_posteriors, sweep, window_starts)
 from mtl.tasks.keyword_augment import streaming_negatives, word_extent
 from mtl.tasks.keyword_stitching import stitch
 
@@ -80,6 +80,17 @@ def test_calibrated_threshold_is_the_lowest_within_the_rate():
         calibrated_threshold(calibration, 10, DetectorSettings(smooth=5), "m")
     with pytest.raises(MtlError, match="smooth a whole number"):
         DetectorSettings(smooth=0)
+
+
+def test_calibration_warns_about_short_audio_few_words_and_zero_recall():
+    def record(hours, recalls):
+        table = [{"threshold": t, "false_alarms_per_hour": fa, "recall": r}
+                 for (t, fa), r in zip([(0.5, 40.0), (0.8, 12.0), (0.9, 6.0), (0.99, 1.0)], recalls)]
+        return calibration_record(table, DetectorSettings(), hours, "test")
+    assert calibration_warnings(record(1.2, [0.99, 0.97, 0.95, 0.8]), keyword_clips=300) == []
+    short, few, blind = calibration_warnings(record(2.1 / 60, [0.5, 0.2, 0.0, 0.0]), keyword_clips=5)
+    assert "2 minutes of audio cannot resolve rates under 29 false alarms per hour" in short
+    assert "only 5 keyword clips" in few and "recall 0" in blind
 
 
 def test_stitching_is_seeded_and_the_truth_marks_the_words():
