@@ -4,6 +4,7 @@ matches nothing is a named error. Default targets exist for every registered tas
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -96,3 +97,21 @@ def test_save_adapter_keeps_a_peft_folder_that_reproduces_the_merged_model(tiny_
     with torch.no_grad():
         expected, got = merged(**batch).logits, adapted(**batch).logits
     assert torch.allclose(got, expected, atol=1e-5), (got, expected)  # the base's own head is random: the saved one
+
+
+def test_a_mean_pooled_runs_adapter_applies_to_a_base_built_with_that_pooling(tiny_bert, tmp_path):
+    """The README's recipe for the adapter of a mean-pooled run: the base from ``build_model(..., pooling="mean")``."""
+    import peft
+
+    task = TextSentiment(tiny_bert, max_length=32)
+    frame = pd.DataFrame(make_sentences(80, seed=4))
+    task.fit(frame[:64], frame[64:], freeze={"lora": {"r": 4, "alpha": 8, "save_adapter": True}}, pooling="mean",
+             epochs=1, batch_size=16, learning_rate=2e-2, warmup_ratio=0.0)
+    folder = task.save(tmp_path / "out")
+    base = TextSentiment(tiny_bert, max_length=32).build_model(task.label_names, pooling="mean")
+    adapted = peft.PeftModel.from_pretrained(base, folder / "adapter").eval()
+    texts = ["a fine film", "dull and slow"]
+    batch = transformers.AutoTokenizer.from_pretrained(tiny_bert)(texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        got = torch.softmax(adapted(**batch).logits, -1).numpy()
+    assert np.allclose(got, task.predict_proba(texts), atol=1e-5)
