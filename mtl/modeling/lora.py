@@ -116,7 +116,9 @@ def add_lora(model: nn.Module, spec: FreezeSpec) -> LoraAdapters:
 
 def lora_targets(model: nn.Module, spec: FreezeSpec) -> list[str]:
     """The full names of the layers ``spec.lora`` adapts in ``model`` (its ``target_modules``, else the family's
-    defaults); targets that match nothing are an :class:`MtlError` naming the layers there are. Changes nothing."""
+    defaults); targets that match nothing are an :class:`MtlError` naming the layers there are, and so is a missing
+    ``peft``. Changes nothing."""
+    _require_peft()
     settings = spec.lora or LoraSettings()
     layers = _adaptable_layers(model, head_parameter_names(model))
     return _chosen(layers, settings.target_modules, type(model).__name__)
