@@ -11,13 +11,25 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 from typing import Callable, Sequence
 
 from .errors import MtlError
 
 EXIT_USER_ERROR = 2
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT)
+EXIT_TERMINATED = 143  # SIGTERM: kill, timeout, a batch scheduler, docker stop
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM turned into an exception, so that a command cleans up (puts back what --overwrite set aside,
+    removes half-written files) as it does on Ctrl-C."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated()
 
 
 def run_command(parser: argparse.ArgumentParser, action: Callable[[argparse.Namespace], int | None],
@@ -25,14 +37,22 @@ def run_command(parser: argparse.ArgumentParser, action: Callable[[argparse.Name
     """Parse ``argv``, set up logging, run ``action(args)``; an :class:`MtlError` becomes exit code 2."""
     args = parser.parse_intermixed_args(argv)
     configure_logging(quiet=getattr(args, "quiet", False), progress_bars=progress_bars)
+    main_thread = threading.current_thread() is threading.main_thread()
+    before = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:
         return action(args) or 0
     except MtlError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except Terminated:
+        print("terminated (SIGTERM)", file=sys.stderr)
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
-        print("interrupted; a run continues with --resume", file=sys.stderr)
+        print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, before)
 
 
 def configure_logging(quiet: bool = False, progress_bars: bool = True) -> None:

@@ -85,6 +85,10 @@ def test_a_failed_overwrite_puts_the_replaced_output_back_or_keeps_both(tmp_path
     with pytest.raises(OutputExistsError, match=r"out.previous already holds an output .* move or delete it"):
         prepare_output_dir(out, overwrite=True, resume=False)
     assert (out / "checkpoints" / "epoch-0").is_dir() and (previous_output(out) / "model.safetensors").is_file()
+    resumed = prepare_output_dir(out, overwrite=False, resume=True)  # --resume, and the resumed run finishes:
+    assert resumed.previous == previous_output(out)
+    finish_output(resumed)  # what the interrupted --overwrite set aside goes too
+    assert not previous_output(out).exists() and (out / "checkpoints" / "epoch-0").is_dir()
 
 
 def test_resume_of_a_finished_run_says_it_finished(tmp_path):
@@ -187,6 +191,26 @@ def test_overwrite_interrupted_never_loses_the_finished_run(recipe_file, tmp_pat
     else:
         assert folder_bytes(previous_output(out)) == before and (out / "checkpoints").is_dir()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp")]
+
+
+def test_sigterm_during_an_overwrite_run_exits_143_and_puts_the_finished_run_back(recipe_file, tmp_path,
+                                                                                   monkeypatch, capsys):
+    """kill / timeout / a scheduler send SIGTERM: the run cleans up as on Ctrl-C."""
+    import os
+    import signal
+
+    from mtl.run import main
+    from mtl.tasks import TextSentiment
+
+    recipe = recipe_file(freeze="none")
+    assert run_cli(str(recipe)).returncode == 0
+    out = tmp_path / "out"
+    before = folder_bytes(out)
+    monkeypatch.setattr(TextSentiment, "fit", lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGTERM))
+    assert main([str(recipe), "--overwrite"]) == 143
+    assert "terminated (SIGTERM)" in capsys.readouterr().err
+    assert folder_bytes(out) == before and not previous_output(out).exists()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler lives only as long as the command
 
 
 def test_python_save_overwrite_refuses_a_user_folder_and_replaces_its_own(tiny_bert, tmp_path):

@@ -94,11 +94,11 @@ def prepare_output_dir(directory: Path, *, overwrite: bool, resume: bool,
         logger.warning("%s holds an output that an interrupted --overwrite run set aside; it is left as it is",
                        previous_output(directory))
     if resume:
-        return PreparedOutput(False)
+        return PreparedOutput(False, _replacing(directory))
     created = not directory.exists()
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        mark_as_output(directory)
+        mark_as_output(directory, previous)
     except OSError as error:
         raise OutputExistsError(f"output.dir {directory}: cannot write there ({error.strerror}); choose a folder "
                                 "you can write to") from None
@@ -126,26 +126,39 @@ def clean_failed_run(directory: Path, prepared: PreparedOutput) -> None:
     output it was replacing; a run that wrote a checkpoint (after an epoch, or ``train.save_every_steps``) keeps
     its folder for ``--resume``, and then the replaced output stays in ``<folder>.previous``."""
     directory = Path(directory).expanduser()
-    if directory.is_dir() and not checkpoint_folders(directory / "checkpoints"):
+    resumable = directory.is_dir() and bool(checkpoint_folders(directory / "checkpoints"))
+    if directory.is_dir() and not resumable:
         if prepared.created:
             remove_folder(directory)
         else:
             for item in directory.iterdir():  # the folder was there (empty) before the run: keep it, empty again
                 shutil.rmtree(item) if item.is_dir() else item.unlink()
-    previous = prepared.previous
-    if previous is None or not previous.exists():
-        return
-    if directory.exists():
-        logger.warning("the output this run was replacing is kept in %s; %s holds the failed run's checkpoints "
-                       "(--resume continues it)", previous, directory)
-    else:
+    previous = prepared.previous if prepared.previous is not None and prepared.previous.exists() else None
+    if resumable:
+        kept = f"; the output it was replacing is kept in {previous} until the resumed run finishes" if previous else ""
+        logger.warning("the run stopped: %s holds its checkpoints, --resume continues it%s", directory, kept)
+    elif previous is not None:
         os.replace(previous, directory)
-        logger.warning("the run failed: %s is back as it was before --overwrite", directory)
+        logger.warning("the run stopped before its first checkpoint: %s is back as it was before --overwrite",
+                       directory)
 
 
-def mark_as_output(directory: Path) -> None:
-    """Write mtl's marker into ``directory``: from now on ``--overwrite`` may replace it."""
-    (directory / MARKER_FILE).write_text(json.dumps({"written_by": "mtl", "pid": os.getpid()}) + "\n")
+def mark_as_output(directory: Path, previous: Path | None = None) -> None:
+    """Write mtl's marker into ``directory``: from now on ``--overwrite`` may replace it. ``previous``: the output
+    this run replaces (set aside by --overwrite), so that a resumed run that finishes deletes it too."""
+    marker = {"written_by": "mtl", "pid": os.getpid(), **({"replacing": previous.name} if previous else {})}
+    (directory / MARKER_FILE).write_text(json.dumps(marker) + "\n")
+
+
+def _replacing(directory: Path) -> Path | None:
+    """The output an interrupted --overwrite run in ``directory`` set aside, when its marker names it and it is
+    still there."""
+    try:
+        name = json.loads((directory / MARKER_FILE).read_text()).get("replacing")
+    except (OSError, ValueError, AttributeError):
+        return None
+    previous = directory.with_name(name) if isinstance(name, str) and name else None
+    return previous if previous is not None and previous == previous_output(directory) and previous.is_dir() else None
 
 
 def refuse_to_replace(directory: Path, protected: Sequence[str | Path] = ()) -> None:
