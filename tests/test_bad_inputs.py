@@ -100,7 +100,7 @@ RUN_CASES = [  # (extra arguments, fragments of the one message); "{w}" is the w
     (["{w}/recipe.yaml", "model.freeze=partly"], ["model.freeze", "unknown freezing spec"]),
     (["{w}/recipe.yaml", "model.freeze={top_k: 0}"], ["top_k must be a positive integer"]),
     (["{w}/recipe.yaml", "model.freeze={top_k: 9}"], ["has only 2 blocks"]),
-    (["{w}/recipe.yaml", "model.freeze={patterns: ['*']}"], ["leaves nothing of", "to train"]),
+    (["{w}/recipe.yaml", "model.freeze={patterns: ['*']}"], ["freeze the new classification head", "must train"]),
     (["{w}/recipe.yaml", "train.learning_rate=1e30", "train.max_grad_norm=null", "train.warmup_ratio=0"],
      ["loss became NaN or infinite at step", "no model was saved"]),
     (["{w}/recipe.yaml", "data.source=null"], ["data: give `source`"]),

@@ -64,6 +64,7 @@ def test_dry_run_prints_the_resolved_recipe(recipe, tmp_path):
     ("preprocess.max_length=100", "more than the 64 tokens"),
     ("model.freeze={top_k: 100}", "has only 2 blocks"),
     ("model.freeze={patterns: ['zzz*']}", "freeze pattern 'zzz*' matches no parameter"),
+    ("model.freeze={patterns: ['classifier*']}", "freeze the new classification head (classifier.bias"),
     ("model.freeze={lora: {target_modules: [nonexistent_mod]}}", "['nonexistent_mod'] match no linear"),
     ("train.class_weights={negative: 1, positve: 2}", "train.class_weights names ['positve']"),
 ])

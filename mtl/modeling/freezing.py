@@ -96,6 +96,11 @@ def trainable_names(model: nn.Module, spec: FreezeSpec) -> set[str]:
                 raise MtlError(f"freeze pattern {pattern!r} matches no parameter of {type(model).__name__} "
                                f"(names look like: {examples}, ...)")
             trainable -= matched
+        frozen_head = sorted(head_parameter_names(model) - trainable)
+        if frozen_head:
+            raise MtlError(f"freeze patterns {list(spec.patterns)} freeze the new classification head "
+                           f"({', '.join(frozen_head[:4])}), which starts random and must train; narrow the patterns "
+                           "to the backbone")
     if not trainable:
         raise MtlError(f"freeze {spec.describe()} leaves nothing of {type(model).__name__} to train; freeze fewer "
                        "parameters (the head must train)")
