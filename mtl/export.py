@@ -1,4 +1,4 @@
-"""ONNX export with a parity check: ``python -m mtl.export OUT --onnx [--opset N]``.
+"""ONNX export with a parity check: ``python -m mtl.export OUT --onnx [--opset N] [--overwrite]``.
 
 Writes ``OUT/onnx/model.onnx`` with the config and processor beside it, after onnxruntime and PyTorch agree
 on the run's test inputs (synthetic ones when none can be read; the output says which). A thin shell over
@@ -20,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("model", help="an output folder of mtl")
     parser.add_argument("--onnx", action="store_true", help="export to OUT/onnx/model.onnx with a parity check")
     parser.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an earlier export in OUT/onnx")
     return parser
 
 
@@ -27,7 +28,7 @@ def _export(args: argparse.Namespace) -> int:
     from .publish.onnx import TOLERANCE
     from .runner.inference import export_folder
 
-    result = export_folder(args.model, opset=args.opset)
+    result = export_folder(args.model, opset=args.opset, overwrite=args.overwrite)
     print(f"wrote {result.path} (inputs: {', '.join(result.input_names)})")
     print(f"parity: max |onnx - torch| = {result.max_abs_diff:.2e} on {result.num_inputs} {result.inputs_kind} "
           f"(tolerance {TOLERANCE:.0e})")

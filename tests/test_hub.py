@@ -147,3 +147,18 @@ def test_private_files_are_the_test_inputs_and_files_naming_local_paths(hub, tmp
         assert holds_absolute_path(text), text
     for text in ("https://huggingface.co/a/b", "openai/whisper-tiny.en", "km/h and 1/2", "a / b", "dir: outputs/x"):
         assert not holds_absolute_path(text), text
+
+
+def test_an_unreachable_hub_is_named_as_such_not_as_a_bad_token(monkeypatch):
+    """Offline mode or no network (no HTTP answer at all): the message says the Hub cannot be reached."""
+    import huggingface_hub
+
+    from mtl.publish.hub import HubError, check_push_target
+
+    def unreachable(self, *args, **kwargs):  # the network edge: what httpx raises without a route to the Hub
+        raise ConnectionError("[Errno 101] Network is unreachable")
+    monkeypatch.setattr(huggingface_hub.HfApi, "whoami", unreachable)
+    with pytest.raises(HubError, match=r"cannot reach the Hugging Face Hub to check the token \(ConnectionError: "
+                                       r"\[Errno 101\] Network is unreachable\); pushing needs the Hub") as caught:
+        check_push_target("team/x", token="hf_any")
+    assert "Create a token" not in str(caught.value)

@@ -163,6 +163,11 @@ def test_onnx_export_of_the_text_model_matches_pytorch(run, capsys):
     assert difference <= 1e-4
     assert (out / "onnx" / "model.onnx").is_file() and (out / "onnx" / "tokenizer.json").is_file()
     assert before == {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.is_file()}
+    exported = (out / "onnx" / "model.onnx").read_bytes()
+    assert main([str(out), "--onnx"]) == 2  # an earlier export is replaced only on request
+    assert "already holds an export; pass --overwrite" in capsys.readouterr().err
+    assert (out / "onnx" / "model.onnx").read_bytes() == exported
+    assert main([str(out), "--onnx", "--overwrite"]) == 0
 
 
 @pytest.mark.parametrize("task_name, head", [("keyword-spotting", "linear"), ("image-classification", "mlp")])

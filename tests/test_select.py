@@ -195,6 +195,12 @@ def test_select_names_a_file_given_as_report_dir(recipe, tmp_path, capsys):
         code, _, err = _select_main(capsys, recipe, f"select.report_dir={report}")
         assert code == 2 and "Traceback" not in err and message in err, err
     assert a_file.read_text() == "not a folder"
+    model_folder = tmp_path / "model"
+    model_folder.mkdir()
+    (model_folder / "config.json").write_text("{}")
+    code, _, err = _select_main(capsys, recipe, f"select.report_dir={model_folder}", "--overwrite")
+    assert code == 2 and f"select.report_dir {model_folder} is a model folder" in err, err
+    assert sorted(p.name for p in model_folder.iterdir()) == ["config.json"]
 
 
 def test_overrides_after_candidates_are_overrides(recipe, tmp_path, capsys, two_tiny_berts):

@@ -61,6 +61,11 @@ def check_push_target(repo_id: str, token: str | None = None) -> str:
     try:
         info = _api().whoami(token=token)
     except Exception as error:  # HfHubHTTPError, connection errors
+        response = getattr(error, "response", None)
+        if response is None:  # no answer from the Hub: offline mode, no network, a proxy
+            raise HubError(f"cannot reach the Hugging Face Hub to check the token ({_reason(error)}); pushing needs "
+                           "the Hub: unset HF_HUB_OFFLINE, run where huggingface.co is reachable, or drop "
+                           "--push-to-hub / hub.push and push the output folder later") from None
         raise HubError(f"cannot check the Hugging Face token with the Hub: {_reason(error)}. Create a token with "
                        "write access at https://huggingface.co/settings/tokens and set HF_TOKEN or run "
                        "`hf auth login`") from None

@@ -201,10 +201,14 @@ def _check_new_file(path: Path, flag: str, suffixes: Sequence[str], overwrite: b
         raise MtlError(f"{flag} {path} already exists; choose another name or pass --overwrite")
 
 
-def export_folder(model_dir: str | Path, *, opset: int | None = None) -> Any:
-    """Export the model in ``model_dir`` to ONNX with a parity check (:func:`mtl.publish.onnx.export_onnx`)."""
+def export_folder(model_dir: str | Path, *, opset: int | None = None, overwrite: bool = False) -> Any:
+    """Export the model in ``model_dir`` to ONNX with a parity check (:func:`mtl.publish.onnx.export_onnx`); an
+    earlier export there is replaced only with ``overwrite``."""
     from ..publish.onnx import export_onnx
 
+    earlier = Path(model_dir).expanduser() / "onnx"
+    if earlier.exists() and not overwrite:
+        raise MtlError(f"{earlier} already holds an export; pass --overwrite to replace it")
     return export_onnx(load_saved_task(model_dir), model_dir, opset=opset)
 
 

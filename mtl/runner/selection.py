@@ -22,6 +22,7 @@ from typing import Any
 from ..config.sections import Recipe
 from ..data import load_labelled
 from ..errors import MtlError, OutputExistsError
+from ..publish.output_dir import MARKER_FILE
 from ..publish.ranking import RANKING_CSV, RANKING_PNG, format_ranking, write_ranking
 from ..registry import get_task
 from ..sources.listing import checkpoint_info
@@ -116,6 +117,8 @@ def check_report_dir(folder: Path, *, overwrite: bool) -> None:
     if not existing.is_dir():
         under = "" if existing == folder else f" lies under {existing}, which"
         raise MtlError(f"select.report_dir {folder}{under} is a file, not a folder; choose another select.report_dir")
+    if (folder / MARKER_FILE).exists() or (folder / "config.json").exists():
+        raise OutputExistsError(f"select.report_dir {folder} is a model folder; give the ranking a folder of its own")
     earlier = [name for name in (RANKING_CSV, RANKING_PNG) if (folder / name).exists()]
     if earlier and not overwrite:
         raise OutputExistsError(f"select.report_dir {folder} already holds {' and '.join(earlier)} of an earlier "
