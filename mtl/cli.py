@@ -51,8 +51,8 @@ def run_command(parser: argparse.ArgumentParser, action: Callable[[argparse.Name
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:
-        if main_thread:
-            signal.signal(signal.SIGTERM, before)
+        if main_thread:  # None: a handler installed outside Python, which cannot be put back; the default then
+            signal.signal(signal.SIGTERM, before if before is not None else signal.SIG_DFL)
 
 
 def configure_logging(quiet: bool = False, progress_bars: bool = True) -> None:
