@@ -44,6 +44,16 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     return recipe_from_dict(raw, overrides, source=str(path))
 
 
+def check_overrides(overrides: list[str] | tuple[str, ...], source: str | None = None) -> None:
+    """A key overridden twice on one command line is a RecipeError (the YAML loader refuses a key given twice in
+    a section, too). Programs adding their own overrides after the user's may still override a user's key."""
+    keys = [override.partition("=")[0].strip() for override in overrides if "=" in override]
+    twice = [f"override {key}: given {keys.count(key)} times; keep one" for key in dict.fromkeys(keys)
+             if keys.count(key) > 1]
+    if twice:
+        raise RecipeError(twice, source)
+
+
 def recipe_from_dict(raw: Any, overrides: list[str] | tuple[str, ...] = (), source: str | None = None) -> Recipe:
     """Validate a recipe given as a mapping (what the YAML holds)."""
     problems: list[str] = []

@@ -35,9 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .recipe import load_recipe
+    from .recipe import check_overrides, load_recipe
 
     push = ["hub.push=true", f"hub.repo_id={args.push_to_hub}"] if args.push_to_hub else []
+    check_overrides(args.overrides, args.recipe)
     recipe = load_recipe(args.recipe, [*args.overrides, *push])
     from .runner import checkpoint_table, format_summary, prepare_run, run_recipe
     from .runner.run import check_model

@@ -57,11 +57,12 @@ def _split_candidates(args: argparse.Namespace) -> None:
 
 
 def _select(args: argparse.Namespace) -> int:
-    from .recipe import load_recipe
+    from .recipe import check_overrides, load_recipe
     from .runner import select_checkpoint
 
     _split_candidates(args)
     score = [f"select.score={args.score}"] if args.score else []
+    check_overrides(args.overrides, args.recipe)
     recipe = load_recipe(args.recipe, [*args.overrides, *score])
     selection = select_checkpoint(recipe, candidates=args.candidates, overwrite=args.overwrite)
     print(selection.table())

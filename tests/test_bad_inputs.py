@@ -76,6 +76,7 @@ RUN_CASES = [  # (extra arguments, fragments of the one message); "{w}" is the w
     (["{w}/nope.yaml"], ["cannot read recipe"]),
     (["{w}/broken.yaml"], ["not valid YAML at line"]),
     (["{w}/twice.yaml"], ["line 4", "the key 'epochs' is given twice in one section"]),
+    (["{w}/recipe.yaml", "train.epochs=1", "train.epochs=2"], ["override train.epochs: given 2 times; keep one"]),
     (["{w}/list.yaml"], ["a recipe is a mapping"]),
     (["{w}/recipe.yaml", "trian.epochs=1"], ["unknown key", "did you mean 'train'"]),
     (["{w}/recipe.yaml", "task=text-sentimnt"], ["did you mean 'text-sentiment'"]),
