@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import shlex
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -68,8 +69,8 @@ def _select(args: argparse.Namespace) -> int:
     print(selection.table())
     print(f"best: {selection.winner} ({selection.seconds:.0f} s in all); "
           f"wrote {', '.join(str(selection.report_dir / name) for name in selection.files)}")
-    print(f"fine-tune it: python -m mtl.run {args.recipe} {' '.join(args.overrides)} "
-          f"model.checkpoint={selection.winner}".replace("  ", " "))
+    command = ["python", "-m", "mtl.run", args.recipe, *args.overrides, f"model.checkpoint={selection.winner}"]
+    print(f"fine-tune it: {shlex.join(command)}")  # quoted: overrides such as {a: 1} paste into a shell as given
     return 0
 
 

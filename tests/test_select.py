@@ -210,3 +210,15 @@ def test_overrides_after_candidates_are_overrides(recipe, tmp_path, capsys, two_
     assert code == 0, err
     assert "ranked by knn" in out
     assert pd.read_csv(report / "ranking.csv")["checkpoint"].tolist() == list(two_tiny_berts)
+
+
+def test_the_printed_fine_tune_command_pastes_into_a_shell(recipe, capsys, two_tiny_berts):
+    import shlex
+
+    override = "train.class_weights={negative: 1, positive: 2}"
+    code, out, err = _select_main(capsys, recipe, override, "--candidates", *map(str, two_tiny_berts))
+    assert code == 0, err
+    line = next(line for line in out.splitlines() if line.startswith("fine-tune it: "))
+    words = shlex.split(line.removeprefix("fine-tune it: "))
+    assert words[:4] == ["python", "-m", "mtl.run", str(recipe)] and override in words
+    assert words[-1].startswith("model.checkpoint=")
