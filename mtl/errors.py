@@ -1,12 +1,13 @@
 """Errors a user can fix: the CLI prints their message and exits with code 2, without a traceback.
 
-Also :func:`did_you_mean`, the suggestion every "unknown name" message carries.
+Also :func:`did_you_mean`, the suggestion every "unknown name" message carries, and :func:`first_few`, how a
+message lists many bad rows.
 """
 
 from __future__ import annotations
 
 import difflib
-from typing import Iterable
+from typing import Iterable, Sequence
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
@@ -18,6 +19,18 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def first_few(items: Sequence[str], limit: int = 5, separator: str = ", ") -> str:
+    """The first ``limit`` items joined, then how many more: what a message names when many rows are bad.
+
+    Example::
+
+        first_few(["3", "5", "8", "10", "12", "14", "20"])   # "3, 5, 8, 10, 12 and 2 more"
+    """
+    shown = separator.join(items[:limit])
+    joint = " and" if separator.strip() == "," else f"{separator.rstrip()} and"  # "a, b and 2 more"; "a; b; and 2 more"
+    return shown + (f"{joint} {len(items) - limit} more" if len(items) > limit else "")
 
 
 def describe(error: BaseException, limit: int = 300) -> str:

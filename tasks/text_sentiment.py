@@ -10,11 +10,10 @@ from typing import Any
 from datasets import Dataset
 from transformers import DataCollatorWithPadding
 
-from mtl.errors import CheckpointError, DataError
+from mtl.errors import CheckpointError, DataError, first_few
 from mtl.task import Task, TaskSpec, register_task
 
 DEFAULT_MAX_LENGTH = 128
-SHOWN_ROWS = 5  # rows named in a message about blank texts; the rest are counted
 SAMPLE_TEXTS = ["a gorgeous, moving film", "dull and far too long", "what a film", "the plot was fine",
                 "I would not watch it again", "superb acting and a clever, warm story"]
 _POSITIVE = ["good", "great", "wonderful", "superb", "lovely", "brilliant"]
@@ -100,9 +99,7 @@ class TextSentiment(Task):
         if len(blank) == 1:
             raise DataError(f"{where} row {blank[0]}: the text is empty or missing; fill it in or remove the row "
                             "(predict refuses empty texts too)")
-        shown = ", ".join(map(str, blank[:SHOWN_ROWS])) + (f" and {len(blank) - SHOWN_ROWS} more"
-                                                            if len(blank) > SHOWN_ROWS else "")
-        raise DataError(f"{where} rows {shown}: the text is empty or missing ({len(blank)} of {len(split)} rows); "
+        raise DataError(f"{where} rows {first_few([str(row) for row in blank])}: the text is empty or missing ({len(blank)} of {len(split)} rows); "
                         "fill them in or remove those rows (predict refuses empty texts too)")
 
     def load_processor(self, folder: Path) -> Any:

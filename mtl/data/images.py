@@ -10,10 +10,9 @@ import numpy as np
 from datasets import Dataset, Image as ImageFeature
 from PIL import Image
 
-from ..errors import DataError
+from ..errors import DataError, first_few
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-SHOWN_IMAGES = 5  # bad images named in one message; the rest are counted
 MIN_SIDE = 8  # pixels: smaller images (1x1 placeholders, broken thumbnails) are errors, not inputs
 SIXTEEN_BIT_MAX = 65535  # integer-mode (I;16*, I) pixels are 16-bit: 0..65535 maps to 0..255 (divided by 257)
 
@@ -26,9 +25,8 @@ def verify_images(split: Dataset, column: str, where: str) -> None:
     encoded = split.cast_column(column, ImageFeature(decode=False))[column]
     bad = [(row, item, problem) for row, item in enumerate(encoded, start=1) if (problem := _problem(item))]
     if bad:
-        named = [f"row {row}{_file_of(item)} {problem}" for row, item, problem in bad[:SHOWN_IMAGES]]
-        more = f"; and {len(bad) - SHOWN_IMAGES} more" if len(bad) > SHOWN_IMAGES else ""
-        raise DataError(f"{where} {'; '.join(named)}{more}: replace or remove {'it' if len(bad) == 1 else 'them'}")
+        named = first_few([f"row {row}{_file_of(item)} {problem}" for row, item, problem in bad], separator="; ")
+        raise DataError(f"{where} {named}: replace or remove {'it' if len(bad) == 1 else 'them'}")
 
 
 def _file_of(item: dict[str, Any] | None) -> str:

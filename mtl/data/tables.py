@@ -119,9 +119,9 @@ def _image_folder(folder: Path) -> DatasetDict:
     depths = sorted({len(p.relative_to(folder).parts) - 1 for p in folder.rglob("*")
                      if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES})
     example = next(p for p in sorted(folder.rglob("*")) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    raise DataError(f"data.source: {folder}: cannot take labels from its folders (images lie {' or '.join(map(str, depths))} folders deep, "
-                    f"e.g. {example.relative_to(folder)}); lay them out as <label>/<image> or <split>/<label>/<image>, "
-                    "every image one folder below its label's")
+    raise DataError(f"data.source: {folder}: cannot take labels from its folders (images lie "
+                    f"{' or '.join(map(str, depths))} folders deep, e.g. {example.relative_to(folder)}); lay them out "
+                    "as <label>/<image> or <split>/<label>/<image>, every image one folder below its label's")
 
 
 def _holds_images(folder: Path) -> bool:
