@@ -60,16 +60,74 @@ def test_auto_follows_the_checkpoints_sentence_transformers_pooling(tiny_bert, t
     assert apply_pooling(model, "auto", sentence_model) == "mean" and model.config.mtl_pooling == "mean"
 
 
-def test_auto_warns_when_a_mean_trained_encoder_has_no_pooler_to_replace(tmp_path, caplog):
-    """all-mpnet-base-v2 and its kind: trained for mean pooling, but MPNet's head reads the first token."""
-    config = transformers.MPNetConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                                      intermediate_size=32, num_labels=2)
-    model = transformers.MPNetForSequenceClassification(config)
+@pytest.fixture(scope="module")
+def tiny_mpnet(tiny_bert, tmp_path_factory):
+    """A 2-layer MPNet trained (as all-mpnet-base-v2 was) to be read as the mean of its token states: the tiny BERT's
+    word vocabulary without token types, and a sentence-transformers ``1_Pooling/config.json``."""
+    folder = tmp_path_factory.mktemp("tiny-mpnet")
+    tokenizer = transformers.AutoTokenizer.from_pretrained(tiny_bert, model_input_names=["input_ids", "attention_mask"])
+    tokenizer.save_pretrained(folder)
+    torch.manual_seed(0)
+    transformers.MPNetModel(transformers.MPNetConfig(
+        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        max_position_embeddings=80, pad_token_id=tokenizer.pad_token_id)).save_pretrained(folder)
+    (folder / "1_Pooling").mkdir()
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_mean_tokens": True,
+                                                                  "pooling_mode_cls_token": False}))
+    return folder
+
+
+@pytest.mark.parametrize("mode", ["auto", "cls"])
+def test_a_head_reading_the_first_token_gets_the_pooled_vector_instead(tiny_mpnet, mode):
+    """all-mpnet-base-v2 and its kind: no pooler in the encoder; MPNet's head reads the first token itself."""
+    tokenizer = transformers.AutoTokenizer.from_pretrained(tiny_mpnet)
+    model = build_classifier(transformers.AutoModelForSequenceClassification, tiny_mpnet, ["neg", "pos"])
+    assert apply_pooling(model, mode, tiny_mpnet) == ("mean" if mode == "auto" else "cls")
+    batch = tokenizer(["good film", "a long and rather boring film with bad acting"], padding=True, return_tensors="pt")
+    states = model.mpnet(**batch).last_hidden_state
+    mask = batch["attention_mask"].unsqueeze(-1).float()
+    expected = (states * mask).sum(1) / mask.sum(1) if mode == "auto" else states[:, 0]
+    seen = []
+    handle = model.classifier.dense.register_forward_pre_hook(lambda module, args: seen.append(args[0].detach()))
+    try:
+        logits = model.eval()(**batch).logits
+        alone = model(**tokenizer(["good film"], return_tensors="pt")).logits
+    finally:
+        handle.remove()
+    assert torch.allclose(seen[0], expected, atol=1e-6)
+    assert torch.allclose(alone[0], logits[0], atol=1e-5)  # padding in the batch changes nothing
+
+
+def test_mean_pooled_mpnet_trains_on_cached_features_and_serves_in_plain_transformers(tiny_mpnet, tmp_path, caplog):
+    frame = pd.DataFrame(make_sentences(160, seed=3))
+    task = TextSentiment(tiny_mpnet, max_length=32)
+    with caplog.at_level(logging.INFO, logger="mtl"):
+        task.fit(frame[:128], frame[128:], freeze="backbone", epochs=3, batch_size=16, learning_rate=1e-2,
+                 warmup_ratio=0.0)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("feature cache: the frozen backbone ran once" in m and "32 inputs" in m for m in messages), messages
+    assert task.model.config.mtl_pooling == "mean"
+    folder = task.save(tmp_path / "model")
+    texts = [row["sentence"] for row in make_sentences(6, seed=11)]
+    ours = task.predict_proba(texts)
+    served = pipeline_top1("text-classification", folder, texts, trust_remote_code=True)
+    assert [p["label"] for p in served] == [task.label_names[i] for i in ours.argmax(-1)]
+    assert np.allclose([p["score"] for p in served], ours.max(-1), atol=1e-5)
+    assert np.allclose(TextSentiment.load(folder).predict_proba(texts), ours, atol=1e-6)
+
+
+def test_auto_warns_when_a_mean_trained_encoder_has_no_pooling_to_change(tmp_path, caplog):
+    """An encoder whose head reads features pooled inside the model (DistilBERT's first token) cannot be re-pooled."""
+    config = transformers.DistilBertConfig(vocab_size=64, dim=16, n_layers=1, n_heads=2, hidden_dim=32, num_labels=2)
+    model = transformers.DistilBertForSequenceClassification(config)
     (tmp_path / "1_Pooling").mkdir()
     (tmp_path / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_mean_tokens": True}))
     with caplog.at_level(logging.WARNING, logger="mtl"):
         assert apply_pooling(model, "auto", tmp_path) == "pooler"
-    assert "trained to be read as the mean of its token states" in caplog.text and "MPNetForSequenceClassification" in caplog.text
+    assert "trained to be read as the mean of its token states" in caplog.text
+    assert "DistilBertForSequenceClassification" in caplog.text
+    with pytest.raises(MtlError, match="model.pooling: DistilBertForSequenceClassification has no pooler"):
+        apply_pooling(model, "mean", tmp_path)
 
 
 def test_a_pooling_for_an_encoder_without_a_pooler_is_a_named_error(tmp_path):

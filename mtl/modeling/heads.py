@@ -1,6 +1,7 @@
 """Classification heads: the checkpoint's own linear layer, or the seeds' MLP (pooled features -> Dense -> classes);
-and token pooling for BERT-like encoders (the first token's state, or the mean over real tokens, in place of the
-pretrained pooler).
+and token pooling for text encoders (the first token's state, or the mean over real tokens): in place of the
+pretrained pooler of BERT-like encoders, or fed to a head that reads the first token itself (MPNet, RoBERTa,
+ELECTRA ``*ClassificationHead``, DeBERTa's ``ContextPooler``).
 
 This file imports nothing from mtl: a model saved with an MLP head or token pooling carries a verbatim copy of
 it as ``mtl_head.py`` and its config names it in ``auto_map``, so plain transformers loads the folder with
@@ -68,11 +69,47 @@ class TokenPooler(nn.Module):
         return (hidden_states * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
 
 
+FIRST_TOKEN_READERS = ("ClassificationHead", "ContextPooler")  # class-name endings of heads reading states[:, 0]
+
+
+def first_token_reader(model: nn.Module) -> nn.Module | None:
+    """The head module that reads the first token of the encoder's token states itself, when the encoder has no
+    pooler (MPNet, RoBERTa, ELECTRA: ``classifier``; DeBERTa: ``pooler`` beside the encoder); else None."""
+    for name in ("pooler", "classifier"):
+        module = getattr(model, name, None)
+        if isinstance(module, nn.Module) and type(module).__name__.endswith(FIRST_TOKEN_READERS):
+            return module
+    return None
+
+
+def can_pool_tokens(model: nn.Module) -> bool:
+    """Whether :func:`install_token_pooling` can change how ``model``'s head reads the token states."""
+    encoder = getattr(model, getattr(model, "base_model_prefix", ""), None)
+    return isinstance(getattr(encoder, "pooler", None), nn.Module) or first_token_reader(model) is not None
+
+
 def install_token_pooling(model: nn.Module, mode: str) -> None:
-    """Put a :class:`TokenPooler` in place of the pooler of ``model``'s encoder (``config.mtl_pooling = mode``)."""
+    """Pool ``model``'s token states as ``mode`` says (``config.mtl_pooling = mode``): a :class:`TokenPooler` in
+    place of the encoder's pooler, or, for a head that reads the first token itself, in front of that head (its
+    input becomes the pooled vector as a sequence of one token)."""
     encoder = getattr(model, model.base_model_prefix)
     pooler = TokenPooler(mode)
-    encoder.pooler = pooler
+    if isinstance(getattr(encoder, "pooler", None), nn.Module):
+        encoder.pooler = pooler
+    else:
+        reader = first_token_reader(model)
+        if reader is None:
+            raise ValueError(f"{type(model).__name__}: neither a pooler nor a head reading the first token to pool for")
+
+        def pool_first(module: nn.Module, args: tuple) -> tuple | None:
+            states = args[0]
+            if states.dim() == 2:  # one pooled vector per example already (the frozen-feature cache's inputs)
+                return (states.unsqueeze(1), *args[1:])
+            if states.dim() != 3 or states.shape[1] == 1:
+                return None
+            return (pooler(states).unsqueeze(1), *args[1:])
+
+        reader.register_forward_pre_hook(pool_first)
 
     def keep_mask(module: nn.Module, args: tuple, kwargs: dict) -> None:
         pooler.mask = kwargs.get("attention_mask", args[1] if len(args) > 1 else None)

@@ -3,8 +3,10 @@
 ``pooler``: the checkpoint's own pooler (BERT: dense + tanh over the first token, trained for next-sentence
 prediction); ``cls``: the first token's state as it is; ``mean``: the mean over the real tokens. ``auto`` takes
 what the checkpoint was trained for: a sentence-transformers checkpoint says so in ``1_Pooling/config.json``
-(all-MiniLM-L6-v2: mean), any other keeps its pooler. Only encoders with a pooler module (BERT-like) can change
-it; audio and image classifiers already average over frames or pool spatially.
+(all-MiniLM-L6-v2 and all-mpnet-base-v2: mean), any other keeps its pooler. Text encoders with a pooler module
+(BERT-like) have it replaced; those whose head reads the first token itself (MPNet, RoBERTa, ELECTRA, DeBERTa) get
+the pooled vector in its place, so for them ``cls`` is what ``pooler`` already does (plus the head's own layers).
+Audio and image classifiers already average over frames or pool spatially.
 
 Example::
 
@@ -20,7 +22,7 @@ from pathlib import Path
 from torch import nn
 
 from ..errors import MtlError
-from .heads import TOKEN_POOLINGS, install_token_pooling
+from .heads import TOKEN_POOLINGS, can_pool_tokens, install_token_pooling
 
 logger = logging.getLogger(__name__)
 
@@ -45,20 +47,19 @@ def resolve_pooling(model: nn.Module, requested: str, checkpoint_folder: Path | 
     """The pooling ``requested`` (one of :data:`POOLINGS`) means for ``model``: ``pooler``, ``cls`` or ``mean``."""
     if requested not in POOLINGS:
         raise MtlError(f"model.pooling: {requested!r} is not a pooling; use one of {list(POOLINGS)}")
-    encoder = getattr(model, getattr(model, "base_model_prefix", ""), None)
-    has_pooler = isinstance(getattr(encoder, "pooler", None), nn.Module)
+    poolable = can_pool_tokens(model)
     if requested == "auto":  # a model mtl saved with token pooling keeps it; a sentence-transformers one its own
         trained = getattr(model.config, "mtl_pooling", None) or \
             (trained_pooling(checkpoint_folder) if checkpoint_folder else None)
-        if trained == "mean" and not has_pooler:
-            logger.warning("pooling: %s was trained to be read as the mean of its token states, but mtl can change the "
-                           "pooling only of encoders with a pooler (BERT-like); %s's head reads the first token. "
-                           "Fine-tuning the encoder (model.freeze=none) adapts it; a frozen encoder reads it poorly",
+        if trained == "mean" and not poolable:
+            logger.warning("pooling: %s was trained to be read as the mean of its token states, but %s's head reads "
+                           "pooled features mtl cannot change. Fine-tuning the encoder (model.freeze=none) adapts "
+                           "it; a frozen encoder reads it poorly",
                            checkpoint_folder.name if checkpoint_folder else "the checkpoint", type(model).__name__)
-        return trained if trained and has_pooler else "pooler"
-    if requested != "pooler" and not has_pooler:
-        raise MtlError(f"model.pooling: {type(model).__name__} has no pooler to replace (only BERT-like text "
-                       "encoders do); remove model.pooling or set it to auto")
+        return trained if trained and poolable else "pooler"
+    if requested != "pooler" and not poolable:
+        raise MtlError(f"model.pooling: {type(model).__name__} has no pooler to replace and no head reading the "
+                       "token states (only text encoders do); remove model.pooling or set it to auto")
     return requested
 
 

@@ -131,8 +131,9 @@ class _NotTheExpectedShape(Exception):
 
 def _input_of_rank(rank: int) -> Callable[[torch.nn.Module, tuple[Any, ...]], None]:
     def check(module: torch.nn.Module, args: tuple[Any, ...]) -> None:
-        if args[0].dim() != rank:
-            raise _NotTheExpectedShape(tuple(args[0].shape))
+        shape = tuple(args[0].shape)
+        if len(shape) != rank and not (len(shape) == rank + 1 and shape[1] == 1):  # [batch, 1 token, hidden] is one
+            raise _NotTheExpectedShape(shape)
 
     return check
 
@@ -171,12 +172,18 @@ def _mean_over_frames(inputs: torch.Tensor, output: Any, batch: dict[str, torch.
     return inputs.mean(dim=1)
 
 
+def _one_vector(inputs: torch.Tensor, output: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """A head input of one vector per example; token pooling in front of a first-token head gives [batch, 1, hidden],
+    which that head also takes as [batch, hidden]."""
+    return inputs[:, 0] if inputs.dim() == 3 and inputs.shape[1] == 1 else inputs
+
+
 def cached_head_inputs(task: Any, split: Dataset, plan: CachePlan, batch_size: int,
                        what: str) -> tuple[CachedInputs, torch.Tensor]:
     """Run the frozen backbone once over ``split`` (no augmentation); keep what enters the head, and the logits."""
     started = time.perf_counter()
     predicted = task.run_model(task.features(split), batch_size, capture=task.model.get_submodule(plan.modules[0]),
-                               pool=_mean_over_frames if plan.over_frames else None)
+                               pool=_mean_over_frames if plan.over_frames else _one_vector)
     logger.info("feature cache: the frozen backbone ran once over %d %s examples (%.0f s); the head (%s) trains "
                 "on its %s inputs%s without train-time augmentation", len(split), what,
                 time.perf_counter() - started, " + ".join(plan.modules),
