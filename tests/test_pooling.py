@@ -98,6 +98,26 @@ def test_a_head_reading_the_first_token_gets_the_pooled_vector_instead(tiny_mpne
     assert torch.allclose(alone[0], logits[0], atol=1e-5)  # padding in the batch changes nothing
 
 
+@pytest.mark.parametrize("family", ["Roberta", "Electra", "DebertaV2", "XLMRoberta"])
+def test_every_first_token_head_family_reads_the_mean_of_real_tokens(family):
+    config = getattr(transformers, f"{family}Config")(vocab_size=64, hidden_size=16, num_hidden_layers=1,
+                                                      num_attention_heads=2, intermediate_size=32, num_labels=2,
+                                                      embedding_size=16, pooler_hidden_size=16)
+    model = getattr(transformers, f"{family}ForSequenceClassification")(config).eval()
+    assert apply_pooling(model, "mean", None) == "mean"
+    reader = model.pooler if family.startswith("Deberta") else model.classifier
+    seen = []
+    reader.register_forward_pre_hook(lambda module, args: seen.append(args[0].detach()))  # after the pooling's hook
+    input_ids = torch.tensor([[0, 5, 6, 7, 8, 2], [0, 9, 2, 1, 1, 1]])
+    attention_mask = (torch.arange(6) < torch.tensor([[6], [3]])).long()
+    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
+    states = model.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    mask = attention_mask.unsqueeze(-1).float()
+    assert torch.allclose(seen[0][:, 0], (states * mask).sum(1) / mask.sum(1), atol=1e-5)
+    alone = model(input_ids=input_ids[1:, :3], attention_mask=attention_mask[1:, :3]).logits
+    assert torch.allclose(alone[0], logits[1], atol=1e-5)
+
+
 def test_mean_pooled_mpnet_trains_on_cached_features_and_serves_in_plain_transformers(tiny_mpnet, tmp_path, caplog):
     frame = pd.DataFrame(make_sentences(160, seed=3))
     task = TextSentiment(tiny_mpnet, max_length=32)
