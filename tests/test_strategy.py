@@ -26,6 +26,18 @@ def test_auto_with_few_examples_per_class_chooses_the_linear_probe(tiny_bert, tm
     assert json.loads((tmp_path / "run" / "strategy.json").read_text())["name"] == "linear probe"
 
 
+def test_auto_says_when_it_replaces_the_freezing_the_user_gave(tiny_bert, caplog):
+    rows = make_sentences(18, seed=2)
+    task = TextSentiment(tiny_bert, max_length=32)
+    with caplog.at_level("INFO", logger="mtl"):
+        task.fit(rows[:6], rows[6:], freeze={"top_k": 1}, strategy="auto", time_budget=5, batch_size=8)
+    assert task.strategy_choice.name == "linear probe"
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("replaced model.freeze top_k=1" in m and "train.strategy=explicit" in m for m in warnings), warnings
+    assert any(r.getMessage().startswith("strategy auto set") and "train.learning_rate: " in r.getMessage()
+               for r in caplog.records)
+
+
 @pytest.mark.parametrize("minutes, expected", [(30, "LP-FT"), (0.001, "linear probe")])
 def test_auto_fits_the_strategy_to_the_time_budget(tiny_bert, tmp_path, minutes, expected):
     rows = make_sentences(216, seed=3)

@@ -73,9 +73,18 @@ class StrategyChoice:
     reasons: list[str]
     race: dict[str, float] = field(default_factory=dict)  # probe learning rate -> best validation metric
 
-    def apply(self, config: TrainConfig) -> tuple[FreezeSpec, TrainConfig]:
-        """The freezing spec and training config to run."""
-        return parse_freeze(self.freeze), dataclasses.replace(config, strategy="explicit", **self.settings)
+    def apply(self, config: TrainConfig, given: FreezeSpec | None = None) -> tuple[FreezeSpec, TrainConfig]:
+        """The freezing spec and training config to run. What they replace is logged: the training settings,
+        and, as a warning, a freezing spec ``given`` other than ``none`` (auto decides the freezing itself)."""
+        spec, chosen = parse_freeze(self.freeze), dataclasses.replace(config, strategy="explicit", **self.settings)
+        changed = [f"train.{key}: {getattr(config, key)} -> {value}" for key, value in self.settings.items()
+                   if key != "max_seconds" and getattr(config, key) != value]
+        if changed:
+            logger.info("strategy auto set %s", "; ".join(changed))
+        if given is not None and given.mode != "none" and given != spec:
+            logger.warning("strategy auto replaced model.freeze %s by %s (%s); to train with model.freeze as given, "
+                           "set train.strategy=explicit", given.describe(), spec.describe(), self.name)
+        return spec, chosen
 
 
 def choose_strategy(task: Any, train_set: Dataset, validation_set: Dataset, config: TrainConfig,
