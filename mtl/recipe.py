@@ -66,8 +66,17 @@ def recipe_from_dict(raw: Any, overrides: list[str] | tuple[str, ...] = (), sour
     if recipe is not None:
         _check_cross_fields(recipe, problems)
     if problems:
-        raise RecipeError(problems, source)
+        raise RecipeError([_blame_override(problem, overrides) for problem in problems], source)
     return recipe
+
+
+def _blame_override(problem: str, overrides: list[str] | tuple[str, ...]) -> str:
+    """``problem`` with the command-line override it comes from named, when it is about an overridden key."""
+    for override in reversed(overrides):
+        key = override.partition("=")[0].strip()
+        if key and problem.startswith((f"{key}:", f"{key}.", f"{key}[")):
+            return f"{problem} (from the command line: {override})"
+    return problem
 
 
 def _apply_override(raw: dict[str, Any], override: str, problems: list[str]) -> None:

@@ -70,6 +70,18 @@ def test_override_of_unknown_key_is_an_error():
         recipe_from_dict(MINIMAL, ["train.epochs"])
 
 
+def test_a_problem_from_an_override_names_the_override_not_only_the_file():
+    with pytest.raises(RecipeError) as caught:
+        recipe_from_dict({**MINIMAL, "train": {"epochs": "many"}}, ["train.batch_size=big", "train.epochs=2"],
+                         source="recipe.yaml")
+    problems = caught.value.problems
+    assert problems == ["train.batch_size: expected an integer, got 'big' (str) (from the command line: "
+                        "train.batch_size=big)"], problems  # the file's own bad epochs were overridden
+    with pytest.raises(RecipeError) as caught:
+        recipe_from_dict({**MINIMAL, "train": {"epochs": "many"}}, ["train.batch_size=8"], source="recipe.yaml")
+    assert caught.value.problems[0].startswith("train.epochs: ") and "command line" not in str(caught.value)
+
+
 def test_metric_for_best_must_be_computed():
     with pytest.raises(RecipeError, match="metric_for_best: 'macro_f1' is not computed"):
         recipe_from_dict({**MINIMAL, "metrics": ["accuracy"], "train": {"metric_for_best": "macro_f1"}})
