@@ -186,3 +186,20 @@ def test_mean_pooled_model_saves_loads_and_serves_in_plain_transformers(tiny_ber
     restarted.fit(frame[:64], frame[128:], epochs=1, batch_size=16)  # a new task starting from the saved folder
     assert restarted.model.config.mtl_pooling == "mean"
     assert not [name for name in restarted.model.state_dict() if "pooler.dense" in name]
+
+
+def test_the_onnx_export_of_a_mean_pooled_model_has_a_plain_config(tiny_bert, tmp_path, monkeypatch):
+    """The graph holds the pooling, so ``OUT/onnx`` loads with the stock BERT config: no custom code, no prompt."""
+    pytest.importorskip("onnxruntime")
+    from mtl.publish.onnx import export_onnx
+
+    frame = pd.DataFrame(make_sentences(80, seed=3))
+    task = TextSentiment(tiny_bert, max_length=32)
+    task.fit(frame[:64], frame[64:], pooling="mean", epochs=1, batch_size=16)
+    folder = task.save(tmp_path / "model")
+    export_onnx(TextSentiment.load(folder), folder)
+    monkeypatch.setattr("builtins.input", lambda *args: pytest.fail("transformers asked to run custom code"))
+    config = transformers.AutoConfig.from_pretrained(folder / "onnx")
+    assert config.model_type == "bert" and config.id2label == {0: "negative", 1: "positive"}
+    assert not (folder / "onnx" / "mtl_head.py").exists()
+    assert transformers.AutoTokenizer.from_pretrained(folder / "onnx")("good film")["input_ids"]

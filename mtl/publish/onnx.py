@@ -21,6 +21,7 @@ import torch
 
 from ..errors import MtlError
 from ..fs import atomic_folder
+from ..modeling.classifier import plain_config
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +76,8 @@ def export_onnx(task: Any, folder: str | Path, *, samples: Sequence[Any] | None 
             raise MtlError(f"ONNX export of {folder}: logits differ from PyTorch by up to {difference:.2e} on "
                            f"{kind} (tolerance {tolerance:.0e}); the exported model is not trustworthy and was "
                            "not written")
-        model.config.save_pretrained(staging)
+        # the graph holds any pooling or MLP head mtl's own code adds: its config is the plain base one
+        (plain_config(folder) or model.config).save_pretrained(staging)
         task.processor.save_pretrained(staging)
     return ExportResult(folder / "onnx" / "model.onnx", difference, len(next(iter(batch.values()))), names, kind)
 
