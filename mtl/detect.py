@@ -67,8 +67,9 @@ def _detect(args: argparse.Namespace) -> int:
         for target in (1, 10, 100):
             rows = [(t, recall) for t, rate, recall in zip(table["thresholds"], table["false_alarms_per_hour"],
                                                           table["recall"]) if rate <= target]
-            print(f"{target:>4} false alarms/hour: " + (f"threshold {rows[0][0]} (recall {rows[0][1]:.1%})" if rows
-                                                        else "threshold none"))
+            found = f"threshold {rows[0][0]} (recall {rows[0][1]:.1%})" if rows and rows[0][1] > 0 else \
+                "no usable threshold (recall 0)" if rows else "threshold none"
+            print(f"{target:>4} false alarms/hour: {found}")
         print(f"calibrated on {table['hours'] * 60:.1f} minutes of validation audio; saved in {args.model_dir}")
         if args.recording is None:
             return 0

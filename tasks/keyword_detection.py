@@ -185,8 +185,14 @@ def calibrated_threshold(calibration: dict[str, Any] | None, false_alarms_per_ho
                        f"not {asdict(settings)}; use those settings or calibrate again with these")
     if false_alarms_per_hour < 0:
         raise MtlError(f"--false_alarms_per_hour must be zero or more, got {false_alarms_per_hour}")
-    for threshold, rate in zip(calibration["thresholds"], calibration["false_alarms_per_hour"]):
+    recalls = calibration.get("recall") or [None] * len(calibration["thresholds"])
+    for threshold, rate, recall in zip(calibration["thresholds"], calibration["false_alarms_per_hour"], recalls):
         if rate <= false_alarms_per_hour:
+            if recall == 0:
+                raise MtlError(f"--false_alarms_per_hour {false_alarms_per_hour:g}: at that rate the calibration "
+                               f"found no keyword in the validation audio (recall 0 at every threshold from "
+                               f"{threshold:g}), so no calibrated threshold is usable; the model does not tell "
+                               "keywords apart there: train it on more data, or give --threshold")
             return float(threshold)
     raise MtlError(f"--false_alarms_per_hour {false_alarms_per_hour}: no calibrated threshold is that strict (the "
                    f"fewest on validation audio: {min(calibration['false_alarms_per_hour'])} per hour); allow more "

@@ -82,6 +82,14 @@ def test_calibrated_threshold_is_the_lowest_within_the_rate():
         DetectorSettings(smooth=0)
 
 
+def test_a_calibration_that_found_no_keyword_gives_no_threshold():
+    """A collapsed model: no detections at all, so every threshold has 0 false alarms and 0 recall."""
+    settings = DetectorSettings()
+    table = [{"threshold": t, "false_alarms_per_hour": 0.0, "recall": 0.0} for t in (0.1, 0.5, 0.9)]
+    with pytest.raises(MtlError, match=r"found no keyword .*recall 0.*give --threshold"):
+        calibrated_threshold(calibration_record(table, settings, 1.0, "test"), 10, settings, "m")
+
+
 def test_calibration_warns_about_short_audio_few_words_and_zero_recall():
     def record(hours, recalls):
         table = [{"threshold": t, "false_alarms_per_hour": fa, "recall": r}
