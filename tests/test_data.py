@@ -184,6 +184,7 @@ def test_rows_duplicated_across_splits_are_one_warning_with_counts(tmp_path, cap
     assert (f"{shared['test']} of 25 test rows and {shared['validation']} of 23 validation rows have the same text "
             "as a training row") in warnings[0]
     assert "df.drop_duplicates(subset=['sentence'])" in warnings[0]
+    assert "test[~test['sentence'].isin(train['sentence'])]" in warnings[0]  # for data given as split files
     assert "training rows also repeat another training row" in warnings[0]
 
 

@@ -89,9 +89,11 @@ def warn_shared_inputs(splits: DatasetDict, column: str, named: str) -> None:
         return
     repeats = sum(key is not None for key in train) - len(seen)
     logger.warning("data: %s have the same %s as a training row%s, so their scores overstate how the model does on "
-                   "new data; deduplicate the data before training, e.g. df.drop_duplicates(subset=[%r]) in pandas",
-                   " and ".join(found), column,
-                   f" ({repeats} training rows also repeat another training row)" if repeats else "", named)
+                   "new data; deduplicate the data before training, e.g. df.drop_duplicates(subset=[%r]) in pandas, "
+                   "or, with split files, drop those rows from the validation and test files: "
+                   "test[~test[%r].isin(train[%r])]", " and ".join(found), column,
+                   f" ({repeats} training rows also repeat another training row)" if repeats else "", named, named,
+                   named)
 
 
 def input_keys(split: Dataset, column: str) -> list[Hashable] | None:
