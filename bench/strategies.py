@@ -29,6 +29,7 @@ from pathlib import Path
 
 from mtl.recipe import load_recipe
 from mtl.runner import run_recipe
+from mtl.config.sections import FINE_TUNING_RATE, HEAD_ONLY_RATE
 from mtl.task.strategy import lora_learning_rate
 
 
@@ -37,7 +38,8 @@ def strategy_overrides(recipe_path: str, overrides: list[str], time_budget: floa
     """Each strategy's ``key=value`` lines on top of the recipe's."""
     targets = f", target_modules: [{', '.join(lora_targets)}]" if lora_targets else ""
     train = load_recipe(recipe_path, overrides).train
-    probe_rate = train.head_learning_rate or max(train.learning_rate, 1e-3)
+    rate = train.learning_rate or FINE_TUNING_RATE
+    probe_rate = train.head_learning_rate or max(rate, HEAD_ONLY_RATE)
     head_first = train.head_first_epochs or 3
     return {
         "backbone": ["model.freeze=backbone", "train.head_first_epochs=0", f"train.learning_rate={probe_rate:g}",
@@ -47,7 +49,7 @@ def strategy_overrides(recipe_path: str, overrides: list[str], time_budget: floa
         "LP-FT": ["model.freeze=none", f"train.head_first_epochs={head_first}"],
         "gradual": ["model.freeze={gradual: {every: 1}}", "train.head_first_epochs=0"],
         "LoRA": [f"model.freeze={{lora: {{r: 8, alpha: 16{targets}}}}}", "train.head_first_epochs=0",
-                 f"train.learning_rate={lora_learning_rate(train.learning_rate):g}"],
+                 f"train.learning_rate={lora_learning_rate(rate):g}"],
         "none": ["model.freeze=none", "train.head_first_epochs=0"],
         "auto": ["train.strategy=auto", *([f"train.time_budget={time_budget:g}"] if time_budget else [])],
     }

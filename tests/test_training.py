@@ -319,3 +319,20 @@ def test_mixed_precision_auto_is_bf16_where_the_cpu_multiplies_it_and_is_recorde
     assert result.returncode == 0, result.stderr[-2000:]
     environment = json.loads((tmp_path / "out" / "metrics.json").read_text())["environment"]
     assert environment["mixed_precision"] == expected
+
+
+@pytest.mark.parametrize("freeze, expected", [("backbone", "lr 0.001"), ("none", "lr 5e-05")])
+def test_an_unset_learning_rate_suits_what_trains(tiny_bert, caplog, freeze, expected):
+    """A linear probe from a random head needs a far larger rate than fine-tuning pretrained weights: at 5e-5 a
+    probe stays at chance, so ``fit(freeze="backbone")`` without ``learning_rate`` trains the head at 1e-3."""
+    frame = pd.DataFrame(make_sentences(48, seed=4))
+    with caplog.at_level("INFO", logger="mtl"):
+        TextSentiment(tiny_bert, max_length=32).fit(frame[:32], frame[32:], freeze=freeze, epochs=1, batch_size=16)
+    groups = [r.getMessage() for r in caplog.records if r.getMessage().startswith("parameter groups:")]
+    assert groups and all(expected in message for message in groups), groups
+    assert any(r.getMessage().startswith("train.learning_rate not given") for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level("INFO", logger="mtl"):  # a rate given is always the rate used
+        TextSentiment(tiny_bert, max_length=32).fit(frame[:32], frame[32:], freeze=freeze, epochs=1, batch_size=16,
+                                                    learning_rate=3e-4)
+    assert all("lr 0.0003" in r.getMessage() for r in caplog.records if r.getMessage().startswith("parameter groups:"))

@@ -79,6 +79,10 @@ class DataConfig:
         _raise_all(problems)
 
 
+FINE_TUNING_RATE = 5e-5  # train.learning_rate when pretrained weights train and none is given
+HEAD_ONLY_RATE = 1e-3  # ... and when only the head trains (freeze: backbone): a linear probe from a random head
+
+
 @dataclass
 class TrainConfig:
     """The optimisation loop."""
@@ -87,7 +91,7 @@ class TrainConfig:
     max_steps: int | None = None  # stops after this many optimizer steps (overrides epochs)
     batch_size: int = 32
     eval_batch_size: int | None = None  # default: 2 x batch_size
-    learning_rate: float = 5e-5
+    learning_rate: float | None = None  # default: 5e-5 when the backbone trains, 1e-3 when only the head does
     head_learning_rate: float | None = None  # default: learning_rate
     lr_decay: float | None = None  # layer-wise: each block down from the top gets the rate of the one above x this
     class_weights: Literal["auto"] | dict[str, float] | None = None  # loss weight per label; auto: inverse frequency

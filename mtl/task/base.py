@@ -30,7 +30,7 @@ from datasets import Dataset
 
 from ..config import schema
 from ..config.freeze import FreezeSpec, parse_freeze
-from ..config.sections import HeadConfig, TrainConfig
+from ..config.sections import FINE_TUNING_RATE, HEAD_ONLY_RATE, HeadConfig, TrainConfig
 from ..data.labelled import labelled_split, require_trainable_labels
 from ..data.splits import hold_out
 from ..errors import CheckpointError, MtlError, describe
@@ -119,6 +119,7 @@ class Task(TaskHooks):
             spec = parse_freeze(freeze)
         except ValueError as error:
             raise MtlError(f"freeze: {error}") from None
+        config = with_learning_rate(config, spec)
         train_set, validation_set = self._labelled_pair(train, validation)
         self.prepare_training(train_set)
         set_seed(config.seed)  # before the new head is initialised, so runs are reproducible
@@ -319,6 +320,17 @@ def _head_config(head: str | dict | HeadConfig) -> HeadConfig:
 
 def _build_options(options_class: type, options: dict[str, Any]) -> Any:
     return schema.validated(options_class, options, "option", lambda key, hint: f"unknown option {key!r}{hint}")
+
+
+def with_learning_rate(config: TrainConfig, spec: FreezeSpec) -> TrainConfig:
+    """``config`` with ``learning_rate`` filled in when it was not given: 1e-3 when only the head trains (``freeze:
+    backbone``: a linear probe from a random head), else 5e-5 (fine-tuning pretrained weights)."""
+    if config.learning_rate is not None:
+        return config
+    rate = HEAD_ONLY_RATE if spec.mode == "backbone" else FINE_TUNING_RATE
+    logger.info("train.learning_rate not given: %g (%s)", rate, "only the head trains" if spec.mode == "backbone"
+                else "pretrained weights train")
+    return dataclasses.replace(config, learning_rate=rate)
 
 
 def _train_config(config: TrainConfig | None, options: dict[str, Any]) -> TrainConfig:

@@ -25,7 +25,7 @@ from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
-from ..config.sections import TrainConfig
+from ..config.sections import FINE_TUNING_RATE, TrainConfig
 from ..errors import TrainingDivergedError
 from ..metrics import is_better
 from ..modeling.freezing import train_mode
@@ -122,7 +122,8 @@ def _prepare(model: torch.nn.Module, train_set: Any, eval_set: Any, collate: Cal
     updates_per_epoch = math.ceil(len(loader) / config.gradient_accumulation_steps)
     total_steps = config.max_steps or math.ceil(config.epochs * updates_per_epoch)
     num_epochs = math.ceil(total_steps / updates_per_epoch)
-    optimizer = torch.optim.AdamW(parameter_groups(model, config.learning_rate, config.weight_decay,
+    rate = config.learning_rate if config.learning_rate is not None else FINE_TUNING_RATE
+    optimizer = torch.optim.AdamW(parameter_groups(model, rate, config.weight_decay,
                                                    config.head_learning_rate, config.lr_decay), fused=_fused_adamw(model))
     scheduler = get_scheduler("constant_with_warmup" if config.scheduler == "constant" else config.scheduler,
                               optimizer, num_warmup_steps=math.ceil(config.warmup_ratio * total_steps),
