@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from typing import Sequence
 
@@ -39,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", help="print the detections as a JSON list")
     parser.add_argument("--output", help="also write the detections to this .csv or .json file")
     parser.add_argument("--timeline", help="draw the waveform with the detections to this .png file")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing --output / --timeline files")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing --output / --timeline files, or an earlier calibration (--calibrate)")
     parser.add_argument("--calibrate", action="store_true",
                         help="calibrate thresholds on the run's validation split and store them in MODEL_DIR")
     parser.add_argument("--data", help="with --calibrate: the run's data folder, when it moved since the run")
@@ -51,19 +52,20 @@ def build_parser() -> argparse.ArgumentParser:
 def _detect(args: argparse.Namespace) -> int:
     from .errors import MtlError
     from .runner.inference import calibrate_folder, detect_file, event_rows
+    from .tasks.keyword_detection import DetectorSettings
 
     if args.threshold is not None and not 0 < args.threshold <= 1:
         raise MtlError(f"--threshold must be in (0, 1], got {args.threshold}")
-    if args.false_alarms_per_hour is not None and args.false_alarms_per_hour < 0:
+    if args.false_alarms_per_hour is not None and not (math.isfinite(args.false_alarms_per_hour)
+                                                       and args.false_alarms_per_hour >= 0):
         raise MtlError(f"--false_alarms_per_hour must be zero or more, got {args.false_alarms_per_hour}")
-    if args.hop <= 0 or args.smooth < 1 or args.refractory < 0:
-        raise MtlError(f"--hop must be positive seconds, --smooth at least 1 window and --refractory zero or more "
-                       f"seconds; got {args.hop}, {args.smooth} and {args.refractory}")
+    if not (math.isfinite(args.minutes) and args.minutes > 0):
+        raise MtlError(f"--minutes must be positive, got {args.minutes}")
     settings = dict(hop=args.hop, smooth=args.smooth, refractory=args.refractory)
+    DetectorSettings(**settings)  # checked before any model loads
     if args.calibrate:
-        if args.minutes <= 0:
-            raise MtlError(f"--minutes must be positive, got {args.minutes}")
-        table = calibrate_folder(args.model_dir, data=args.data, noise=args.noise, minutes=args.minutes, **settings)
+        table = calibrate_folder(args.model_dir, data=args.data, noise=args.noise, minutes=args.minutes,
+                                 overwrite=args.overwrite, **settings)
         for target in (1, 10, 100):
             rows = [(t, recall) for t, rate, recall in zip(table["thresholds"], table["false_alarms_per_hour"],
                                                           table["recall"]) if rate <= target]

@@ -13,6 +13,8 @@ Example::
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, Sequence
@@ -36,6 +38,9 @@ class Detection(NamedTuple):
     score: float
 
 
+MIN_HOP = 0.01  # seconds between windows: finer only multiplies the work (100 windows a second already)
+
+
 @dataclass(frozen=True)
 class DetectorSettings:
     """How window scores become detections; a calibration holds only for the settings it was made with."""
@@ -45,10 +50,15 @@ class DetectorSettings:
     refractory: float = 1.0  # seconds: no two detections (any labels) have window centres closer than this
 
     def __post_init__(self) -> None:
-        if self.hop <= 0 or self.smooth < 1 or self.refractory < 0:
-            raise MtlError(f"detector: hop must be positive seconds, smooth a whole number of windows >= 1 and "
-                           f"refractory >= 0 seconds; got hop={self.hop}, smooth={self.smooth}, "
-                           f"refractory={self.refractory}")
+        problems = []
+        if not (math.isfinite(self.hop) and self.hop >= MIN_HOP):
+            problems.append(f"hop (--hop) must be at least {MIN_HOP} seconds, got {self.hop}")
+        if isinstance(self.smooth, bool) or not isinstance(self.smooth, int) or self.smooth < 1:
+            problems.append(f"smooth (--smooth) must be a whole number of windows >= 1, got {self.smooth}")
+        if not (math.isfinite(self.refractory) and self.refractory >= 0):
+            problems.append(f"refractory (--refractory) must be zero or more seconds, got {self.refractory}")
+        if problems:
+            raise MtlError("detector: " + "; ".join(problems))
 
 
 def window_starts(total: int, window: int, hop: int) -> list[int]:
@@ -183,7 +193,7 @@ def calibrated_threshold(calibration: dict[str, Any] | None, false_alarms_per_ho
     if calibration.get("detector") != asdict(settings):
         raise MtlError(f"{where}: the calibration was made with detector settings {calibration.get('detector')}, "
                        f"not {asdict(settings)}; use those settings or calibrate again with these")
-    if false_alarms_per_hour < 0:
+    if not (math.isfinite(false_alarms_per_hour) and false_alarms_per_hour >= 0):
         raise MtlError(f"--false_alarms_per_hour must be zero or more, got {false_alarms_per_hour}")
     recalls = calibration.get("recall") or [None] * len(calibration["thresholds"])
     for threshold, rate, recall in zip(calibration["thresholds"], calibration["false_alarms_per_hour"], recalls):

@@ -33,7 +33,7 @@ from mtl.sources.cache import cache_root
 from mtl.task import Task, TaskSpec, register_task
 from mtl.task.decoding import decoded_inputs, is_decoded
 
-from .keyword_detection import (CALIBRATION_FILE, THRESHOLDS, Detection, DetectorSettings, calibrated_threshold,
+from .keyword_detection import (CALIBRATION_FILE, MIN_HOP, THRESHOLDS, Detection, DetectorSettings, calibrated_threshold,
                                 calibration_record, calibration_warnings, pick_events, plot_timeline,
                                 smooth_posteriors, sweep, window_starts)
 from .keyword_augment import AudioOptions, augment_wave, load_noise, mask_spectrogram, streaming_negatives
@@ -239,6 +239,9 @@ class KeywordSpotting(Task):
         self._require_model("detect")
         rate, samples = self.sampling_rate, self._clip_samples()
         source = {"array": recording, "sampling_rate": sampling_rate} if sampling_rate else recording
+        if not (math.isfinite(hop) and MIN_HOP <= hop <= self.options.clip_seconds):
+            raise MtlError(f"detect: hop must be from {MIN_HOP} s to the model's window of "
+                           f"{self.options.clip_seconds:g} s (a longer hop skips the audio between windows), got {hop}")
         audio = load_clip(source, rate, None, where="recording")
         starts = window_starts(len(audio), samples, max(1, round(hop * rate)))
         model = self.model.eval()
@@ -262,6 +265,9 @@ class KeywordSpotting(Task):
         rows = labelled_rows(split, self.spec.input_column)
         recordings = stitch_rows(rows, self.sampling_rate, noise=noise, seed=seed, minutes=minutes)
         hours = sum(r.seconds for r in recordings) / 3600
+        if hours * 60 > 1.2 * minutes:
+            logger.info("calibration: %.1f minutes of audio stitched, more than the %g asked for: every clip is used "
+                        "at least once", hours * 60, minutes)
         table = sweep(self.detect_recordings(recordings, settings)[0], [r.words for r in recordings], hours,
                       self.keywords)
         self.calibration = calibration_record(table, settings, hours, f"{len(rows)} labelled clips stitched into "

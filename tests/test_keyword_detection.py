@@ -78,8 +78,12 @@ def test_calibrated_threshold_is_the_lowest_within_the_rate():
         calibrated_threshold(None, 10, settings, "m")
     with pytest.raises(MtlError, match="was made with detector settings"):
         calibrated_threshold(calibration, 10, DetectorSettings(smooth=5), "m")
-    with pytest.raises(MtlError, match="smooth a whole number"):
+    with pytest.raises(MtlError, match=r"smooth \(--smooth\) must be a whole number"):
         DetectorSettings(smooth=0)
+    for bad in (dict(hop=float("nan")), dict(hop=1e-6), dict(hop=float("inf")), dict(refractory=float("nan")),
+                dict(smooth=2.5)):
+        with pytest.raises(MtlError, match="detector: "):
+            DetectorSettings(**bad)
 
 
 def test_a_calibration_that_found_no_keyword_gives_no_threshold():

@@ -278,7 +278,13 @@ def test_detect_cli_prints_events_and_rejects_bad_input(trained, tmp_path, capsy
     for args, message in [((model, tmp_path / "missing.wav"), "does not exist"),
                           ((tmp_path, recording), "is not a model folder"),
                           ((model, recording, "--threshold", "2"), "--threshold must be in (0, 1]"),
-                          ((model, recording, "--smooth", "0"), "--smooth at least 1"),
+                          ((model, recording, "--smooth", "0"), "smooth (--smooth) must be a whole number"),
+                          ((model, recording, "--hop", "nan"), "hop (--hop) must be at least 0.01 seconds"),
+                          ((model, recording, "--hop", "1e-6"), "hop (--hop) must be at least 0.01 seconds"),
+                          ((model, recording, "--hop", "5"), "hop must be from 0.01 s to the model's window of 1 s"),
+                          ((model, recording, "--refractory", "nan"), "refractory (--refractory) must be zero or"),
+                          ((model, recording, "--false_alarms_per_hour", "nan"), "--false_alarms_per_hour must be"),
+                          ((model, tmp_path), "is a folder; give one recording file"),
                           ((model, broken), "cannot read"),
                           ((model, recording, "--output", tmp_path / "events.csv"), "already exists"),
                           ((model, recording, "--timeline", tmp_path / "t.jpg"), "write to a .png file"),
@@ -333,7 +339,10 @@ def test_calibrate_command_splits_the_runs_data_again(tones, tmp_path, isolated_
                            input_candidates=KeywordSpotting.spec.input_candidates).splits
     assert len(splits["validation"]) != len(splits["test"])  # so the count below tells which split was used
     assert f"{len(splits['validation'])} labelled clips" in calibration["audio"]
-    assert main([str(run), "--calibrate", "--data", str(tones[1])]) == 2  # other clips: another split
+    assert main([str(run), "--calibrate", "--minutes", "0.2"]) == 2  # never replaced without --overwrite
+    assert "is calibrated already; add --overwrite" in capsys.readouterr().err
+    assert json.loads((run / "detection_calibration.json").read_text()) == calibration
+    assert main([str(run), "--calibrate", "--overwrite", "--data", str(tones[1])]) == 2  # other clips: another split
     assert "do not split as in the run" in capsys.readouterr().err
 
 

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any, NamedTuple, Sequence
 
-from ..errors import DataError, MtlError
+from ..errors import DataError, MtlError, OutputExistsError
 from ..fs import write_text_atomic
 from ..registry import load_saved_task
 
@@ -114,6 +114,9 @@ def detect_file(model_dir: str | Path, recording: str | Path, *, output: str | P
     """Load the model in ``model_dir`` and find its labels in ``recording`` (tasks that can detect: keywords);
     write the events to ``output`` (.csv or .json) and a picture of them on the waveform to ``timeline`` (.png)."""
     recording = Path(recording).expanduser()
+    if recording.is_dir():
+        raise MtlError(f"recording {recording} is a folder; give one recording file (for a folder: "
+                       f"for f in {recording}/*.wav; do python -m mtl.detect MODEL \"$f\"; done)")
     if not recording.is_file():
         raise MtlError(f"recording {recording} does not exist; check the path")
     targets = {"--output": (output, (".csv", ".json")), "--timeline": (timeline, (".png",))}
@@ -132,9 +135,10 @@ def detect_file(model_dir: str | Path, recording: str | Path, *, output: str | P
 
 
 def calibrate_folder(model_dir: str | Path, *, data: str | None = None, noise: str | None = None,
-                     minutes: float = 60.0, **settings: Any) -> dict[str, Any]:
+                     minutes: float = 60.0, overwrite: bool = False, **settings: Any) -> dict[str, Any]:
     """Calibrate the detection threshold of the model in ``model_dir`` on its run's validation split (the run's
-    recipe split again, from ``data`` when the clips moved) and store it in the folder."""
+    recipe split again, from ``data`` when the clips moved) and store it in the folder; an earlier calibration
+    there is replaced only with ``overwrite``."""
     from ..data import load_labelled
     from ..fs import write_json
     from ..publish.output_dir import RECIPE_FILE
@@ -143,6 +147,10 @@ def calibrate_folder(model_dir: str | Path, *, data: str | None = None, noise: s
 
     folder = Path(model_dir).expanduser()
     task = _detecting_task(folder)
+    earlier = folder / task.calibration_file
+    if earlier.is_file() and not overwrite:
+        raise OutputExistsError(f"{earlier}: {folder} is calibrated already; add --overwrite to calibrate it again "
+                                "(the new calibration replaces that file)")
     if not (folder / RECIPE_FILE).is_file():
         raise MtlError(f"{folder}: no {RECIPE_FILE}, so its validation split is unknown; calibrate in Python with "
                        "task.calibrate(held_out_clips) and task.save(folder)")
