@@ -203,3 +203,24 @@ def test_the_onnx_export_of_a_mean_pooled_model_has_a_plain_config(tiny_bert, tm
     assert config.model_type == "bert" and config.id2label == {0: "negative", 1: "positive"}
     assert not (folder / "onnx" / "mtl_head.py").exists()
     assert transformers.AutoTokenizer.from_pretrained(folder / "onnx")("good film")["input_ids"]
+
+
+def test_an_onnx_graph_that_fixed_the_text_length_is_refused(tiny_bert, tmp_path):
+    """A task (a plug-in, say) that leaves the sequence axis out of onnx_dynamic_axes: the export's second parity
+    check uses an input of another length, and the graph that cannot take it is not written."""
+    pytest.importorskip("onnxruntime")
+    from mtl.publish.onnx import export_onnx
+
+    class FixedLength(TextSentiment):
+        def onnx_dynamic_axes(self, name, tensor):
+            return [0]
+
+    frame = pd.DataFrame(make_sentences(48, seed=3))
+    task = FixedLength(tiny_bert, max_length=32)
+    task.fit(frame[:32], frame[32:], epochs=1, batch_size=16)
+    folder = task.save(tmp_path / "model")
+    inputs = ["good", "a long and rather boring film with bad acting and a dull plot"]
+    with pytest.raises(MtlError, match=r"graph rejects inputs shaped .*FixedLength.onnx_dynamic_axes\(\) must list"):
+        export_onnx(task, folder, samples=inputs)
+    assert not (folder / "onnx").exists()
+    assert export_onnx(TextSentiment.load(folder), folder, samples=inputs).max_abs_diff < 1e-4

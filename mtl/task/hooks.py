@@ -102,7 +102,9 @@ class TaskHooks:
 
     # ---- outputs -------------------------------------------------------------------------------------------------
     def onnx_dynamic_axes(self, name: str, tensor: torch.Tensor) -> list[int]:
-        """The axes of model input ``name`` that vary between calls (always the batch axis)."""
+        """The axes of model input ``name`` that vary between calls: the batch axis here; a task whose inputs vary
+        in length overrides it (text: batch and sequence). The ONNX export checks the graph on a second input of
+        another length and names this method when an axis it fixed varies."""
         return [0]
 
     def usage_code(self, model: str, trust_remote_code: bool = False) -> list[str]:
