@@ -66,7 +66,9 @@ def get_task(name: str) -> type[Task]:
     discover_tasks()
     if name not in REGISTERED:
         names = sorted(REGISTERED)
-        raise MtlError(f"unknown task {name!r}{did_you_mean(name, names)} Known tasks: {', '.join(names)}.")
+        raise MtlError(f"unknown task {name!r}{did_you_mean(name, names)} Known tasks: {', '.join(names)}. A task "
+                       f"from another package is known once that package is installed (it registers under the "
+                       f"{ENTRY_POINT_GROUP!r} entry points)")
     return REGISTERED[name]
 
 

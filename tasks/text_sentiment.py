@@ -71,7 +71,7 @@ class TextSentiment(Task):
     rank_on_mean_tokens = True
 
     def preprocess(self, batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
-        texts = ["" if t is None else str(t) for t in batch["text"]]
+        texts = ["" if t is None else str(t) for t in batch[self.spec.input_column]]
         return self.processor(texts, truncation=True, max_length=self.max_length)
 
     def collate(self, features: list[dict[str, Any]]) -> dict[str, Any]:

@@ -336,3 +336,18 @@ def test_an_unset_learning_rate_suits_what_trains(tiny_bert, caplog, freeze, exp
         TextSentiment(tiny_bert, max_length=32).fit(frame[:32], frame[32:], freeze=freeze, epochs=1, batch_size=16,
                                                     learning_rate=3e-4)
     assert all("lr 0.0003" in r.getMessage() for r in caplog.records if r.getMessage().startswith("parameter groups:"))
+
+
+def test_a_subclass_can_name_its_own_input_column(tiny_bert):
+    """A task built on TextSentiment for data whose texts sit in another column (as a plug-in task would)."""
+    import dataclasses
+
+    class QuestionTopic(TextSentiment):
+        spec = dataclasses.replace(TextSentiment.spec, input_column="question", input_candidates=("question",))
+
+    rows = [{"question": row["sentence"], "label": row["sentiment"]} for row in make_sentences(48, seed=5)]
+    task = QuestionTopic(tiny_bert, max_length=32)
+    task.fit(rows[:32], rows[32:], epochs=1, batch_size=16, learning_rate=1e-3)
+    assert len(task.predict(["good film", "bad film"])) == 2
+    with pytest.raises(MtlError, match=r"rename the column, e.g. df.rename\(columns=\{'YOUR_COLUMN': 'question'\}\)"):
+        task.fit([{"text": "good film", "label": "positive"}] * 8)

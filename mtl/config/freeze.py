@@ -37,6 +37,9 @@ class LoraSettings:
     save_adapter: bool = False  # also write the adapters and the head alone as a PEFT folder (``adapter/``)
 
 
+FREEZE_MODES = ("none", "backbone", "top_k", "patterns", "lora", "gradual")
+
+
 @dataclass(frozen=True)
 class FreezeSpec:
     """A parsed freezing spec."""
@@ -69,6 +72,8 @@ def parse_freeze(value: str | dict[str, Any] | FreezeSpec | None) -> FreezeSpec:
     if value is None:
         return FreezeSpec()
     if isinstance(value, FreezeSpec):
+        if value.mode not in FREEZE_MODES:
+            raise ValueError(f"FreezeSpec mode {value.mode!r} is not a freezing spec; {accepted}")
         return value
     if isinstance(value, str):
         if value in ("none", "backbone"):

@@ -144,7 +144,8 @@ def _find_column(split: Dataset, wanted: str | None, candidates: Sequence[str], 
         if candidate in lowered:
             return lowered[candidate]
     raise DataError(f"{where}: cannot tell which column is the {role} (columns: {', '.join(columns)}; "
-                    f"looked for {', '.join(candidates)}). Set data.{role}_column in the recipe.")
+                    f"looked for {', '.join(candidates)}). Set data.{role}_column in the recipe; in Python, rename "
+                    f"the column, e.g. df.rename(columns={{'YOUR_COLUMN': {candidates[0]!r}}}).")
 
 
 def encode_labels(splits: DatasetDict, label_names: Sequence[str] | None = None, *, train_key: str = "train",
