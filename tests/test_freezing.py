@@ -71,7 +71,7 @@ def test_patterns_freeze_matching_parameters_and_unmatched_pattern_is_an_error(m
     ({"patterns": []}, "patterns must be a non-empty list of glob strings"),
     ({"other": 1}, "cannot read freezing spec {'other': 1}; use 'none'"),
     (3, "cannot read freezing spec 3; use 'none'"),
-    (FreezeSpec(mode="bitfit"), "FreezeSpec mode 'bitfit' is not a freezing spec; use 'none'"),  # not full training
+    (FreezeSpec(mode="prefix"), "FreezeSpec mode 'prefix' is not a freezing spec; use 'none'"),  # not full training
 ])
 def test_bad_specs_say_what_is_accepted(bad, message):
     with pytest.raises(ValueError, match=re.escape(message)):

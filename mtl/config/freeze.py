@@ -20,8 +20,10 @@ Example::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..strategies import freeze_strategies
 
 
 @dataclass(frozen=True)
@@ -44,13 +46,17 @@ FREEZE_MODES = ("none", "backbone", "top_k", "patterns", "lora", "gradual")
 class FreezeSpec:
     """A parsed freezing spec."""
 
-    mode: Literal["none", "backbone", "top_k", "patterns", "lora", "gradual"] = "none"
+    mode: str = "none"  # one of FREEZE_MODES, or a strategy registered in mtl.strategies
     top_k: int = 0
     patterns: tuple[str, ...] = ()
     lora: LoraSettings | None = None
     every: int = 1  # gradual: epochs between unfreezing steps
+    options: dict[str, Any] = field(default_factory=dict)  # a registered strategy's settings
 
     def describe(self) -> str:
+        strategy = freeze_strategies().get(self.mode) if self.mode not in FREEZE_MODES else None
+        if strategy is not None:
+            return strategy.describe(self.options)
         if self.mode == "lora" and self.lora:
             targets = list(self.lora.target_modules) if self.lora.target_modules else "default"
             rank = self.lora.r if self.lora.r is not None else "default"
@@ -67,20 +73,25 @@ class FreezeSpec:
 
 def parse_freeze(value: str | dict[str, Any] | FreezeSpec | None) -> FreezeSpec:
     """Parse a freezing spec; raise ValueError saying what is accepted."""
-    accepted = ("use 'none', 'backbone', {top_k: N}, {patterns: [glob, ...]}, {lora: {r: 8, alpha: 16}} or "
-                "{gradual: {every: N}}")
+    strategies = freeze_strategies()
+    accepted = ("use 'none', 'backbone', {top_k: N}, {patterns: [glob, ...]}, {lora: {r: 8, alpha: 16}}, "
+                "{gradual: {every: N}}" + "".join(f", {name!r}" for name in sorted(strategies)))
     if value is None:
         return FreezeSpec()
     if isinstance(value, FreezeSpec):
-        if value.mode not in FREEZE_MODES:
+        if value.mode not in FREEZE_MODES and value.mode not in strategies:
             raise ValueError(f"FreezeSpec mode {value.mode!r} is not a freezing spec; {accepted}")
         return value
     if isinstance(value, str):
         if value in ("none", "backbone"):
             return FreezeSpec(mode=value)
+        if value in strategies:
+            return FreezeSpec(mode=value, options=strategies[value].settings(None))
         raise ValueError(f"unknown freezing spec {value!r}; {accepted}")
     if isinstance(value, dict) and len(value) == 1:
         (key, arg), = value.items()
+        if key in strategies:
+            return FreezeSpec(mode=key, options=strategies[key].settings(arg))
         if key == "top_k":
             if isinstance(arg, bool) or not isinstance(arg, int) or arg < 1:
                 raise ValueError(f"top_k must be a positive integer, got {arg!r}")

@@ -16,7 +16,8 @@ from typing import Any
 
 from torch import nn
 
-from ..config.freeze import FreezeSpec, parse_freeze
+from ..config.freeze import FREEZE_MODES, FreezeSpec, parse_freeze
+from ..strategies import freeze_strategies
 from ..errors import MtlError
 from .locate import head_parameter_names
 
@@ -101,9 +102,29 @@ def trainable_names(model: nn.Module, spec: FreezeSpec) -> set[str]:
             raise MtlError(f"freeze patterns {list(spec.patterns)} freeze the new classification head "
                            f"({', '.join(frozen_head[:4])}), which starts random and must train; narrow the patterns "
                            "to the backbone")
+    elif spec.mode not in FREEZE_MODES:
+        trainable = _registered_strategy(model, spec, {name for name, _ in named})
     if not trainable:
         raise MtlError(f"freeze {spec.describe()} leaves nothing of {type(model).__name__} to train; freeze fewer "
                        "parameters (the head must train)")
+    return trainable
+
+
+def _registered_strategy(model: nn.Module, spec: FreezeSpec, names: set[str]) -> set[str]:
+    """What a strategy registered in :mod:`mtl.strategies` trains, checked: parameters that exist, the head."""
+    strategy = freeze_strategies().get(spec.mode)
+    if strategy is None:
+        raise MtlError(f"freeze {spec.mode!r}: no such freezing strategy is registered")
+    head = head_parameter_names(model)
+    trainable = set(strategy.trainable(model, set(head), dict(spec.options)))
+    unknown = sorted(trainable - names)
+    if unknown:
+        raise MtlError(f"freeze {spec.mode!r}: the strategy names parameters {type(model).__name__} does not have "
+                       f"({', '.join(unknown[:4])})")
+    frozen_head = sorted(head - trainable)
+    if frozen_head:
+        raise MtlError(f"freeze {spec.mode!r} leaves the new classification head ({', '.join(frozen_head[:4])}) "
+                       "frozen; it starts random and must train")
     return trainable
 
 
