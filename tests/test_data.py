@@ -238,3 +238,21 @@ def test_a_label_unknown_to_data_label_names_or_in_a_python_validation_split_is_
     validation[1]["sentiment"] = "unseen"
     with pytest.raises(DataError, match=r"validation data row 2: label 'unseen' is not among the training labels"):
         TextSentiment(tiny_bert, max_length=16).fit(rows, validation, max_steps=1, batch_size=8)
+
+
+def test_a_label_folder_given_to_the_python_api_is_read_as_recipes_read_it(tmp_path):
+    """``task.fit("my_images/")`` with ``<label>/*.png`` inside; a folder that holds split folders names them."""
+    import numpy as np
+    from PIL import Image
+
+    from mtl.data import to_dataset
+
+    for split in ("train", "test"):
+        for label in ("cat", "dog"):
+            (tmp_path / split / label).mkdir(parents=True)
+            for i in range(3):
+                Image.fromarray(np.full((8, 8, 3), 40 * i, np.uint8)).save(tmp_path / split / label / f"{i}.png")
+    data = to_dataset(tmp_path / "train", "train data")
+    assert len(data) == 6 and {"image", "label"} <= set(data.column_names)
+    with pytest.raises(DataError, match=r"train data: folder .* holds the splits \['test', 'train'\]; pass one"):
+        to_dataset(tmp_path, "train data")

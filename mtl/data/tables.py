@@ -147,6 +147,12 @@ def to_dataset(data: Any, what: str = "data") -> Dataset:
         return without_audio_decoding(data)
     if isinstance(data, DatasetDict):
         raise DataError(f"{what}: pass one split (e.g. data['train']), not a whole DatasetDict")
+    if isinstance(data, (str, Path)) and Path(data).expanduser().is_dir():  # a <label>/ file folder, as recipes read
+        splits = read_source(str(Path(data).expanduser()))
+        if len(splits) > 1:
+            raise DataError(f"{what}: folder {data} holds the splits {sorted(splits)}; pass one of them (e.g. "
+                            f"{Path(data) / sorted(splits)[-1]}), or use a recipe with data.source={data}")
+        return next(iter(splits.values()))
     if isinstance(data, (str, Path)):
         return read_files({"train": data})["train"]
     try:

@@ -116,8 +116,13 @@ class TaskHooks:
                 f"classifier({self.usage_input()})"]
 
     def usage_input(self) -> str:
-        """The Python expression the card's usage code classifies."""
-        return repr(self.spec.input_column)
+        """The Python expression the card's usage code classifies: the first sample input when it is a string
+        (a text), else a placeholder for one input; tasks whose inputs are files name an example file."""
+        try:
+            sample = self.sample_inputs(1)[0]
+        except NotImplementedError:
+            sample = None
+        return repr(sample) if isinstance(sample, str) else f"YOUR_{self.spec.input_column.upper()}"
 
     # ---- contract-test fixtures ----------------------------------------------------------------------------------
     @classmethod
