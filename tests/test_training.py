@@ -351,3 +351,12 @@ def test_a_subclass_can_name_its_own_input_column(tiny_bert):
     assert len(task.predict(["good film", "bad film"])) == 2
     with pytest.raises(MtlError, match=r"rename the column, e.g. df.rename\(columns=\{'YOUR_COLUMN': 'question'\}\)"):
         task.fit([{"text": "good film", "label": "positive"}] * 8)
+
+
+def test_predict_takes_an_array_of_texts_and_a_generator_as_many_inputs(trained):
+    import numpy as np
+
+    task, _ = trained
+    expected = task.predict(["a good film", "a bad film"])
+    assert task.predict(np.array(["a good film", "a bad film"])) == expected
+    assert task.predict(text for text in ["a good film", "a bad film"]) == expected

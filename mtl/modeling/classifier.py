@@ -71,7 +71,11 @@ def build_classifier(auto_class: Any, checkpoint: str | Path, label_names: Seque
 
         model = build_classifier(AutoModelForSequenceClassification, folder, ["negative", "positive"])
     """
+    import transformers
+
     auto_class = saved_model_class(saved_config(checkpoint)) or auto_class  # a model mtl saved with its own code
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()  # its load report lists the dropped head; mtl logs what it means
     try:
         model, info = auto_class.from_pretrained(
             str(checkpoint), **label_config(label_names), **config_overrides,
@@ -79,6 +83,8 @@ def build_classifier(auto_class: Any, checkpoint: str | Path, label_names: Seque
         )
     except (OSError, ValueError, KeyError) as error:
         raise CheckpointError(f"cannot load {checkpoint} as {auto_class.__name__}: {str(error).splitlines()[0]}") from None
+    finally:
+        transformers.logging.set_verbosity(verbosity)
     if hasattr(model.config, "label_names"):  # timm-wrapper configs save labels here, not as id2label
         model.config.label_names = list(label_names)
     fresh = sorted(set(info.get("missing_keys", [])) | {k[0] if isinstance(k, tuple) else k

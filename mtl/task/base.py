@@ -15,6 +15,7 @@ Example::
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import logging
 import os
@@ -303,6 +304,10 @@ def as_input_list(inputs: Any) -> list[Any]:
     """``inputs`` as a list: one text, path, mapping, array or image is one input, not a sequence of them."""
     if inputs is None:
         raise MtlError("predict: got None; pass one input or a list of inputs")
+    if isinstance(inputs, np.ndarray) and inputs.dtype.kind in "US":  # an array of texts or paths
+        inputs = inputs.reshape(-1).tolist()
+    elif isinstance(inputs, collections.abc.Iterator):  # a generator of inputs
+        inputs = list(inputs)
     single = isinstance(inputs, (str, bytes, os.PathLike, dict, np.ndarray, torch.Tensor)) or \
         not (hasattr(inputs, "__len__") and hasattr(inputs, "__iter__"))
     items = [inputs] if single else list(inputs)
