@@ -40,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", help="print the detections as a JSON list")
     parser.add_argument("--output", help="also write the detections to this .csv or .json file")
     parser.add_argument("--timeline", help="draw the waveform with the detections to this .png file")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing --output / --timeline files, or an earlier calibration (--calibrate)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace existing --output / --timeline files, or an earlier calibration (--calibrate)")
     parser.add_argument("--calibrate", action="store_true",
                         help="calibrate thresholds on the run's validation split and store them in MODEL_DIR")
     parser.add_argument("--data", help="with --calibrate: the run's data folder, when it moved since the run")

@@ -14,7 +14,6 @@ Example::
 from __future__ import annotations
 
 import math
-
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, Sequence

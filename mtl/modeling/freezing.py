@@ -17,8 +17,8 @@ from typing import Any
 from torch import nn
 
 from ..config.freeze import FREEZE_MODES, FreezeSpec, parse_freeze
-from ..strategies import freeze_strategies
 from ..errors import MtlError
+from ..strategies import freeze_strategies
 from .locate import head_parameter_names
 
 logger = logging.getLogger(__name__)
