@@ -9,6 +9,7 @@ For one recipe, each strategy is the recipe with only the lines below changed (a
 * ``gradual``: ULMFiT gradual unfreezing, one more block every epoch after the head;
 * ``LoRA``: r=8 adapters and the head, at the learning rate ``strategy: auto`` gives LoRA;
 * ``none``: everything from the first step (no head-first epochs);
+* ``BitFit``: the probe first, then the backbone's biases and the head (``mtl/strategies/bitfit.py``) at 1e-3;
 * ``auto``: ``train.strategy=auto`` with the recipe's ``train.time_budget`` (or ``--time-budget``).
 
 Prints a Markdown table (test accuracy, macro-F1, trainable parameters, wall time, the command) and writes every
@@ -51,6 +52,8 @@ def strategy_overrides(recipe_path: str, overrides: list[str], time_budget: floa
         "LoRA": [f"model.freeze={{lora: {{r: 8, alpha: 16{targets}}}}}", "train.head_first_epochs=0",
                  f"train.learning_rate={lora_learning_rate(rate):g}"],
         "none": ["model.freeze=none", "train.head_first_epochs=0"],
+        "BitFit": ["model.freeze=bitfit", f"train.head_first_epochs={head_first}",
+                   f"train.learning_rate={max(rate, HEAD_ONLY_RATE):g}"],
         "auto": ["train.strategy=auto", *([f"train.time_budget={time_budget:g}"] if time_budget else [])],
     }
 
