@@ -72,6 +72,21 @@ def isolated_cache(tmp_path, monkeypatch) -> Path:
     return tmp_path / "mtl-cache"
 
 
+def install_plugin(site: Path, package: str, source: str, group: str, entry: str, monkeypatch) -> None:
+    """Install ``source`` as the package ``package`` into ``site`` the way pip installs one (a module plus
+    dist-info whose entry_points.txt has ``entry`` in ``group``), on this process's path and on PYTHONPATH."""
+    import textwrap
+
+    (site / package).mkdir(parents=True)
+    (site / package / "__init__.py").write_text(textwrap.dedent(source))
+    info = site / f"{package}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {package.replace('_', '-')}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[{group}]\n{entry}\n")
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setenv("PYTHONPATH", str(site))  # fresh interpreters (CLI runs, the contract) find it too
+
+
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 600):
     """Run ``python -m mtl.run ...`` in a subprocess and return the CompletedProcess."""
     import os

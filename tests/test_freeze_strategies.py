@@ -5,7 +5,6 @@ Python; what a strategy may not do (freeze the head, name parameters that do not
 from __future__ import annotations
 
 import json
-import textwrap
 
 import pandas as pd
 import pytest
@@ -16,7 +15,7 @@ from mtl.config.freeze import parse_freeze
 from mtl.errors import MtlError
 from mtl.tasks import TextSentiment
 
-from conftest import make_sentences, run_cli
+from conftest import install_plugin, make_sentences, run_cli
 
 NORMS_ONLY = '''
 from mtl.strategies import FreezeStrategy
@@ -43,15 +42,8 @@ class NormsOnly(FreezeStrategy):
 def norms_plugin(tmp_path, monkeypatch):
     """A package outside mtl, installed as pip installs one: a module and dist-info whose entry_points.txt names the
     strategy in the ``mtl.freeze_strategies`` group."""
-    site = tmp_path / "site"
-    (site / "norms_strategy").mkdir(parents=True)
-    (site / "norms_strategy" / "__init__.py").write_text(textwrap.dedent(NORMS_ONLY))
-    info = site / "norms_strategy-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: norms-strategy\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[mtl.freeze_strategies]\nnorms = norms_strategy:NormsOnly\n")
-    monkeypatch.syspath_prepend(str(site))
-    monkeypatch.setenv("PYTHONPATH", str(site))
+    install_plugin(tmp_path / "site", "norms_strategy", NORMS_ONLY, "mtl.freeze_strategies",
+                   "norms = norms_strategy:NormsOnly", monkeypatch)
     monkeypatch.setattr(strategies, "_discovered", False)
     yield
     strategies._REGISTERED.pop("norms", None)

@@ -11,13 +11,14 @@ from __future__ import annotations
 import pickle
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from mtl.registry import get_task, known_tasks
+
+from conftest import install_plugin
 
 CONTRACT_SCRIPT = """
 import pickle, sys
@@ -214,15 +215,8 @@ def plugin_task(tmp_path, monkeypatch):
     import mtl.registry as registry
     from mtl.task.spec import REGISTERED
 
-    site = tmp_path / "site"
-    (site / "intent_task").mkdir(parents=True)
-    (site / "intent_task" / "__init__.py").write_text(textwrap.dedent(INTENT_TASK))
-    info = site / "intent_task-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: intent-task\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[mtl.tasks]\nintent = intent_task:IntentClassification\n")
-    monkeypatch.syspath_prepend(str(site))
-    monkeypatch.setenv("PYTHONPATH", str(site))  # the fresh interpreters of the contract find it too (they must not need it)
+    install_plugin(tmp_path / "site", "intent_task", INTENT_TASK, "mtl.tasks",
+                   "intent = intent_task:IntentClassification", monkeypatch)
     monkeypatch.setattr(registry, "_discovered", False)
     yield
     REGISTERED.pop("intent", None)
