@@ -256,3 +256,35 @@ def test_a_label_folder_given_to_the_python_api_is_read_as_recipes_read_it(tmp_p
     assert len(data) == 6 and {"image", "label"} <= set(data.column_names)
     with pytest.raises(DataError, match=r"train data: folder .* holds the splits \['test', 'train'\]; pass one"):
         to_dataset(tmp_path, "train data")
+
+
+def test_a_label_with_one_example_stays_in_training_and_dry_run_sees_what_training_sees(tmp_path, caplog):
+    rows = make_sentences(200, seed=3)
+    rows[7]["sentiment"] = "neutral"  # one example of a third label
+    path = write(rows, tmp_path / "r.csv")
+    with caplog.at_level("WARNING", logger="mtl.data"):
+        data = load_labelled(DataConfig(source=str(path)), **TEXT)
+    assert data.label_names == ["negative", "neutral", "positive"]
+    neutral = data.label_names.index("neutral")
+    assert list(data.splits["train"]["label"]).count(neutral) == 1
+    assert any("1 label with a single example (neutral) stays in train" in r.getMessage() for r in caplog.records)
+    for split in ("validation", "test"):  # the other labels are still split stratified
+        assert {data.label_names[v] for v in data.splits[split]["label"]} == {"negative", "positive"}
+
+
+def test_labels_differing_only_in_spaces_are_one_error(tmp_path):
+    rows = make_sentences(60, seed=3)
+    for row in rows[:5]:
+        row["sentiment"] = row["sentiment"] + " "
+    with pytest.raises(DataError, match=r"differ only in spaces before or after them: .*'positive' vs 'positive '"):
+        load_labelled(DataConfig(source=str(write(rows, tmp_path / "r.csv"))), **TEXT)
+
+
+def test_unseen_test_labels_are_counted(tmp_path):
+    rows = make_sentences(60, seed=3)
+    test = make_sentences(20, seed=4)
+    for row in test[2:5]:
+        row["sentiment"] = "neutral"
+    files = {"train": str(write(rows, tmp_path / "train.csv")), "test": str(write(test, tmp_path / "test.csv"))}
+    with pytest.raises(DataError, match=r"test row 3: label 'neutral' .*\(3 such rows, labels 'neutral'; rows counted from 1"):
+        load_labelled(DataConfig(files=files), **TEXT)

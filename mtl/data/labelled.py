@@ -64,6 +64,7 @@ def load_labelled(config: DataConfig, *, input_name: str, input_candidates: Sequ
                                   known_as="the model's labels" if label_names else "data.label_names")
     require_trainable_labels(splits["train"], names, "data.label_names" if config.label_names else "the data")
     splits = complete_splits(splits, config)
+    require_trainable_labels(splits["train"], names, "data.label_names" if config.label_names else "the data")
     if config.limit_per_class:
         splits["train"] = limit_per_class(splits["train"], config.limit_per_class, config.split_seed)
     warn_shared_inputs(splits, input_name, named=_find_column(raw["train"], config.input_column, input_candidates,
@@ -178,16 +179,20 @@ def encode_labels(splits: DatasetDict, label_names: Sequence[str] | None = None,
     else:
         names = sorted(str(v) for v in train_values)
         lookup = {n: i for i, n in enumerate(names)}
+    if label_names is None and not all_int:
+        _check_near_duplicates(names, train_key)
     for split_name, split in splits.items():
         unknown = [v for v in values[split_name] if v not in lookup and str(v) not in lookup]
         if unknown:
             row = _first_row(split, unknown[0])
+            rows = sum(v not in lookup and str(v) not in lookup for v in split["label"])
             among = known_as if label_names is not None else "the training labels"
             fix = {"the training labels": f"fix the row or add examples of it to {train_key}",
                    "the model's labels": "fix the row (the model predicts only these labels)"}.get(
                 among, f"fix the row or add it to {among}")
+            more = f"{rows} such rows, labels {', '.join(map(repr, unknown[:5]))}; " if rows > 1 else ""
             raise DataError(f"{split_name} row {row}: label {unknown[0]!r} is not among {among} "
-                            f"({', '.join(names[:20])}); {fix}")
+                            f"({', '.join(names[:20])}); {fix} ({more}rows counted from 1, the header not counted)")
     new_feature = ClassLabel(names=names)
 
     def encode(batch: dict[str, list[Any]]) -> dict[str, list[int]]:
@@ -212,7 +217,7 @@ def require_trainable_labels(train: Dataset, names: Sequence[str], named_by: str
                         "(data.label_column) or add examples of the other labels")
     missing = [name for name, count in zip(names, counts) if not count]
     if missing:
-        raise DataError(f"train: {named_by} names {len(names)} labels but {len(missing)} of them have no training "
+        raise DataError(f"train: {named_by} names {len(names)} labels but {len(missing)} of them {'has' if len(missing) == 1 else 'have'} no training "
                         f"example ({', '.join(map(repr, missing[:10]))}); the model could never predict them. "
                         + ("Remove those names from data.label_names or add examples of them" if named_by ==
                            "data.label_names" else "Add training examples of them (each label needs a few, so that "
@@ -235,6 +240,27 @@ def _label_values(split: Dataset, split_name: str) -> list[Any]:
         row = _first_row(split, None)
         raise DataError(f"{split_name} row {row}: the label is empty; fill it in or remove the row")
     return values
+
+
+def _check_near_duplicates(names: Sequence[str], train_key: str) -> None:
+    """Labels that differ only in surrounding spaces are one label written twice (an error); labels that differ
+    only in letter case probably are (a warning)."""
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        groups.setdefault(name.strip(), []).append(name)
+    spaced = [group for group in groups.values() if len(group) > 1]
+    if spaced:
+        shown = "; ".join(" vs ".join(map(repr, group)) for group in spaced[:5])
+        raise DataError(f"{train_key}: labels that differ only in spaces before or after them: {shown}; they would "
+                        "be trained as different classes. Strip the label column (e.g. df['label'] = "
+                        "df['label'].str.strip() in pandas)")
+    cased: dict[str, list[str]] = {}
+    for name in names:
+        cased.setdefault(name.casefold(), []).append(name)
+    for group in cased.values():
+        if len(group) > 1:
+            logger.warning("data: labels %s differ only in letter case and are trained as different classes; if they "
+                           "are one class, write them alike", " and ".join(map(repr, group)))
 
 
 def _first_row(split: Dataset, value: Any) -> int:

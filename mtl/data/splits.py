@@ -53,10 +53,39 @@ def hold_out(dataset: Dataset, size: float, seed: int,
         logger.warning("data: too few speakers for a speaker-disjoint split of %.0f%%; splitting by clip", 100 * size)
     try:
         parts = dataset.train_test_split(test_size=size, stratify_by_column="label", seed=seed)
-    except ValueError as error:  # a class with a single example cannot be stratified
-        logger.warning("data: stratified split impossible (%s); splitting at random", error)
-        parts = dataset.train_test_split(test_size=size, seed=seed)
+    except ValueError:  # a class with a single example, or fewer held-out rows than classes
+        return inherit_checked(dataset, *_hold_out_keeping_singletons(dataset, size, seed, names))
     return inherit_checked(dataset, parts["train"], parts["test"])
+
+
+def _hold_out_keeping_singletons(dataset: Dataset, size: float, seed: int,
+                                 names: tuple[str, str]) -> tuple[Dataset, Dataset]:
+    """The split when stratifying fails: classes with one example stay in the first part (a class never seen in
+    training cannot be learnt); the rest is split stratified where scikit-learn can, else at random."""
+    from sklearn.model_selection import train_test_split
+
+    labels = np.asarray(dataset["label"])
+    values, counts = np.unique(labels, return_counts=True)
+    single = set(values[counts < 2].tolist())
+    rows = np.flatnonzero([label not in single for label in labels])
+    held_count = max(1, round(size * len(dataset))) if size < 1 else int(size)
+    if single:
+        names_of = getattr(dataset.features["label"], "names", None)
+        shown = sorted(names_of[v] if names_of else str(v) for v in single)
+        logger.warning("data: %d label%s with a single example (%s) stay%s in %s; %s has none of %s",
+                       len(single), "s" if len(single) > 1 else "", ", ".join(shown[:5]) + (", ..." if len(shown) > 5
+                                                                                            else ""),
+                       "" if len(single) > 1 else "s", names[0], names[1], "them" if len(single) > 1 else "it")
+    if held_count >= len(rows):
+        raise ValueError(f"cannot hold out {held_count} {names[1]} examples from {len(rows)}")
+    try:
+        rest, held = train_test_split(rows, test_size=held_count, stratify=labels[rows], random_state=seed)
+    except ValueError:  # fewer held-out rows than classes: no stratified split exists
+        logger.warning("data: %d %s examples cannot hold every one of %d labels; split at random (seed %d)",
+                       held_count, names[1], len(values) - len(single), seed)
+        rest, held = train_test_split(rows, test_size=held_count, random_state=seed)
+    keep = np.sort(np.concatenate([rest, np.flatnonzero([label in single for label in labels])]))
+    return dataset.select(keep.tolist()), dataset.select(np.sort(held).tolist())
 
 
 def limit_per_class(dataset: Dataset, limit: int, seed: int) -> Dataset:
