@@ -19,7 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      epilog="example: python -m mtl.export outputs/sentiment --onnx")
     parser.add_argument("model", help="an output folder of mtl")
     parser.add_argument("--onnx", action="store_true", help="export to OUT/onnx/model.onnx with a parity check")
-    parser.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's)")
+    parser.add_argument("--opset", type=int, help="ONNX opset, 18 or later (default: the exporter's)")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier export in OUT/onnx")
     return parser
 

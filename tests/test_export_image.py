@@ -36,6 +36,32 @@ def test_onnx_export_of_an_image_model_matches_pytorch(image_model):
     assert (out / "onnx" / "model.onnx").is_file() and (out / "onnx" / "preprocessor_config.json").is_file()
 
 
+@pytest.mark.parametrize("opset, message", [("5", "mtl exports ONNX opsets 18 to"), ("99", "mtl exports ONNX opsets")])
+def test_an_opset_the_exporter_cannot_write_is_one_message(image_model, opset, message, capsys):
+    pytest.importorskip("onnxruntime")
+    from mtl.export import main
+
+    out, _, _ = image_model
+    assert main([str(out), "--onnx", "--opset", opset, "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --opset") and message in err and "Traceback" not in err
+
+
+def test_the_opset_asked_for_is_the_opset_written(image_model, tmp_path):
+    pytest.importorskip("onnxruntime")
+    import shutil
+
+    import onnx
+
+    from mtl.publish.onnx import export_onnx
+    from mtl.registry import load_saved_task
+
+    out = shutil.copytree(image_model[0], tmp_path / "out")
+    export_onnx(load_saved_task(out), out, opset=19)
+    model = onnx.load(str(out / "onnx" / "model.onnx"))
+    assert [e.version for e in model.opset_import if e.domain in ("", "ai.onnx")] == [19]
+
+
 def test_predict_cli_reads_an_image_folder(image_model, tmp_path):
     from mtl.predict import main
 

@@ -56,6 +56,7 @@ def export_onnx(task: Any, folder: str | Path, *, samples: Sequence[Any] | None 
     """Export ``task``'s model (loaded from the mtl output ``folder``) to ``folder/onnx/model.onnx`` and check it
     against PyTorch on ``samples``, else on the run's test inputs, else on the task's synthetic inputs."""
     _require_onnx()
+    check_opset(opset)
     folder = Path(folder)
     model = task.model.eval().float()
     kind = "given inputs"
@@ -70,8 +71,16 @@ def export_onnx(task: Any, folder: str | Path, *, samples: Sequence[Any] | None 
         path = staging / "model.onnx"
         _export(_LogitsOnly(model, names).eval(), batch, path, {n: task.onnx_dynamic_axes(n, batch[n]) for n in names},
                 opset)
+        written = _opset_of(path)
+        if opset and written != opset:
+            raise MtlError(f"--opset {opset}: the exporter wrote opset {written} for this model, not {opset}; use an "
+                           f"opset from {MIN_OPSET} to {written} or leave --opset out (not written)")
         smaller = other_shape_batch(task, inputs, batch)  # another batch size and length: the dynamic axes
-        difference = parity(path, model, batch)
+        try:
+            difference = parity(path, model, batch)
+        except Exception as error:  # onnxruntime cannot load the graph (an opset it does not support)
+            raise MtlError(f"ONNX export of {folder}: onnxruntime cannot run the exported graph (opset {written}): "
+                           f"{str(error).splitlines()[0][:200]}; try another --opset (not written)") from None
         try:
             difference = max(difference, parity(path, model, smaller))
         except Exception as error:  # onnxruntime's InvalidArgument: an axis the graph fixed varies here
@@ -161,6 +170,26 @@ def _export(module: torch.nn.Module, batch: dict[str, torch.Tensor], path: Path,
     except Exception as error:
         raise MtlError(f"ONNX export failed for both exporters: {type(error).__name__}: "
                        f"{str(error).splitlines()[0]}") from None
+
+
+MIN_OPSET = 18  # torch's dynamo exporter writes 18 or later; older opsets need conversions that fail for many ops
+
+
+def check_opset(opset: int | None) -> None:
+    """An ``--opset`` the exporter and onnx can write: from :data:`MIN_OPSET` to onnx's newest (None: theirs)."""
+    import onnx.defs
+
+    newest = onnx.defs.onnx_opset_version()
+    if opset is not None and not MIN_OPSET <= opset <= newest:
+        raise MtlError(f"--opset {opset}: mtl exports ONNX opsets {MIN_OPSET} to {newest} (onnx {onnx.__version__}); "
+                       "leave --opset out for the exporter's default")
+
+
+def _opset_of(path: Path) -> int:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return next((entry.version for entry in model.opset_import if entry.domain in ("", "ai.onnx")), 0)
 
 
 def _require_onnx() -> None:
