@@ -279,6 +279,8 @@ def test_max_seconds_stops_training_after_the_epoch_in_progress(tiny_bert):
     result = task.fit(frame[:64], frame[64:], epochs=20, batch_size=16, max_seconds=1e-3)
     assert result.stopped_by_time and len(result.history) == 1 and result.global_step == 1  # one step, evaluated
     assert result.best_epoch == 1
+    one_epoch = task.fit(frame[:64], frame[64:], epochs=1, batch_size=16, max_seconds=1e-3)
+    assert one_epoch.stopped_by_time and one_epoch.global_step == 1  # cut inside the last epoch: said so too
 
 
 def test_compile_trains_like_eager_and_saves_a_plain_model(tiny_bert, tmp_path):

@@ -161,7 +161,17 @@ def _body(summary: dict[str, Any], recipe: dict[str, Any] | None, spec: Any, nam
     if summary.get("trainable_parameters"):
         lines.append(f"- Trainable parameters: {summary['trainable_parameters']:,} of {summary['total_parameters']:,}")
     if summary.get("validation_best"):
-        lines.append(f"- Best validation epoch: {summary['validation_best']}")
+        best = dict(summary["validation_best"])
+        epoch = best.pop("epoch", None)
+        lines.append(f"- Best validation epoch: {epoch} (" + ", ".join(
+            f"{name} {value:.4f}" if isinstance(value, float) else f"{name} {value}" for name, value in best.items())
+            + ")")
+    ended = [text for key, text in (("stopped_early", "early stopping"), ("stopped_by_time", "the time budget "
+                                    "(train.max_seconds) ran out before the schedule's end")) if summary.get(key)]
+    if ended:
+        lines.append(f"- Training ended by {ended[0]}")
+    if summary.get("resumed_from_epoch") or summary.get("resumed_from_step"):
+        lines.append(f"- Resumed from a checkpoint ({summary.get('resumed_from_epoch') or 0} epochs finished before)")
     env = summary.get("environment") or {}
     if env:
         lines.append(f"- Hardware: {env.get('device')} ({env.get('hardware', 'unknown CPU')}), mixed precision "

@@ -37,6 +37,7 @@ def build_summary(recipe: Any, task: Any, data: Any, fit: Any, test: dict[str, A
         "train_seconds": round(fit.train_seconds, 1),
         "total_seconds": round(seconds, 1),
         "stopped_early": fit.stopped_early,
+        "stopped_by_time": fit.stopped_by_time,  # train.max_seconds ran out before the schedule's end
         "resumed_from_epoch": fit.resumed_from_epoch,
         "resumed_from_step": fit.resumed_from_step,
         "warnings": quality_warnings(test, task.label_names, task.freeze_report.spec.mode == "backbone"),

@@ -264,9 +264,10 @@ def _end_epoch(run: _Run, epoch: int) -> bool:
         run.bad_epochs += 1
     stop = config.early_stopping_patience is not None and run.bad_epochs >= config.early_stopping_patience
     result.stopped_early = stop and epoch + 1 < run.num_epochs
-    if not stop and epoch + 1 < run.num_epochs and _out_of_time(run):
+    if not stop and result.global_step < run.total_steps and _out_of_time(run):  # before the schedule's end
         stop = result.stopped_by_time = True
-        progress.write(f"time budget: {config.max_seconds:.0f} s of training spent, stopping after epoch {epoch + 1}")
+        progress.write(f"time budget: {config.max_seconds:.0f} s of training spent; stopped at step "
+                       f"{result.global_step} of {run.total_steps} (epoch {epoch + 1})")
     if run.ckpt_dir:
         state = {"epoch": epoch, "bad_epochs": run.bad_epochs, "result": result.to_dict()}
         checkpoints.save_checkpoint(run.accelerator, run.ckpt_dir, f"epoch-{epoch}", state)
