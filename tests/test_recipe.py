@@ -118,3 +118,22 @@ def test_yes_no_on_off_stay_words_and_true_false_stay_booleans(tmp_path):
     assert recipe.data.keywords == ["yes", "no", "on", "off", "stop"]
     assert recipe.train.group_by_length is False and recipe.train.cpu is True
     assert recipe.preprocess.augment is False
+
+
+def test_resume_names_the_changed_keys_and_allows_harmless_ones(tmp_path):
+    from mtl.errors import MtlError
+    from mtl.publish.output_dir import RECIPE_FILE
+    from mtl.runner.run import prepare_run
+
+    out = tmp_path / "run"
+    out.mkdir()
+    started = recipe_from_dict(MINIMAL, [f"output.dir={out}", "train.learning_rate=5e-5"])
+    (out / RECIPE_FILE).write_text(yaml.safe_dump(started.to_dict()))
+    changed = recipe_from_dict(MINIMAL, [f"output.dir={out}", "train.learning_rate=1e-3", "train.num_workers=2"])
+    with pytest.raises(MtlError, match=r"--resume: .*\(train.learning_rate: 5e-05 -> 0.001\); .* --overwrite"):
+        prepare_run(changed, resume=True)
+    harmless = recipe_from_dict(MINIMAL, [f"output.dir={out}", "train.learning_rate=5e-5", "train.num_workers=2",
+                                          "train.log_every=5"])
+    with pytest.raises(MtlError) as caught:  # past the recipe check: this folder has no checkpoints to resume
+        prepare_run(harmless, resume=True)
+    assert "differs" not in str(caught.value) and "checkpoints" in str(caught.value)

@@ -200,10 +200,26 @@ def _check_resumed_recipe(out: Path, recipe: Recipe, resume: bool) -> None:
     saved = out / RECIPE_FILE
     if not resume or not saved.is_file():
         return
-    before, now = yaml.safe_load(saved.read_text()), recipe.to_dict()
-    before.get("output", {}).pop("dir", None)  # a run folder may be moved and resumed from its new place
-    now["output"].pop("dir", None)
-    if before != now:
-        changed = sorted(section for section in now if before.get(section) != now[section])
-        raise MtlError(f"--resume: the recipe differs from the one this run started with (sections: "
-                       f"{', '.join(changed)}); resume with the same recipe and overrides, or start afresh")
+    before, now = _flat(yaml.safe_load(saved.read_text())), _flat(recipe.to_dict())
+    changed = [f"{key}: {before.get(key)!r} -> {now.get(key)!r}" for key in sorted(set(before) | set(now))
+               if before.get(key) != now.get(key) and not key.startswith(RESUMABLE_CHANGES)]
+    if changed:
+        raise MtlError(f"--resume: the recipe differs from the one this run started with ({'; '.join(changed[:5])}"
+                       f"{'; ...' if len(changed) > 5 else ''}); resume with the same recipe and overrides, or start "
+                       "afresh with --overwrite")
+
+
+# keys a resumed run may change: where the folder is, how batches are read and logged, what is kept and pushed
+RESUMABLE_CHANGES = ("output.dir", "output.keep_checkpoints", "train.num_workers", "train.log_every",
+                     "train.report_to", "hub.")
+
+
+def _flat(section: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested recipe mapping as ``{"train.epochs": 3, ...}``."""
+    if not isinstance(section, dict):
+        return {prefix: section}
+    flat: dict[str, Any] = {}
+    for key, value in section.items():
+        flat.update(_flat(value, f"{prefix}{key}.") if isinstance(value, dict) and value else
+                    {f"{prefix}{key}": value})
+    return flat
