@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -58,7 +59,8 @@ def run_command(parser: argparse.ArgumentParser, action: Callable[[argparse.Name
 def configure_logging(quiet: bool = False, progress_bars: bool = True) -> None:
     """mtl's own log at INFO (WARNING when ``quiet``); transformers only on errors; progress bars on request."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("mtl").setLevel(logging.WARNING if quiet else logging.INFO)
+    other_process = int(os.environ.get("RANK", "0") or 0) > 0  # torchrun / accelerate launch: the main one logs
+    logging.getLogger("mtl").setLevel(logging.ERROR if other_process else logging.WARNING if quiet else logging.INFO)
     import datasets
     import transformers
 

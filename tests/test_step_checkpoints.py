@@ -85,13 +85,15 @@ def test_gradual_unfreezing_follows_its_schedule_and_resumes_mid_schedule_to_the
     first_epoch.fit(train, validation, **{**options, "epochs": 1})
     moved = {k for k, v in first_epoch.model.state_dict().items() if k in pretrained and not torch.equal(v, pretrained[k])}
     assert not moved, moved  # the first stage trains the head alone
+    head_only = sum(p.numel() for n, p in first_epoch.model.named_parameters() if n.startswith("classifier."))
+    assert first_epoch.freeze_report.trainable == head_only  # what trained, not what the schedule could train
 
     whole = TextSentiment(tiny_bert, max_length=32)
     whole.fit(train, validation, output_dir=tmp_path / "whole", **options)
     log = (tmp_path / "whole" / "train_log.jsonl").read_text()
     stages = [json.loads(line) for line in log.splitlines() if '"type": "stage"' in line]
     assert [stage["epoch"] for stage in stages] == [1, 2, 3, 4]
-    assert "the head trains" in stages[0]["stage"] and "the top 1 blocks" in stages[1]["stage"]
+    assert "the head trains" in stages[0]["stage"] and "the top 1 block train" in stages[1]["stage"]
     assert "everything trains" in stages[-1]["stage"]  # embeddings too, at last
 
     handle = _stop_at_training_step(4 * 2 + 2)  # inside epoch 3 (4 batches an epoch): the top block training

@@ -43,7 +43,8 @@ def build_summary(recipe: Any, task: Any, data: Any, fit: Any, test: dict[str, A
         "warnings": quality_warnings(test, task.label_names, task.freeze_report.spec.mode == "backbone"),
         "environment": {"mtl": __version__, "torch": torch.__version__, "python": platform.python_version(),
                         "device": str(device), "hardware": _hardware(device),
-                        "mixed_precision": task._accelerator.mixed_precision},  # auto resolved
+                        "mixed_precision": task._accelerator.mixed_precision,  # auto resolved
+                        "processes": task._accelerator.num_processes},
     }
 
 

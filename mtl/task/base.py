@@ -121,6 +121,8 @@ class Task(TaskHooks):
         except ValueError as error:
             raise MtlError(f"freeze: {error}") from None
         config = with_learning_rate(config, spec)
+        if config.lr_decay is not None and spec.mode == "backbone":
+            logger.warning("train.lr_decay has no effect with model.freeze backbone: only the head trains")
         train_set, validation_set = self._labelled_pair(train, validation)
         self.prepare_training(train_set)
         set_seed(config.seed)  # before the new head is initialised, so runs are reproducible

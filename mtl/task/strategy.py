@@ -136,8 +136,8 @@ def choose_strategy(task: Any, train_set: Dataset, validation_set: Dataset, conf
                                 race)
     else:
         choice = StrategyChoice("linear probe", "backbone", probe_settings,
-                                reasons + [f"no time for two epochs of fine-tuning ({full_epochs} full, "
-                                           f"{lora_epochs} LoRA)"], race)
+                                reasons + [f"no time for two epochs of fine-tuning (time for {max(full_epochs, 0)} "
+                                           f"full and {max(lora_epochs, 0)} LoRA epochs in the budget)"], race)
     if task._accelerator.num_processes > 1:  # timings differ between processes: the main process decides
         from accelerate.utils import broadcast_object_list
 

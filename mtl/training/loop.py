@@ -59,8 +59,9 @@ def fit_loop(model: torch.nn.Module, train_set: Any, eval_set: Any, *, collate: 
     run.epoch_start = epoch_start
     if resume and run.ckpt_dir:
         resume_run(run, run.ckpt_dir)
-    run.progress = tqdm(total=run.total_steps, initial=run.result.global_step, desc="training", unit="step",
-                        disable=not accelerator.is_local_main_process)
+    steps_here = run.num_epochs * math.ceil(len(run.loader) / config.gradient_accumulation_steps)  # this process's
+    run.progress = tqdm(total=min(run.total_steps, steps_here), initial=run.result.global_step, desc="training",
+                        unit="step", disable=not accelerator.is_local_main_process)
     run.started = time.perf_counter() - run.result.train_seconds
     if config.report_to:
         accelerator.init_trackers("mtl", config=_tracked_config(config))
