@@ -71,7 +71,10 @@ class DataConfig:
     split_seed: int = 42
 
     def __post_init__(self) -> None:
-        problems = [f"{name} must be a fraction between 0 and 1, got {value}"
+        problems = [f"{name} must be a fraction between 0 and 1, got {value}" + (
+                        "; every run needs a validation split (to pick the best epoch) and a test split (to report "
+                        "on); give your own with data.files: {train: ..., validation: ..., test: ...} and every "
+                        "training row stays in train" if value == 0 else "")
                     for name, value in (("validation_size", self.validation_size), ("test_size", self.test_size))
                     if isinstance(value, float) and not 0 < value < 1]
         if isinstance(self.limit_per_class, int) and self.limit_per_class < 1:
