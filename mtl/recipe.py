@@ -74,7 +74,9 @@ def _blame_override(problem: str, overrides: list[str] | tuple[str, ...]) -> str
     """``problem`` with the command-line override it comes from named, when it is about an overridden key."""
     for override in reversed(overrides):
         key = override.partition("=")[0].strip()
-        if key and problem.startswith((f"{key}:", f"{key}.", f"{key}[")):
+        section, _, sub = key.partition(".")
+        written = (f"{key}:", f"{key}.", f"{key}[") + ((f"{section}: {sub} ", f"{section}: {sub}:") if sub else ())
+        if key and problem.startswith(written):
             return f"{problem} (from the command line: {override})"
     return problem
 
