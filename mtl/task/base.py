@@ -331,12 +331,12 @@ def _build_options(options_class: type, options: dict[str, Any]) -> Any:
 
 def with_learning_rate(config: TrainConfig, spec: FreezeSpec) -> TrainConfig:
     """``config`` with ``learning_rate`` filled in when it was not given: 1e-3 when only the head trains (``freeze:
-    backbone``: a linear probe from a random head), else 5e-5 (fine-tuning pretrained weights)."""
+    backbone``: a linear probe from a random head), else 5e-5 (the backbone trains)."""
     if config.learning_rate is not None:
         return config
     rate = HEAD_ONLY_RATE if spec.mode == "backbone" else FINE_TUNING_RATE
     logger.info("train.learning_rate not given: %g (%s)", rate, "only the head trains" if spec.mode == "backbone"
-                else "pretrained weights train")
+                else "the backbone trains")
     return dataclasses.replace(config, learning_rate=rate)
 
 
