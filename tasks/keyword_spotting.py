@@ -33,8 +33,8 @@ from mtl.sources.cache import cache_root
 from mtl.task import Task, TaskSpec, register_task
 from mtl.task.decoding import decoded_inputs, is_decoded
 
-from .keyword_detection import (CALIBRATION_FILE, MIN_HOP, THRESHOLDS, Detection, DetectorSettings, calibrated_threshold,
-                                calibration_record, calibration_warnings, pick_events, plot_timeline,
+from .keyword_detection import (CALIBRATION_FILE, MIN_HOP, THRESHOLDS, Detection, DetectorSettings,
+                                calibrated_threshold, calibration_record, calibration_warnings, pick_events, plot_timeline,
                                 smooth_posteriors, sweep, window_starts)
 from .keyword_augment import AudioOptions, augment_wave, load_noise, mask_spectrogram, streaming_negatives
 from .keyword_stitching import Recording, labelled_rows, stitch_rows

@@ -286,5 +286,6 @@ def test_unseen_test_labels_are_counted(tmp_path):
     for row in test[2:5]:
         row["sentiment"] = "neutral"
     files = {"train": str(write(rows, tmp_path / "train.csv")), "test": str(write(test, tmp_path / "test.csv"))}
-    with pytest.raises(DataError, match=r"test row 3: label 'neutral' .*\(3 such rows, labels 'neutral'; rows counted from 1"):
+    with pytest.raises(DataError, match=r"test row 3: label 'neutral' .*\(3 such rows, labels 'neutral'; rows "
+                                        r"counted from 1"):
         load_labelled(DataConfig(files=files), **TEXT)

@@ -217,7 +217,8 @@ def require_trainable_labels(train: Dataset, names: Sequence[str], named_by: str
                         "(data.label_column) or add examples of the other labels")
     missing = [name for name, count in zip(names, counts) if not count]
     if missing:
-        raise DataError(f"train: {named_by} names {len(names)} labels but {len(missing)} of them {'has' if len(missing) == 1 else 'have'} no training "
+        verb = "has" if len(missing) == 1 else "have"
+        raise DataError(f"train: {named_by} names {len(names)} labels but {len(missing)} of them {verb} no training "
                         f"example ({', '.join(map(repr, missing[:10]))}); the model could never predict them. "
                         + ("Remove those names from data.label_names or add examples of them" if named_by ==
                            "data.label_names" else "Add training examples of them (each label needs a few, so that "

@@ -88,7 +88,8 @@ def export_onnx(task: Any, folder: str | Path, *, samples: Sequence[Any] | None 
             raise MtlError(f"ONNX export of {folder}: the graph rejects inputs shaped {shapes} after export with "
                            f"{', '.join(f'{n} {tuple(v.shape)}' for n, v in batch.items())} "
                            f"({str(error).splitlines()[0][:160]}); {type(task).__name__}.onnx_dynamic_axes() must "
-                           "list every axis that varies between calls (text: batch and sequence); not written") from None
+                           "list every axis that varies between calls (text: batch and sequence); not "
+                           "written") from None
         if difference > tolerance:
             raise MtlError(f"ONNX export of {folder}: logits differ from PyTorch by up to {difference:.2e} on "
                            f"{kind} (tolerance {tolerance:.0e}); the exported model is not trustworthy and was "

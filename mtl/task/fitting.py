@@ -55,7 +55,8 @@ def fit_stages(task: Any, train_set: Dataset, validation_set: Dataset, spec: Fre
     if epoch_start is not None:  # the stages are nested: what trains at the last stage reached is all that trained
         reached = sum(p.numel() for p in task.model.parameters() if p.requires_grad)
         task.freeze_report = dataclasses.replace(task.freeze_report, trainable=reached)
-        logger.info("gradual unfreezing: %s trained by the end", f"{reached:,} of {task.freeze_report.total:,} parameters")
+        logger.info("gradual unfreezing: %s of %s parameters trained by the end", f"{reached:,}",
+                    f"{task.freeze_report.total:,}")
     if adapters:
         task.lora_adapter = adapters.snapshot(task.checkpoint) if adapters.settings.save_adapter else None
         task.model = adapters.merge()  # a plain transformers model again: saved, loaded and served as any other
@@ -89,10 +90,9 @@ def _gradual_unfreezing(model: torch.nn.Module, spec: FreezeSpec, accelerator: A
             return None
         current[:] = [stage]
         trainable = sum(p.numel() for name, p in named if name in stages[stage])
-        what = "the head trains" if stage == 0 else ("everything trains" if stage == len(stages) - 1 and
-                                                     len(stages[stage]) == len(named)
-                                                     else f"the head and the top {stage} block{'s' if stage > 1 else ''} "
-                                                          "train")
+        blocks = f"{stage} block{'s' if stage > 1 else ''}"
+        last = stage == len(stages) - 1 and len(stages[stage]) == len(named)
+        what = "the head trains" if stage == 0 else "everything trains" if last else f"the head and the top {blocks} train"
         return f"gradual unfreezing: from epoch {epoch + 1} {what} ({trainable:,} parameters)"
 
     return at_epoch
