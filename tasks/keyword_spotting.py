@@ -239,7 +239,8 @@ class KeywordSpotting(Task):
         self._require_model("detect")
         rate, samples = self.sampling_rate, self._clip_samples()
         source = {"array": recording, "sampling_rate": sampling_rate} if sampling_rate else recording
-        if not (math.isfinite(hop) and MIN_HOP <= hop <= self.options.clip_seconds):
+        DetectorSettings(hop=hop)  # a finite hop of at least MIN_HOP
+        if hop > self.options.clip_seconds:
             raise MtlError(f"detect: hop must be from {MIN_HOP} s to the model's window of "
                            f"{self.options.clip_seconds:g} s (a longer hop skips the audio between windows), got {hop}")
         audio = load_clip(source, rate, None, where="recording")

@@ -99,8 +99,9 @@ class TextSentiment(Task):
         if len(blank) == 1:
             raise DataError(f"{where} row {blank[0]}: the text is empty or missing; fill it in or remove the row "
                             "(predict refuses empty texts too)")
-        raise DataError(f"{where} rows {first_few([str(row) for row in blank])}: the text is empty or missing ({len(blank)} of {len(split)} rows); "
-                        "fill them in or remove those rows (predict refuses empty texts too)")
+        raise DataError(f"{where} rows {first_few([str(row) for row in blank])}: the text is empty or missing "
+                        f"({len(blank)} of {len(split)} rows); fill them in or remove those rows (predict refuses "
+                        "empty texts too)")
 
     def load_processor(self, folder: Path) -> Any:
         """The tokenizer; ``max_length`` above the checkpoint's position limit is an error, not a crash later."""

@@ -289,3 +289,9 @@ def test_unseen_test_labels_are_counted(tmp_path):
     with pytest.raises(DataError, match=r"test row 3: label 'neutral' .*\(3 such rows, labels 'neutral'; rows "
                                         r"counted from 1"):
         load_labelled(DataConfig(files=files), **TEXT)
+
+
+def test_too_few_examples_to_hold_out_splits_is_a_data_error(tmp_path):
+    rows = [{"sentence": f"film number {i}", "sentiment": label} for i, label in enumerate(["a", "b", "c", "d"])]
+    with pytest.raises(DataError, match=r"too few to hold out .* give your own splits with data.files"):
+        load_labelled(DataConfig(source=str(write(rows, tmp_path / "r.csv"))), **TEXT)

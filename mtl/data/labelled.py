@@ -62,7 +62,6 @@ def load_labelled(config: DataConfig, *, input_name: str, input_candidates: Sequ
         splits = DatasetDict({name: relabel_keywords(split, config.keywords) for name, split in splits.items()})
     splits, names = encode_labels(splits, label_names or config.label_names,
                                   known_as="the model's labels" if label_names else "data.label_names")
-    require_trainable_labels(splits["train"], names, "data.label_names" if config.label_names else "the data")
     splits = complete_splits(splits, config)
     require_trainable_labels(splits["train"], names, "data.label_names" if config.label_names else "the data")
     if config.limit_per_class:
@@ -246,22 +245,23 @@ def _label_values(split: Dataset, split_name: str) -> list[Any]:
 def _check_near_duplicates(names: Sequence[str], train_key: str) -> None:
     """Labels that differ only in surrounding spaces are one label written twice (an error); labels that differ
     only in letter case probably are (a warning)."""
-    groups: dict[str, list[str]] = {}
-    for name in names:
-        groups.setdefault(name.strip(), []).append(name)
-    spaced = [group for group in groups.values() if len(group) > 1]
+    spaced = _alike(names, str.strip)
     if spaced:
         shown = "; ".join(" vs ".join(map(repr, group)) for group in spaced[:5])
         raise DataError(f"{train_key}: labels that differ only in spaces before or after them: {shown}; they would "
                         "be trained as different classes. Strip the label column (e.g. df['label'] = "
                         "df['label'].str.strip() in pandas)")
-    cased: dict[str, list[str]] = {}
+    for group in _alike(names, str.casefold):
+        logger.warning("data: labels %s differ only in letter case and are trained as different classes; if they "
+                       "are one class, write them alike", " and ".join(map(repr, group)))
+
+
+def _alike(names: Sequence[str], key: Callable[[str], str]) -> list[list[str]]:
+    """Groups of two or more names that ``key`` makes equal."""
+    groups: dict[str, list[str]] = {}
     for name in names:
-        cased.setdefault(name.casefold(), []).append(name)
-    for group in cased.values():
-        if len(group) > 1:
-            logger.warning("data: labels %s differ only in letter case and are trained as different classes; if they "
-                           "are one class, write them alike", " and ".join(map(repr, group)))
+        groups.setdefault(key(name), []).append(name)
+    return [group for group in groups.values() if len(group) > 1]
 
 
 def _first_row(split: Dataset, value: Any) -> int:

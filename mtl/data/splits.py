@@ -16,6 +16,7 @@ import pyarrow as pa
 from datasets import Audio, Dataset, DatasetDict, Image
 
 from ..config.sections import DataConfig
+from ..errors import DataError
 from .speakers import hold_out_by_speaker
 
 logger = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ def _hold_out_keeping_singletons(dataset: Dataset, size: float, seed: int,
     values, counts = np.unique(labels, return_counts=True)
     single = set(values[counts < 2].tolist())
     rows = np.flatnonzero([label not in single for label in labels])
-    held_count = max(1, round(size * len(dataset))) if size < 1 else int(size)
+    held_count = max(1, round(size * len(dataset)))
     if single:
         names_of = getattr(dataset.features["label"], "names", None)
         shown = sorted(names_of[v] if names_of else str(v) for v in single)
@@ -77,7 +78,9 @@ def _hold_out_keeping_singletons(dataset: Dataset, size: float, seed: int,
                                                                                             else ""),
                        "" if len(single) > 1 else "s", names[0], names[1], "them" if len(single) > 1 else "it")
     if held_count >= len(rows):
-        raise ValueError(f"cannot hold out {held_count} {names[1]} examples from {len(rows)}")
+        raise DataError(f"data: {len(dataset)} examples are too few to hold out {held_count} {names[1]} examples "
+                        f"({len(rows)} of them belong to labels with more than one example); add examples, or give "
+                        "your own splits with data.files: {train: ..., validation: ..., test: ...}")
     try:
         rest, held = train_test_split(rows, test_size=held_count, stratify=labels[rows], random_state=seed)
     except ValueError:  # fewer held-out rows than classes: no stratified split exists

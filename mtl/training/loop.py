@@ -59,9 +59,8 @@ def fit_loop(model: torch.nn.Module, train_set: Any, eval_set: Any, *, collate: 
     run.epoch_start = epoch_start
     if resume and run.ckpt_dir:
         resume_run(run, run.ckpt_dir)
-    steps_here = run.num_epochs * math.ceil(len(run.loader) / config.gradient_accumulation_steps)  # this process's
-    run.progress = tqdm(total=min(run.total_steps, steps_here), initial=run.result.global_step, desc="training",
-                        unit="step", disable=not accelerator.is_local_main_process)
+    run.progress = tqdm(total=run.last_step, initial=run.result.global_step, desc="training", unit="step",
+                        disable=not accelerator.is_local_main_process)
     run.started = time.perf_counter() - run.result.train_seconds
     if config.report_to:
         accelerator.init_trackers("mtl", config=_tracked_config(config))
@@ -109,6 +108,13 @@ class _Run:
     loss: Callable[[torch.nn.Module, dict[str, Any]], torch.Tensor] = lambda model, batch: model(**batch).loss
     epoch_start: Callable[[int], str | None] | None = None
     last_log: tuple[float, int] = (0.0, 0)  # (time, examples) at the last loss record, for throughput
+
+    @property
+    def last_step(self) -> int:
+        """The optimizer step this process ends on: ``total_steps`` counts one process's batches, and each of
+        several processes takes its share of them."""
+        per_epoch = math.ceil(len(self.loader) / self.config.gradient_accumulation_steps)
+        return min(self.total_steps, self.num_epochs * per_epoch)
 
 
 def _prepare(model: torch.nn.Module, train_set: Any, eval_set: Any, collate: Callable, config: TrainConfig,
@@ -265,10 +271,10 @@ def _end_epoch(run: _Run, epoch: int) -> bool:
         run.bad_epochs += 1
     stop = config.early_stopping_patience is not None and run.bad_epochs >= config.early_stopping_patience
     result.stopped_early = stop and epoch + 1 < run.num_epochs
-    if not stop and result.global_step < run.total_steps and _out_of_time(run):  # before the schedule's end
+    if not stop and result.global_step < run.last_step and _out_of_time(run):  # before the schedule's end
         stop = result.stopped_by_time = True
         progress.write(f"time budget: {config.max_seconds:.0f} s of training spent; stopped at step "
-                       f"{result.global_step} of {run.total_steps} (epoch {epoch + 1})")
+                       f"{result.global_step} of {run.last_step} (epoch {epoch + 1})")
     if run.ckpt_dir:
         state = {"epoch": epoch, "bad_epochs": run.bad_epochs, "result": result.to_dict()}
         checkpoints.save_checkpoint(run.accelerator, run.ckpt_dir, f"epoch-{epoch}", state)
