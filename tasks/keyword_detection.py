@@ -80,13 +80,15 @@ def smooth_posteriors(probabilities: np.ndarray, windows: int) -> np.ndarray:
 
 
 def pick_events(starts_s: Sequence[float], window_s: float, probabilities: np.ndarray, label_names: Sequence[str],
-                *, threshold: float, ignore: Sequence[str] = (), refractory: float = 1.0) -> list[Detection]:
+                *, threshold: float, ignore: Sequence[str] = (), refractory: float = 1.0,
+                duration: float | None = None) -> list[Detection]:
     """Detections from (smoothed) per-window probabilities, in time order.
 
     A window's candidate is its best label that is not ignored; candidates scoring at least ``threshold`` are
     taken best first, and each suppresses every other candidate, of any label, whose window centre is within
     ``refractory`` seconds of its own (greedy non-maximum suppression). Raising the threshold only removes
-    detections, so one run at a low threshold serves a whole threshold sweep.
+    detections, so one run at a low threshold serves a whole threshold sweep. With ``duration`` (seconds), no
+    detection ends after the recording does (a recording shorter than one window is padded to it).
     """
     keep = np.array([name not in ignore for name in label_names])
     if not keep.any() or not len(probabilities):
@@ -103,8 +105,9 @@ def pick_events(starts_s: Sequence[float], window_s: float, probabilities: np.nd
             taken.append(int(i))
             if refractory > 0:
                 alive &= np.abs(centres - centres[i]) >= refractory - 1e-9
-    return [Detection(label_names[best[i]], round(float(starts_s[i]), 3), round(float(starts_s[i] + window_s), 3),
-                      float(best_score[i])) for i in sorted(taken)]
+    last = math.inf if duration is None else duration
+    return [Detection(label_names[best[i]], round(float(starts_s[i]), 3),
+                      round(float(min(starts_s[i] + window_s, last)), 3), float(best_score[i])) for i in sorted(taken)]
 
 
 def match(detections: Sequence[Detection], truth: Sequence[dict[str, Any]], keywords: Sequence[str],

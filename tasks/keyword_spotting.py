@@ -220,10 +220,13 @@ class KeywordSpotting(Task):
         threshold = 0.5 if threshold is None else threshold
         if not 0 < threshold <= 1:
             raise DataError(f"detect: threshold must be in (0, 1], got {threshold}")
-        starts, probabilities = self.window_probabilities(recording, sampling_rate=sampling_rate, hop=hop,
+        source = {"array": recording, "sampling_rate": sampling_rate} if sampling_rate else recording
+        audio = load_clip(source, self.sampling_rate, None, where="recording")
+        starts, probabilities = self.window_probabilities(audio, sampling_rate=self.sampling_rate, hop=hop,
                                                           batch_size=batch_size)
         return pick_events(starts, self.options.clip_seconds, smooth_posteriors(probabilities, smooth),
-                           self.label_names, threshold=threshold, ignore=ignore, refractory=refractory)
+                           self.label_names, threshold=threshold, ignore=ignore, refractory=refractory,
+                           duration=len(audio) / self.sampling_rate)
 
     def plot_detections(self, recording: Any, detections: Sequence[Detection], path: str | Path, *,
                         sampling_rate: int | None = None) -> None:
@@ -287,7 +290,8 @@ class KeywordSpotting(Task):
                                                               hop=settings.hop)
             events.append(pick_events(starts, self.options.clip_seconds,
                                       smooth_posteriors(probabilities, settings.smooth), self.label_names,
-                                      threshold=threshold, ignore=(SILENCE, UNKNOWN), refractory=settings.refractory))
+                                      threshold=threshold, ignore=(SILENCE, UNKNOWN), refractory=settings.refractory,
+                                      duration=len(recording.audio) / recording.rate))
         return events, time.perf_counter() - started
 
     @property

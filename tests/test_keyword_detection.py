@@ -45,6 +45,12 @@ def test_one_detection_per_event_across_labels_and_thresholds_only_remove():
                           if e.score >= threshold]
 
 
+def test_a_detection_in_a_recording_shorter_than_a_window_ends_with_it():
+    rows = np.array([[0, 0, 0.1, 0.9]])
+    assert pick_events([0.0], 1.0, rows, NAMES, threshold=0.5, duration=0.5) == [Detection("go", 0.0, 0.5, 0.9)]
+    assert pick_events([0.0], 1.0, rows, NAMES, threshold=0.5, duration=3.0) == [Detection("go", 0.0, 1.0, 0.9)]
+
+
 def test_smoothing_averages_neighbouring_windows():
     rows = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 0.0]])
     smoothed = smooth_posteriors(rows, 3)

@@ -255,6 +255,8 @@ def test_detect_finds_keywords_at_their_positions(trained, tmp_path):
         assert 0.8 <= score <= 1.0
     silence = np.concatenate([tone("_silence_", np.random.default_rng(i)) for i in range(3)])
     assert task.detect(silence, threshold=0.8) == []
+    short = tone("high", np.random.default_rng(5))[: RATE // 2]  # half a second: padded to one window
+    assert [(e.keyword, e.start_s, e.end_s) for e in task.detect(short, threshold=0.5)] == [("high", 0.0, 0.5)]
 
 
 def test_detect_cli_prints_events_and_rejects_bad_input(trained, tmp_path, capsys):
