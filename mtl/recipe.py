@@ -76,7 +76,8 @@ def _blame_override(problem: str, overrides: list[str] | tuple[str, ...]) -> str
         key = override.partition("=")[0].strip()
         section, _, sub = key.partition(".")
         written = (f"{key}:", f"{key}.", f"{key}[") + ((f"{section}: {sub} ", f"{section}: {sub}:") if sub else ())
-        if key and problem.startswith(written):
+        path = problem.partition(":")[0]
+        if key and (problem.startswith(written) or ("." in path and key.startswith(f"{path}."))):
             return f"{problem} (from the command line: {override})"
     return problem
 

@@ -82,6 +82,19 @@ def test_a_problem_from_an_override_names_the_override_not_only_the_file():
     assert caught.value.problems[0].startswith("train.epochs: ") and "command line" not in str(caught.value)
 
 
+def test_mlp_settings_on_a_linear_head_are_an_error_not_ignored():
+    with pytest.raises(RecipeError) as caught:
+        recipe_from_dict(MINIMAL, ["model.head.hidden=[512]"])
+    assert caught.value.problems == ["model.head: hidden applies to an MLP head only; add type: mlp "
+                                     "(model.head.type=mlp) or remove it (from the command line: "
+                                     "model.head.hidden=[512])"]
+    with pytest.raises(RecipeError, match="model.head: activation, dropout apply to an MLP head only"):
+        recipe_from_dict({**MINIMAL, "model": {"head": {"type": "linear", "activation": "gelu", "dropout": 0.1}}})
+    mlp = recipe_from_dict(MINIMAL, ["model.head.type=mlp"]).model.head
+    assert (mlp.hidden, mlp.activation, mlp.dropout) == ([1024], "relu", 0.0)  # the MLP's defaults
+    assert recipe_from_dict(MINIMAL, ["model.head={type: mlp, hidden: [64, 32]}"]).model.head.hidden == [64, 32]
+
+
 def test_metric_for_best_must_be_computed():
     with pytest.raises(RecipeError, match="metric_for_best: 'macro_f1' is not computed"):
         recipe_from_dict({**MINIMAL, "metrics": ["accuracy"], "train": {"metric_for_best": "macro_f1"}})

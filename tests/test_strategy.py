@@ -36,6 +36,15 @@ def test_auto_says_when_it_replaces_the_freezing_the_user_gave(tiny_bert, caplog
     assert any("replaced model.freeze top_k=1" in m and "train.strategy=explicit" in m for m in warnings), warnings
     assert any(r.getMessage().startswith("strategy auto set") and "train.learning_rate: " in r.getMessage()
                for r in caplog.records)
+    assert not any("time_budget" in m for m in warnings)
+
+
+def test_a_time_budget_without_strategy_auto_is_not_silently_ignored(tiny_bert, caplog):
+    rows = make_sentences(18, seed=2)
+    with caplog.at_level("WARNING", logger="mtl"):
+        TextSentiment(tiny_bert, max_length=32).fit(rows[:6], rows[6:], time_budget=5, epochs=1, batch_size=8)
+    assert any(r.getMessage().startswith("train.time_budget (5 minutes) applies to train.strategy auto only")
+               for r in caplog.records), caplog.records
 
 
 @pytest.mark.parametrize("minutes, expected", [(30, "LP-FT"), (0.001, "linear probe")])

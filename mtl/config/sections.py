@@ -26,15 +26,30 @@ class HeadConfig:
     """The classification head (recipe ``model.head``): ``linear`` (default) or ``mlp``."""
 
     type: Literal["linear", "mlp"] = "linear"
-    hidden: list[int] = field(default_factory=lambda: [1024])  # widths of the MLP's hidden layers
-    activation: Literal["relu", "gelu", "tanh", "silu"] = "relu"
-    dropout: float = 0.0  # dropout after each hidden layer (training only)
+    # the MLP's settings; given with type linear they are an error (a forgotten `type: mlp`), not ignored
+    hidden: list[int] | None = None  # widths of the MLP's hidden layers (mlp default: [1024])
+    activation: Literal["relu", "gelu", "tanh", "silu"] | None = None  # mlp default: relu
+    dropout: float | None = None  # dropout after each hidden layer, training only (mlp default: 0.0)
 
     def __post_init__(self) -> None:
+        if self.type == "linear":
+            given = [name for name in MLP_SETTINGS if getattr(self, name) is not None]
+            if given:
+                raise ValueError(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} to an MLP head "
+                                 "only; add type: mlp (model.head.type=mlp) or remove "
+                                 f"{'it' if len(given) == 1 else 'them'}")
+            return
+        for name, default in MLP_SETTINGS.items():
+            if getattr(self, name) is None:
+                setattr(self, name, list(default) if isinstance(default, list) else default)
         if isinstance(self.dropout, float) and not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if isinstance(self.hidden, list) and (not self.hidden or any(w < 1 for w in self.hidden)):
             raise ValueError(f"hidden must list one or more positive widths, got {self.hidden}")
+
+
+DEFAULT_TIME_BUDGET = 10.0  # minutes, for train.strategy auto
+MLP_SETTINGS: dict[str, Any] = {"hidden": [1024], "activation": "relu", "dropout": 0.0}  # an MLP head's defaults
 
 
 @dataclass
@@ -113,7 +128,7 @@ class TrainConfig:
     max_seconds: float | None = None  # stop after this much training time (the epoch in progress is evaluated)
     strategy: Literal["explicit", "auto"] = "explicit"  # auto: race linear probes on cached features, then choose
     # linear probe, LP-FT or LoRA and their rates to fit time_budget (model.freeze and the rates are then chosen)
-    time_budget: float = 10.0  # minutes, for strategy auto
+    time_budget: float | None = None  # minutes, for strategy auto only (unset: 10); a warning with strategy explicit
     save_every_steps: int | None = None  # also checkpoint every N optimizer steps inside an epoch (long epochs);
     # a run killed between them resumes from the newest and ends as if never stopped
     group_by_length: bool = True  # batch examples of similar length together (less padding)
@@ -126,6 +141,11 @@ class TrainConfig:
     head_first_epochs: int = 0  # first train only the head for this many epochs (frozen features), then as `freeze` says
     report_to: list[Tracker] = field(default_factory=list)  # accelerate trackers for losses, metrics, learning rates
     # and throughput, written by the main process (tensorboard: OUT/runs/); off by default
+
+    @property
+    def budget_minutes(self) -> float:
+        """The minutes ``strategy: auto`` fits its choice into: ``time_budget``, else 10."""
+        return DEFAULT_TIME_BUDGET if self.time_budget is None else self.time_budget
 
     @property
     def eval_batch(self) -> int:

@@ -88,7 +88,8 @@ def train_variant(recipe: Recipe, task_cls: type, data: Any, *, init: str, fract
         # probes on random features), no head-first stage
         config = dataclasses.replace(config, epochs=recipe.compare.scratch_max_epochs, max_steps=None,
                                      early_stopping_patience=recipe.compare.scratch_patience,
-                                     max_seconds=max_seconds, head_first_epochs=0, strategy="explicit")
+                                     max_seconds=max_seconds, head_first_epochs=0, strategy="explicit",
+                                     time_budget=None)
         auto_class = getattr(transformers, task.spec.model_class)
         task.model = scratch_model(auto_class, task.source.path, data.label_names, recipe.train.seed, recipe.model.head,
                                    recipe.model.pooling)

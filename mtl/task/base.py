@@ -121,6 +121,9 @@ class Task(TaskHooks):
         except ValueError as error:
             raise MtlError(f"freeze: {error}") from None
         config = with_learning_rate(config, spec)
+        if config.time_budget is not None and config.strategy != "auto":
+            logger.warning("train.time_budget (%g minutes) applies to train.strategy auto only; this run trains for "
+                           "train.epochs as given (train.max_seconds caps its training time)", config.time_budget)
         if config.lr_decay is not None and spec.mode == "backbone":
             logger.warning("train.lr_decay has no effect with model.freeze backbone: only the head trains")
         train_set, validation_set = self._labelled_pair(train, validation)

@@ -89,14 +89,15 @@ class StrategyChoice:
 
 def choose_strategy(task: Any, train_set: Dataset, validation_set: Dataset, config: TrainConfig,
                     metrics: list[str], run_dir: Path | None) -> StrategyChoice:
-    """Race linear probes on the frozen-feature cache, then choose a strategy that fits ``config.time_budget``."""
+    """Race linear probes on the frozen-feature cache, then choose a strategy that fits ``config.budget_minutes``
+    (``train.time_budget``)."""
     saved = run_dir / STRATEGY_FILE if run_dir else None
     if saved and saved.is_file():
         choice = StrategyChoice(**json.loads(saved.read_text()))
         logger.info("strategy auto: %s, as chosen before this run was resumed", choice.name)
         return choice
     started = time.perf_counter()
-    budget = config.time_budget * 60
+    budget = config.budget_minutes * 60
     per_class = min(Counter(train_set["label"]).values())
     race, rate, epochs, feature_seconds = _probe_race(task, train_set, validation_set, config, metrics)
     train_share = len(train_set) / (len(train_set) + len(validation_set))
@@ -104,8 +105,8 @@ def choose_strategy(task: Any, train_set: Dataset, validation_set: Dataset, conf
     left = budget - (time.perf_counter() - started) - feature_seconds  # the chosen run computes features again
     full_epochs, lora_epochs = (math.floor(left / max(cost * backbone_pass, 1e-9)) for cost in (BACKWARD_COST, LORA_COST))
     reasons = [f"{per_class} examples in the smallest class", f"one pass of the backbone over the training "
-               f"examples takes {backbone_pass:.0f} s; " + (f"{left / 60:.1f} of {config.time_budget:g} minutes left "
-               "after the race" if left > 0 else f"the race used all of the {config.time_budget:g} minutes"),
+               f"examples takes {backbone_pass:.0f} s; " + (f"{left / 60:.1f} of {config.budget_minutes:g} minutes left "
+               "after the race" if left > 0 else f"the race used all of the {config.budget_minutes:g} minutes"),
                f"best linear probe: learning rate {rate:g}, validation {config.metric_for_best} "
                f"{race[f'{rate:g}']:.4f} after {epochs} epochs"]
     probe_settings = dict(learning_rate=rate, head_learning_rate=None, epochs=max(3 * epochs, 5),
@@ -171,7 +172,8 @@ def _probe_race(task: Any, train_set: Dataset, validation_set: Dataset, config: 
     plan = cache_plan(task.model)
     probe = dataclasses.replace(config, epochs=20, max_steps=None, warmup_ratio=0.0, head_learning_rate=None,
                                 lr_decay=None, early_stopping_patience=3, report_to=[], save_every_steps=None,
-                                max_seconds=None, head_first_epochs=0, strategy="explicit")
+                                max_seconds=None, head_first_epochs=0, strategy="explicit",
+                                time_budget=None)
     task._accelerator = make_accelerator(probe)
     started = time.perf_counter()
     cached = cache_head_inputs(task, train_set, validation_set, plan, config.eval_batch) if plan else None
