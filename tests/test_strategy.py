@@ -18,7 +18,11 @@ from conftest import make_sentences, run_cli
 def test_auto_with_few_examples_per_class_chooses_the_linear_probe(tiny_bert, tmp_path):
     rows = make_sentences(18, seed=2)  # 6 train examples: 3 per class
     task = TextSentiment(tiny_bert, max_length=32)
+    task.build_model(["negative", "positive"])
+    seen = []  # examples through the backbone: the race's features serve the chosen probe too
+    task.model.bert.embeddings.register_forward_hook(lambda module, args, output: seen.append(len(output)))
     result = task.fit(rows[:6], rows[6:], strategy="auto", time_budget=5, batch_size=8, output_dir=tmp_path / "run")
+    assert sum(seen) == 18, seen
     choice = task.strategy_choice
     assert choice.name == "linear probe" and "fewer than 4 examples per class" in choice.reasons[-1]
     assert set(choice.race) == {"0.0003", "0.001", "0.003", "0.01"}

@@ -65,11 +65,14 @@ def inference_copy(model: nn.Module, probe: dict[str, Any]) -> nn.Module:
     return fused.root
 
 
-def weights_key(model: nn.Module) -> tuple:
-    """Changes whenever any of ``model``'s parameters or buffers is replaced, moved or updated in place: when an
-    inference copy made earlier is out of date."""
+def weights_key(model: nn.Module, leave_out: tuple[str, ...] = ()) -> tuple:
+    """Changes whenever any of ``model``'s parameters or buffers (but those of the submodules named in
+    ``leave_out``) is replaced, moved or updated in place: when an inference copy or cached features made earlier
+    are out of date."""
+    prefixes = tuple(f"{name}." for name in leave_out)
     return tuple((id(tensor), tensor.data_ptr(), tensor._version, tensor.dtype, tensor.device)
-                 for tensor in (*model.parameters(), *model.buffers()))
+                 for name, tensor in (*model.named_parameters(), *model.named_buffers())
+                 if not (prefixes and name.startswith(prefixes)))
 
 
 def has_foldable(model: nn.Module) -> bool:

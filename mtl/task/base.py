@@ -87,7 +87,8 @@ class Task(TaskHooks):
         self.lora_adapter = None  # the LoRA adapters and head alone (lora save_adapter), written as adapter/ on save
         self._folded: tuple[tuple, torch.nn.Module] | None = None  # (weights_key, inference copy) of the model
 
-    _RUNTIME_STATE: ClassVar[tuple[str, ...]] = ("model", "_accelerator", "fit_result", "lora_adapter", "_folded")
+    _RUNTIME_STATE: ClassVar[tuple[str, ...]] = ("model", "_accelerator", "fit_result", "lora_adapter", "_folded",
+                                                   "_head_inputs")
 
     def __getstate__(self) -> dict[str, Any]:
         """A pickled (or deep-copied) task carries its settings, labels and processor but not the model or training
@@ -132,12 +133,16 @@ class Task(TaskHooks):
         self._ensure_model(self.label_names, head, pooling)
         self.strategy_choice = None
         self.lora_adapter = None
-        if config.strategy == "auto":
-            self.strategy_choice = choose_strategy(self, train_set, validation_set, config, metrics,
-                                                   Path(output_dir) if output_dir else None)
-            spec, config = self.strategy_choice.apply(config, given=spec)
-        self.fit_result = fit_stages(self, train_set, validation_set, spec, config, metrics,
-                                     Path(output_dir) if output_dir else None, resume)
+        self._head_inputs = None  # the frozen backbone's outputs, shared by this fit's stages (see fitting.py)
+        try:
+            if config.strategy == "auto":
+                self.strategy_choice = choose_strategy(self, train_set, validation_set, config, metrics,
+                                                       Path(output_dir) if output_dir else None)
+                spec, config = self.strategy_choice.apply(config, given=spec)
+            self.fit_result = fit_stages(self, train_set, validation_set, spec, config, metrics,
+                                         Path(output_dir) if output_dir else None, resume)
+        finally:
+            self._head_inputs = None
         return self.fit_result
 
     def evaluate(self, data: Any, *, batch_size: int | None = None,

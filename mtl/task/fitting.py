@@ -21,6 +21,7 @@ from ..config.freeze import FreezeSpec
 from ..config.sections import TrainConfig
 from ..errors import MtlError
 from ..modeling.freezing import apply_freezing, gradual_stages, trainable_names
+from ..modeling.fusion import weights_key
 from ..modeling.lora import add_lora, lora_targets
 from ..training import FitResult, fit_loop, make_accelerator
 from ..training.feature_cache import CachePlan, CachedInputs, HeadOnly, cache_plan, collate_cached
@@ -112,7 +113,7 @@ def fit_stage(task: Any, train_set: Dataset, validation_set: Dataset, config: Tr
               epoch_start: Callable[[int], str | None] | None = None) -> FitResult:
     """One :func:`fit_loop` over the model as frozen now; only the head trains: the backbone runs once (cached)."""
     plan = cache_plan(task.model) if config.feature_cache else None
-    cached = cache_head_inputs(task, train_set, validation_set, plan, config.eval_batch) if plan else None
+    cached = cache_head_inputs_once(task, train_set, validation_set, plan, config.eval_batch) if plan else None
     if cached is not None:
         trained = HeadOnly([task.model.get_submodule(name) for name in plan.modules])
         train_features, val_features = cached
@@ -129,6 +130,31 @@ def fit_stage(task: Any, train_set: Dataset, validation_set: Dataset, config: Tr
     if cached is None:
         task.model = accelerator.unwrap_model(task.model, keep_fp32_wrapper=False)
     return result
+
+
+def cache_head_inputs_once(task: Any, train_set: Dataset, validation_set: Dataset, plan: CachePlan,
+                           batch_size: int) -> tuple[CachedInputs, CachedInputs] | None:
+    """:func:`cache_head_inputs`, reused while the same splits meet the same frozen backbone again in one ``fit``
+    (``strategy: auto``'s probe race, then the chosen probe or LP-FT's head-first stage), so the backbone runs over
+    them once. Any change to the backbone's weights or buffers, the splits, the head's place or the precision
+    computes them anew."""
+    key = _head_inputs_key(task, train_set, validation_set, plan)
+    memo = getattr(task, "_head_inputs", None)
+    if memo is not None and memo[0] == key:
+        if memo[1] is not None:
+            logger.info("feature cache: the frozen backbone's outputs for these splits are reused (unchanged since "
+                        "they were computed)")
+        return memo[1]
+    cached = cache_head_inputs(task, train_set, validation_set, plan, batch_size)
+    task._head_inputs = (key, cached)
+    return cached
+
+
+def _head_inputs_key(task: Any, train_set: Dataset, validation_set: Dataset, plan: CachePlan) -> tuple[Any, ...]:
+    """What the head's cached inputs depend on: a backbone that trained since (optimizer steps, loaded weights,
+    batch-norm statistics) gives another key."""
+    return (id(task.model), train_set._fingerprint, validation_set._fingerprint, plan,
+            task._accelerator.mixed_precision, weights_key(task.model, leave_out=plan.modules))
 
 
 class _NotTheExpectedShape(Exception):

@@ -45,7 +45,7 @@ from ..metrics import is_better
 from ..modeling.freezing import apply_freezing
 from ..training import fit_loop, make_accelerator
 from ..training.feature_cache import HeadOnly, cache_plan, collate_cached
-from .fitting import cache_head_inputs
+from .fitting import cache_head_inputs_once
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ def choose_strategy(task: Any, train_set: Dataset, validation_set: Dataset, conf
     race, rate, epochs, feature_seconds = _probe_race(task, train_set, validation_set, config, metrics)
     train_share = len(train_set) / (len(train_set) + len(validation_set))
     backbone_pass = feature_seconds * train_share
-    left = budget - (time.perf_counter() - started) - feature_seconds  # the chosen run computes features again
+    left = budget - (time.perf_counter() - started)  # the chosen probe or head-first stage reuses the features
     full_epochs, lora_epochs = (math.floor(left / max(cost * backbone_pass, 1e-9)) for cost in (BACKWARD_COST, LORA_COST))
     reasons = [f"{per_class} examples in the smallest class", f"one pass of the backbone over the training "
                f"examples takes {backbone_pass:.0f} s; " + (f"{left / 60:.1f} of {config.budget_minutes:g} minutes left "
@@ -176,7 +176,7 @@ def _probe_race(task: Any, train_set: Dataset, validation_set: Dataset, config: 
                                 time_budget=None)
     task._accelerator = make_accelerator(probe)
     started = time.perf_counter()
-    cached = cache_head_inputs(task, train_set, validation_set, plan, config.eval_batch) if plan else None
+    cached = cache_head_inputs_once(task, train_set, validation_set, plan, config.eval_batch) if plan else None
     feature_seconds = time.perf_counter() - started
     if cached is None:  # the head reads more than one vector per example: no race, the recipe's head rate
         rate = config.head_learning_rate or config.learning_rate
