@@ -10,7 +10,7 @@ import pytest
 
 from conftest import make_sentences
 from hub_stand_in import GOOD_TOKEN, StandInHub
-from mtl.errors import RecipeError
+from mtl.errors import MtlError, RecipeError
 from mtl.publish.hub import HubError, check_push_target
 from mtl.recipe import recipe_from_dict
 
@@ -88,6 +88,9 @@ def test_task_push_to_hub_sends_model_and_card_as_one_commit(hub, tiny_bert, tmp
     card = ModelCard(base64.b64decode(files["README.md"]["content"]).decode())
     assert card.data.pipeline_tag == "text-classification" and card.data.model_name == "api-model"
     assert "## Results on the test split" not in card.text and "## How to use" in card.text
+    with pytest.raises(MtlError) as caught:  # from Python, messages name the argument, not the CLI's flag
+        task.push_to_hub("not a repo")
+    assert str(caught.value).startswith("push_to_hub(repo_id): 'not a repo' is not") and "--" not in str(caught.value)
 
 
 def test_run_pushes_one_commit_without_checkpoints_hidden_files_or_private_data(hub, tiny_bert, tmp_path):

@@ -50,13 +50,18 @@ def repo_id_problem(repo_id: str) -> str | None:
     return None
 
 
-def check_push_target(repo_id: str, token: str | None = None) -> str:
+CLI_SETTING = "--push-to-hub / hub.repo_id"  # how a run's command line and recipe name the push target
+
+
+def check_push_target(repo_id: str, token: str | None = None, setting: str = CLI_SETTING) -> str:
     """Check the repo id and that the token is valid and may write to its namespace; return ``owner/name``.
+    ``setting`` is how the caller named the target in messages (the CLI flag and recipe key, or a Python argument).
 
     Call it before training so that a typo or a missing token fails in seconds, not after an hour.
     """
     if problem := repo_id_problem(repo_id):
-        raise HubError(f"--push-to-hub / hub.repo_id: {problem}")
+        raise HubError(f"{setting}: {problem}")
+    drop = "drop --push-to-hub / hub.push" if setting == CLI_SETTING else "skip the push"
     token = _token(token)
     try:
         info = _api().whoami(token=token)
@@ -64,8 +69,8 @@ def check_push_target(repo_id: str, token: str | None = None) -> str:
         response = getattr(error, "response", None)
         if response is None:  # no answer from the Hub: offline mode, no network, a proxy
             raise HubError(f"cannot reach the Hugging Face Hub to check the token ({_reason(error)}); pushing needs "
-                           "the Hub: unset HF_HUB_OFFLINE, run where huggingface.co is reachable, or drop "
-                           "--push-to-hub / hub.push and push the output folder later") from None
+                           f"the Hub: unset HF_HUB_OFFLINE, run where huggingface.co is reachable, or {drop} and "
+                           "push the saved folder later") from None
         raise HubError(f"cannot check the Hugging Face token with the Hub: {_reason(error)}. Create a token with "
                        "write access at https://huggingface.co/settings/tokens and set HF_TOKEN or run "
                        "`hf auth login`") from None
@@ -77,7 +82,7 @@ def check_push_target(repo_id: str, token: str | None = None) -> str:
     full = repo_id if "/" in repo_id else f"{user}/{repo_id}"
     namespaces = {user, *(org.get("name") for org in info.get("orgs") or [])}
     if full.split("/")[0] not in namespaces:
-        raise HubError(f"hub.repo_id {full!r}: the token belongs to {user!r}, who cannot write to namespace "
+        raise HubError(f"{setting} {full!r}: the token belongs to {user!r}, who cannot write to namespace "
                        f"{full.split('/')[0]!r} (writable: {', '.join(sorted(n for n in namespaces if n))}); "
                        "fix the owner part of the repo id")
     logger.info("hub: will push to %s as %s", full, user)

@@ -89,7 +89,7 @@ def push_task(task: Any, repo_id: str, private: bool, token: str | None) -> str:
     from .card import write_task_card
     from .hub import check_push_target, push_folder
 
-    repo_id = check_push_target(repo_id, token)
+    repo_id = check_push_target(repo_id, token, setting="push_to_hub(repo_id)")
     with tempfile.TemporaryDirectory() as folder:
         write_task_card(task, task.write_model(Path(folder)), repo_id=repo_id)
         return push_folder(folder, repo_id, private=private, token=token)
