@@ -136,6 +136,23 @@ def test_predict_cli_reads_csv_text_files_and_texts(run, tmp_path):
     assert list(pd.read_csv(tmp_path / "p.csv").columns) == ["input", "label", "score"]
 
 
+def test_predict_cli_reads_json_lines_json_and_parquet_as_tables(run, tmp_path, capsys):
+    from mtl.predict import main
+
+    out, _, _ = run
+    table = pd.DataFrame({"text": ["a great film", "dull and boring"], "label": [1, 0]})
+    table.to_json(tmp_path / "in.jsonl", orient="records", lines=True)
+    table.to_json(tmp_path / "in.json", orient="records")
+    table.to_parquet(tmp_path / "in.parquet")
+    for name in ("in.jsonl", "in.json", "in.parquet"):
+        assert main([str(out), str(tmp_path / name), "--output", str(tmp_path / f"{name}.json")]) == 0
+        rows = json.loads((tmp_path / f"{name}.json").read_text())
+        assert [r["input"] for r in rows] == ["a great film", "dull and boring"], name  # the column, not raw JSON
+    (tmp_path / "odd.json").write_text('{"text": "one object, not a list"}')
+    assert main([str(out), str(tmp_path / "odd.json")]) == 2
+    assert "odd.json: cannot read the table (expected a list of JSON objects" in capsys.readouterr().err
+
+
 def test_predict_cli_errors_are_one_clear_line(run, tmp_path, capsys):
     from mtl.predict import main
 

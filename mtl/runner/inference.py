@@ -1,7 +1,7 @@
 """What ``mtl.predict``, ``mtl.detect`` and ``mtl.export`` do with a saved model, on the Python API.
 
 Inputs are files (each task says which suffixes it reads and what a file stands for), folders searched
-recursively for those suffixes, CSV/TSV tables (input column found by name or given; relative paths read from
+recursively for those suffixes, tables (CSV, TSV, JSON Lines, JSON, Parquet: input column found by name or given; relative paths read from
 the table's folder), and, where the task accepts them, plain command-line arguments (texts).
 
 Example::
@@ -22,7 +22,7 @@ from ..errors import DataError, MtlError, OutputExistsError
 from ..fs import write_text_atomic
 from ..registry import load_saved_task
 
-TABLES = {".csv": ",", ".tsv": "\t"}
+TABLES = (".csv", ".tsv", ".jsonl", ".json", ".parquet")  # files read as tables of inputs (a row each)
 ROWS_SUFFIXES = (".csv", ".json")  # what mtl.predict --output writes
 PATH_COLUMNS = ("path", "filepath", "file_path", "file", "filename", "file_name")  # of tables listing input files
 __all__ = ["Input", "calibrate_folder", "check_rows_output", "collect_inputs", "detect_file", "event_rows",
@@ -238,10 +238,10 @@ def _from_table(task: Any, path: Path, column: str | None) -> list[Input]:
     import pandas as pd
 
     try:
-        table = pd.read_csv(path, sep=TABLES[path.suffix.lower()], dtype=str, keep_default_na=False)
+        table = _read_table(path)
     except UnicodeDecodeError:
         raise DataError(_not_utf8(path)) from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError, OSError) as error:
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError, TypeError, OSError, ImportError) as error:
         raise DataError(f"{path}: cannot read the table ({str(error).splitlines()[0]}); check its format") from None
     candidates = _input_columns(task, column)
     found = next((c for c in candidates if c in table.columns), None)
@@ -251,6 +251,26 @@ def _from_table(task: Any, path: Path, column: str | None) -> list[Input]:
                         "choose one with --column")
     return [Input(value, task.input_from_table(value, path.parent), f"{path} row {i + 1} (line {i + 2})")
             for i, value in enumerate(table[found].tolist())]
+
+
+def _read_table(path: Path) -> Any:
+    """A CSV, TSV, JSON Lines, JSON (a list of records) or Parquet file as a DataFrame of strings ('' where empty)."""
+    import pandas as pd
+
+    suffix = path.suffix.lower()
+    if suffix in (".csv", ".tsv"):
+        return pd.read_csv(path, sep="," if suffix == ".csv" else "\t", dtype=str, keep_default_na=False)
+    if suffix == ".parquet":
+        table = pd.read_parquet(path)
+    else:
+        with open(path, encoding="utf-8") as stream:
+            text = stream.read()
+        rows = [json.loads(line) for line in text.splitlines() if line.strip()] if suffix == ".jsonl" else json.loads(text)
+        if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+            raise ValueError("expected " + ("one JSON object per line" if suffix == ".jsonl" else
+                                            "a list of JSON objects, one per input"))
+        table = pd.DataFrame(rows)
+    return table.astype(object).where(table.notna(), "").astype(str)
 
 
 def _input_columns(task: Any, column: str | None) -> list[str]:
@@ -277,4 +297,4 @@ def _name_input(message: str, chunk: Sequence[Input], start: int) -> str:
 
 
 def _looks_like_a_path(argument: str) -> bool:
-    return "/" in argument or Path(argument).suffix.lower() in {*TABLES, ".txt", ".json"}
+    return "/" in argument or Path(argument).suffix.lower() in {*TABLES, ".txt"}
