@@ -225,6 +225,22 @@ def test_images_nested_below_their_label_folders_are_one_error_showing_the_layou
     with pytest.raises(DataError, match=r"images lie 3 folders deep, e\.g\. cat/sub/deeper/0\.png\); lay them out as "
                                         r"<label>/<image>"):
         read_source(str(tmp_path))
+    for label in ("cat", "dog"):  # <label>/<batch>/<image>: imagefolder would label them batch0 / batch1
+        for batch in ("batch0", "batch1"):
+            (tmp_path / "two" / label / batch).mkdir(parents=True)
+            Image.new("RGB", (16, 16)).save(tmp_path / "two" / label / batch / "0.png")
+    with pytest.raises(DataError, match=r"images lie 2 folders deep, e\.g\. cat/batch0/0\.png; cat is not a split "
+                                        r"name \(train, validation, test, in lower case\), so the labels would be the folders below "
+                                        r"it, such as batch0\); lay them out"):
+        read_source(str(tmp_path / "two"))
+    for split in ("train", "testing"):  # split folders, as datasets spells them, stay a valid layout
+        for label in ("cat", "dog"):
+            (tmp_path / "splits" / split / label).mkdir(parents=True)
+            Image.new("RGB", (16, 16)).save(tmp_path / "splits" / split / label / "0.png")
+    assert sorted(read_source(str(tmp_path / "splits"))) == ["test", "train"]
+    (tmp_path / "splits" / "testing").rename(tmp_path / "splits" / "Testing")  # datasets would merge it into train
+    with pytest.raises(DataError, match="Testing is not a split name"):
+        read_source(str(tmp_path / "splits"))
 
 
 def test_a_label_unknown_to_data_label_names_or_in_a_python_validation_split_is_named_as_such(tmp_path, tiny_bert):

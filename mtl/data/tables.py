@@ -6,6 +6,7 @@ Local files are read with ``datasets``' own builders, so every later ``map`` is 
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -113,15 +114,25 @@ def read_source(source: str, config: str | None = None) -> DatasetDict:
 def _image_folder(folder: Path) -> DatasetDict:
     """``<label>/x.jpg`` or ``<split>/<label>/x.jpg``: the label is the folder right above each image. Images at
     other depths leave datasets' imagefolder without labels: an error showing the layout wanted."""
-    loaded = load_dataset("imagefolder", data_dir=str(folder))
-    if all("label" in split.column_names for split in loaded.values()):
+    images = sorted(p.relative_to(folder) for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    misplaced = [p for p in images if not (len(p.parts) == 2 or (len(p.parts) == 3 and _split_folder(p.parts[0])))]
+    loaded = None if misplaced else load_dataset("imagefolder", data_dir=str(folder))
+    if loaded is not None and all("label" in split.column_names for split in loaded.values()):
         return loaded
-    depths = sorted({len(p.relative_to(folder).parts) - 1 for p in folder.rglob("*")
-                     if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES})
-    example = next(p for p in sorted(folder.rglob("*")) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    depths = sorted({len(p.parts) - 1 for p in images})
+    example = (misplaced or images)[0]
+    nested = f"; {example.parts[0]} is not a split name (train, validation, test, in lower case), so the labels would be the " \
+             f"folders below it, such as {example.parts[1]}" if len(example.parts) == 3 else ""
     raise DataError(f"data.source: {folder}: cannot take labels from its folders (images lie "
-                    f"{' or '.join(map(str, depths))} folders deep, e.g. {example.relative_to(folder)}); lay them out "
+                    f"{' or '.join(map(str, depths))} folders deep, e.g. {example}{nested}); lay them out "
                     "as <label>/<image> or <split>/<label>/<image>, every image one folder below its label's")
+
+
+def _split_folder(name: str) -> bool:
+    """Whether datasets' imagefolder reads folder ``name`` as a split (train, training, dev, test, eval, ...; in
+    lower case: it merges a ``Test`` folder into train)."""
+    return re.fullmatch(r"(train|training|validation|valid|dev|val|test|testing|eval|evaluation)([-_. ].*)?",
+                        name) is not None
 
 
 def _holds_images(folder: Path) -> bool:
