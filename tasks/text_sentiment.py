@@ -21,6 +21,13 @@ _NEGATIVE = ["bad", "awful", "boring", "dull", "terrible", "weak"]
 _FILLER = ["the", "film", "was", "a", "plot", "actors", "story", "movie", "really", "quite", "and", "with"]
 
 
+def _names_a_file(text: str) -> bool:
+    """A single word ending in a data file's suffix (``reviews.csv``, ``data/test.jsonl``): a path given where a
+    text was expected, whether or not the file exists."""
+    return not any(c.isspace() for c in text.strip()) and \
+        Path(text.strip()).suffix.lower() in (".csv", ".tsv", ".jsonl", ".json", ".parquet", ".txt")
+
+
 def _is_blank(text: Any) -> bool:
     """An empty or whitespace-only text, or a missing one (None, or NaN where pandas read an empty cell)."""
     return text is None or (isinstance(text, float) and text != text) or (isinstance(text, str) and not text.strip())
@@ -84,6 +91,10 @@ class TextSentiment(Task):
 
     def inputs_to_dataset(self, inputs: list[Any]) -> Dataset:
         for i, text in enumerate(inputs):
+            if isinstance(text, Path) or (isinstance(text, str) and _names_a_file(text)):
+                raise DataError(f"input {i + 1}: {str(text)!r} is a file name, not a text; predict takes the texts "
+                                "themselves: read the file first (e.g. pandas.read_csv(path)['text'].tolist()), or "
+                                "run python -m mtl.predict MODEL_DIR FILE, which reads tables and text files")
             if not isinstance(text, str) or not text.strip():
                 shown = "an empty text" if isinstance(text, str) else f"a {type(text).__name__}"
                 raise DataError(f"input {i + 1}: expected a non-empty text, got {shown}")

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pandas as pd
 import torch
@@ -16,7 +17,7 @@ import pytest
 import yaml
 from datasets import load_dataset
 
-from mtl.errors import MtlError, OutputExistsError
+from mtl.errors import DataError, MtlError, OutputExistsError
 from mtl.tasks import TextSentiment
 
 from conftest import REPO, make_sentences, pipeline_top1
@@ -362,3 +363,11 @@ def test_predict_takes_an_array_of_texts_and_a_generator_as_many_inputs(trained)
     expected = task.predict(["a good film", "a bad film"])
     assert task.predict(np.array(["a good film", "a bad film"])) == expected
     assert task.predict(text for text in ["a good film", "a bad film"]) == expected
+
+
+@pytest.mark.parametrize("given", ["reviews.csv", "/no/such/dir/test.JSONL", Path("notes.txt")])
+def test_predict_refuses_a_file_name_given_as_a_text(trained, given):
+    task, _ = trained
+    with pytest.raises(DataError, match=r"input 1: '.*' is a file name, not a text; predict takes the texts"):
+        task.predict(given)
+    assert len(task.predict(["see reviews.csv for more", "a film"])) == 2  # a sentence naming a file is a text
