@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 
 import pandas as pd
 import pytest
@@ -157,6 +158,22 @@ def test_predict_names_inputs_that_are_not_utf8_text(saved_models, tmp_path, cap
     for name in ("bin.dat", "latin.csv", "latin.json"):
         code, _, err = predict(capsys, saved_models[0], tmp_path / name)
         assert_one_error(code, err, f"{tmp_path / name}: not UTF-8 text")
+
+
+def test_a_model_folder_without_weights_or_with_truncated_weights_is_one_message(saved_models, tmp_path, capsys):
+    from mtl.export import main as export
+
+    broken = tmp_path / "truncated"
+    shutil.copytree(saved_models[0], broken)
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    code, _, err = predict(capsys, broken, "a good film")
+    assert_one_error(code, err, f"{broken}: cannot load its weights (", "damaged or truncated")
+    assert export([str(broken), "--onnx"]) == 2
+    assert_one_error(2, capsys.readouterr().err, f"{broken}: cannot load its weights (")
+    weights.unlink()
+    code, _, err = predict(capsys, broken, "a good film")
+    assert_one_error(code, err, f"{broken}: holds no model weights (model.safetensors); the folder is incomplete")
 
 
 def test_predict_reads_a_path_column_and_names_a_bad_row_by_file_and_row(saved_models, tmp_path, capsys):

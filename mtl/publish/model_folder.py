@@ -23,7 +23,7 @@ from typing import Any
 
 import transformers
 
-from ..errors import OutputExistsError
+from ..errors import CheckpointError, OutputExistsError, describe
 from ..fs import atomic_folder, readable, write_json
 from ..modeling import heads
 from ..modeling.classifier import saved_config, saved_model_class
@@ -79,7 +79,7 @@ def read_task_folder(cls: type, directory: str | os.PathLike, options: dict[str,
     task = cls(directory, **{**saved.get("mtl_options", {}), **options})
     task.prepare()
     model_class = saved_model_class(saved) or getattr(transformers, cls.spec.model_class)
-    task.model = model_class.from_pretrained(str(task.source.path))
+    task.model = _load_weights(model_class, Path(task.source.path))
     task.label_names = [task.model.config.id2label[i] for i in range(task.model.config.num_labels)]
     return task
 
@@ -93,3 +93,18 @@ def push_task(task: Any, repo_id: str, private: bool, token: str | None) -> str:
     with tempfile.TemporaryDirectory() as folder:
         write_task_card(task, task.write_model(Path(folder)), repo_id=repo_id)
         return push_folder(folder, repo_id, private=private, token=token)
+
+
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+
+
+def _load_weights(model_class: Any, folder: Path) -> Any:
+    """The saved model; a folder without weights, or with a damaged weight file, is one CheckpointError."""
+    if not any((folder / name).is_file() for name in WEIGHT_FILES):
+        raise CheckpointError(f"{folder}: holds no model weights ({WEIGHT_FILES[0]}); the folder is incomplete: copy "
+                              "the whole output folder of the run, or train again")
+    try:
+        return model_class.from_pretrained(str(folder))
+    except Exception as error:  # safetensors and torch errors of a truncated or damaged weight file
+        raise CheckpointError(f"{folder}: cannot load its weights ({describe(error)}); the weight file is damaged or "
+                              "truncated: copy it again from where the run saved it, or train again") from None
