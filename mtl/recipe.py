@@ -32,15 +32,21 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     """Read, override and validate a recipe file; raise one RecipeError listing every problem."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise MtlError(f"cannot read recipe {path}: {error.strerror}. Pass the path of a YAML recipe.") from None
+    except UnicodeDecodeError:
+        raise MtlError(f"recipe {path}: not UTF-8 text (another encoding, such as UTF-16 or Latin-1, or not a text "
+                       "file at all); a recipe is a YAML file: save it as UTF-8") from None
     try:
         raw = parse_yaml(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise RecipeError([f"not valid YAML{where}: {getattr(error, 'problem', error)}"], str(path)) from None
+    if raw is None and not overrides:
+        raise RecipeError(["the file is empty (nothing but comments); a recipe needs at least `task` and "
+                           "`data.source`: start from one of the shipped recipes (recipes/*.yaml)"], str(path))
     return recipe_from_dict(raw, overrides, source=str(path))
 
 
@@ -57,7 +63,7 @@ def check_overrides(overrides: list[str] | tuple[str, ...], source: str | None =
 def recipe_from_dict(raw: Any, overrides: list[str] | tuple[str, ...] = (), source: str | None = None) -> Recipe:
     """Validate a recipe given as a mapping (what the YAML holds)."""
     problems: list[str] = []
-    raw = dict(raw or {}) if isinstance(raw, dict) else raw
+    raw = {} if raw is None else dict(raw) if isinstance(raw, dict) else raw  # None: an empty or all-comment file
     if not isinstance(raw, dict):
         raise RecipeError([f"a recipe is a mapping of sections, got {type(raw).__name__}"], source)
     for override in overrides:
@@ -93,12 +99,14 @@ def _apply_override(raw: dict[str, Any], override: str, problems: list[str]) -> 
         parsed = value
     node = raw
     parts = key.strip().split(".")
-    for part in parts[:-1]:
+    for depth, part in enumerate(parts[:-1]):
         child = node.get(part)
         if child is None:
             child = node[part] = {}
         elif not isinstance(child, dict):
-            problems.append(f"override {override!r}: {part} is not a section")
+            setting, rest = ".".join(parts[:depth + 1]), ".".join(parts[depth + 1:])
+            problems.append(f"override {override!r}: {setting} is a value ({child!r}), not a section of keys; give "
+                            f"the whole value instead, e.g. {setting}={{{rest}: {value.strip()}}}")
             return
         else:
             child = node[part] = dict(child)

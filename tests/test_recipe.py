@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mtl.errors import RecipeError
+from mtl.errors import MtlError, RecipeError
 from mtl.recipe import load_recipe, recipe_from_dict
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,6 +63,12 @@ def test_overrides_are_typed_and_nested():
     assert recipe_from_dict(MINIMAL, ["train.learning_rate=1e-4"]).train.learning_rate == 1e-4
 
 
+def test_an_override_below_a_plain_value_shows_how_to_give_the_whole_value():
+    with pytest.raises(RecipeError, match=r"override 'model.freeze.top_k=2': model.freeze is a value \('none'\), not a "
+                                          r"section of keys; give the whole value instead, e.g. model.freeze=\{top_k: 2\}"):
+        recipe_from_dict({**MINIMAL, "model": {"freeze": "none"}}, ["model.freeze.top_k=2"])
+
+
 def test_override_of_unknown_key_is_an_error():
     with pytest.raises(RecipeError, match="train.learnig_rate: unknown key; did you mean 'learning_rate'"):
         recipe_from_dict(MINIMAL, ["train.learnig_rate=0.1"])
@@ -115,6 +121,19 @@ def test_invalid_yaml_names_the_line(tmp_path):
     path.write_text("task: text-sentiment\ntrain: {epochs: 3\n")
     with pytest.raises(RecipeError, match="not valid YAML at line"):
         load_recipe(path)
+
+
+def test_an_empty_or_non_utf8_recipe_file_is_one_message(tmp_path):
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("# nothing yet\n")
+    with pytest.raises(RecipeError, match="the file is empty .*a recipe needs at least `task` and `data.source`"):
+        load_recipe(empty)
+    for name, data in [("latin.yaml", "task: text-sentiment  # café\n".encode("latin-1")),
+                       ("notepad.yaml", "task: text-sentiment\n".encode("utf-16")),
+                       ("data.parquet", bytes(range(256)))]:
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(MtlError, match=f"recipe .*{name}: not UTF-8 text .* save it as UTF-8"):
+            load_recipe(tmp_path / name)
 
 
 def test_resolved_recipe_round_trips_through_yaml():
