@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from datasets import Audio, Dataset, DatasetDict, Value
 
-from ..errors import DataError
+from ..errors import DataError, did_you_mean
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +91,25 @@ def silence_segments(noise_files: Sequence[Path], count: int, seconds: float = 1
         start = round(float(rng.uniform(0, durations[path] - seconds)), 3)
         segments.append(f"{path}#t={start},{start + seconds:.3f}")
     return segments
+
+
+def check_keywords(splits: DatasetDict, keywords: Sequence[str], column: str = "label") -> None:
+    """``data.keywords`` against the labels the data has: a keyword with no clips that is close to a label in the
+    data is a DataError (a typo would silently turn that label's clips into ``_unknown_``); other missing
+    keywords are a warning (the model will not know them)."""
+    present: set[str] = set()
+    for split in splits.values():
+        names = getattr(split.features[column], "names", None)
+        present.update(names if names is not None else map(str, split.unique(column)))
+    missing = [keyword for keyword in keywords if keyword not in present]
+    words = sorted(present - {SILENCE, UNKNOWN})
+    typos = [f"{keyword!r}{hint}" for keyword in missing if (hint := did_you_mean(keyword, words))]
+    if typos:
+        raise DataError(f"data.keywords: no clips are labelled {', '.join(typos)} (the data's labels: "
+                        f"{', '.join(words)}); fix the spelling, or that label's clips become _unknown_")
+    if missing:
+        logger.warning("data.keywords: no clips are labelled %s (the data's labels: %s); the model will not know "
+                       "them: add their clips or remove them from data.keywords", ", ".join(missing), ", ".join(words))
 
 
 def relabel_keywords(dataset: Dataset, keywords: Sequence[str], column: str = "label") -> Dataset:

@@ -18,7 +18,7 @@ from datasets import ClassLabel, Dataset, DatasetDict, Value
 
 from ..config.sections import DataConfig
 from ..errors import DataError
-from .audio import relabel_keywords
+from .audio import check_keywords, relabel_keywords
 from .splits import STANDARDISED as _STANDARDISED, complete_splits, limit_per_class, warn_shared_inputs
 from .tables import SOURCE_FILES, read_files, read_source, to_dataset
 
@@ -59,6 +59,7 @@ def load_labelled(config: DataConfig, *, input_name: str, input_candidates: Sequ
         for name, split in raw.items()
     })
     if config.keywords:
+        check_keywords(splits, config.keywords)
         splits = DatasetDict({name: relabel_keywords(split, config.keywords) for name, split in splits.items()})
     splits, names = encode_labels(splits, label_names or config.label_names,
                                   known_as="the model's labels" if label_names else "data.label_names")
