@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -311,3 +312,25 @@ def test_too_few_examples_to_hold_out_splits_is_a_data_error(tmp_path):
     rows = [{"sentence": f"film number {i}", "sentiment": label} for i, label in enumerate(["a", "b", "c", "d"])]
     with pytest.raises(DataError, match=r"too few to hold out .* give your own splits with data.files"):
         load_labelled(DataConfig(source=str(write(rows, tmp_path / "r.csv"))), **TEXT)
+
+
+def test_relative_file_paths_in_a_training_table_are_read_from_the_tables_folder(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from mtl.tasks import ImageClassification
+
+    folder = tmp_path / "data"
+    for label in ("cat", "dog"):
+        (folder / "pictures" / label).mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (16, 16), (80 * i, 0, 0)).save(folder / "pictures" / label / f"{i}.png")
+    rows = [f"pictures/{label}/{i}.png,{label}" for label in ("cat", "dog") for i in range(3)]
+    (folder / "train.csv").write_text("path,label\n" + "\n".join(rows) + "\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # the run starts in another folder than the table's
+    check = ImageClassification("unused").check_inputs  # opens every image: fails on an unresolved path
+    data = load_labelled(DataConfig(source=str(folder / "train.csv"), validation_size=0.2, test_size=0.2),
+                         input_name="image", input_candidates=("image", "path"), check=check)
+    paths = [p for split in data.splits.values() for p in split["image"]]
+    assert len(paths) == 6 and all(Path(p).is_file() and Path(p).parent.parent.parent == folder for p in paths), paths

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -20,7 +21,7 @@ from ..config.sections import DataConfig
 from ..errors import DataError
 from .audio import check_keywords, relabel_keywords
 from .splits import STANDARDISED as _STANDARDISED, complete_splits, limit_per_class, warn_shared_inputs
-from .tables import SOURCE_FILES, read_files, read_source, to_dataset
+from .tables import SOURCE_FILES, paths_from_table_folder, read_files, read_source, to_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -128,6 +129,8 @@ def standardize(split: Dataset, *, input_name: str, input_candidates: Sequence[s
     split = split.select_columns(list(keep))
     renames = {old: new for old, new in keep.items() if old != new}
     split = split.rename_columns(renames) if renames else split
+    if file and getattr(split.features[input_name], "dtype", None) in ("string", "large_string"):
+        split = paths_from_table_folder(split, input_name, Path(file))  # as mtl.predict reads a table's paths
     if check is not None:  # e.g. every image or audio file is opened before training starts
         check(split, input_name, f"{where} ({file})" if file else where)
     _STANDARDISED.add(split._fingerprint)

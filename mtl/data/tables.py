@@ -62,6 +62,27 @@ def read_files(files: Mapping[str, str | Path]) -> DatasetDict:
 DELIMITERS = {".csv": ",", ".tsv": "\t"}
 
 
+def table_relative(value: str, table_folder: Path) -> str:
+    """A file path read from a table: relative paths are read from the table's folder (where the table's files
+    usually lie), or, when the file is only found from the working folder, from there."""
+    path = Path(value).expanduser()
+    if path.is_absolute() or (not (table_folder / path).exists() and path.exists()):
+        return str(path)
+    return str(table_folder / path)
+
+
+def paths_from_table_folder(split: Dataset, column: str, table: Path) -> Dataset:
+    """``split`` with the relative file paths of ``column`` (a table's column of file names: every one of its first
+    rows has a file suffix) read from the table's folder, as :func:`table_relative` says; other columns unchanged."""
+    first = split[:20][column]
+    if not first or not all(isinstance(v, str) and Path(v).suffix and " " not in Path(v).suffix for v in first):
+        return split
+    folder = Path(table).parent
+    return split.map(lambda batch: {column: [table_relative(v, folder) if isinstance(v, str) and v else v
+                                             for v in batch[column]]}, batched=True,
+                     desc=f"{column}: paths read from {folder}")
+
+
 def check_table_layout(path: Path) -> None:
     """A DataError, before parsing, for the common ways a CSV/TSV file is not a table mtl can read: a header with
     no rows, or a header split by another delimiter than its suffix says (e.g. semicolons in a .csv)."""

@@ -18,6 +18,7 @@ from typing import Any, Sequence
 import torch
 from datasets import Dataset
 
+from ..data.tables import table_relative
 from ..modeling.classifier import plain_config
 from .spec import TaskSpec
 
@@ -94,7 +95,7 @@ class TaskHooks:
 
     def input_from_table(self, value: str, table_folder: Path) -> Any:
         """The model input for one cell of a CSV given to ``mtl.predict`` (a path relative to the table's folder)."""
-        return value if Path(value).is_absolute() else str(table_folder / value)
+        return table_relative(value, table_folder)
 
     def sample_inputs(self, count: int = 4, seed: int = 0) -> list[Any]:
         """``count`` synthetic raw inputs of varied size (ONNX parity when no real inputs are known)."""
