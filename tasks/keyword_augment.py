@@ -53,14 +53,19 @@ class AudioOptions:
             raise ValueError("; ".join(problems))
 
 
-def load_noise(noise: str, rate: int, where: str) -> list[np.ndarray]:
-    """The recordings of a noise folder (or one file) at ``rate``; a DataError names ``where`` when there are none."""
+def noise_files(noise: str, where: str) -> list[Path]:
+    """The audio files of a noise folder (or the one file); a DataError names ``where`` when there are none."""
     folder = Path(noise).expanduser()
     files = audio_files(folder) if folder.is_dir() else [folder] if folder.is_file() else []
     if not files:
         raise DataError(f"{where}: no audio files at {folder}; give a folder of noise recordings "
                         "(e.g. _background_noise_) or one file")
-    return [load_clip(str(f), rate, None, where=where) for f in files]
+    return files
+
+
+def load_noise(noise: str, rate: int, where: str) -> list[np.ndarray]:
+    """The recordings of a noise folder (or one file) at ``rate``; a DataError names ``where`` when there are none."""
+    return [load_clip(str(f), rate, None, where=where) for f in noise_files(noise, where)]
 
 
 def augment_wave(clip: np.ndarray, options: Any, rate: int, rng: np.random.Generator,

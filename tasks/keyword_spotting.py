@@ -36,7 +36,8 @@ from mtl.task.decoding import decoded_inputs, is_decoded
 from .keyword_detection import (CALIBRATION_FILE, MIN_HOP, THRESHOLDS, Detection, DetectorSettings,
                                 calibrated_threshold, calibration_record, calibration_warnings, pick_events, plot_timeline,
                                 smooth_posteriors, sweep, window_starts)
-from .keyword_augment import AudioOptions, augment_wave, load_noise, mask_spectrogram, streaming_negatives
+from .keyword_augment import (AudioOptions, augment_wave, load_noise, mask_spectrogram, noise_files,
+                              streaming_negatives)
 from .keyword_stitching import Recording, labelled_rows, stitch_rows
 
 logger = logging.getLogger(__name__)
@@ -311,6 +312,11 @@ class KeywordSpotting(Task):
         if self.options.background_noise not in (None, SILENCE) and self._noise is None:
             self._noise = load_noise(self.options.background_noise, self.sampling_rate, "background_noise")
         return self._noise  # background_noise _silence_: set by fit from the training split (white noise until then)
+
+    def check_training_options(self) -> None:
+        """A ``background_noise`` folder or file without audio is an error before any data is read."""
+        if self.options.background_noise not in (None, SILENCE):
+            noise_files(self.options.background_noise, "preprocess.background_noise")
 
     def prepare_training(self, train_set: Dataset) -> None:
         """With ``background_noise: _silence_`` the noise bank is the training split's own ``_silence_`` clips

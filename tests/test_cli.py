@@ -80,6 +80,22 @@ def test_dry_run_checks_data_checkpoint_metrics_and_output_before_training(recip
     assert not (recipe.parent / "out").exists()
 
 
+def test_dry_run_names_a_wrong_candidate_before_ranking_and_warns_of_unused_settings(recipe, tmp_path, capsys, caplog):
+    from mtl.run import main
+    from mtl.tasks import ImageClassification
+
+    text = yaml.safe_load(recipe.read_text())["model"]["checkpoint"]
+    image = ImageClassification.tiny_checkpoint(tmp_path / "tiny-image")
+    assert main([str(recipe), "--dry-run", "model.checkpoint=auto", f"select.candidates=[{text}, {image}]"]) == 2
+    err = capsys.readouterr().err
+    assert f"select: candidate {image} is a vit checkpoint, which AutoModelForSequenceClassification cannot use" in err
+    with caplog.at_level("WARNING", logger="mtl"):
+        assert main([str(recipe), "--dry-run", "hub.repo_id=me/model", f"select.candidates=[{image}]"]) == 0
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any(m.startswith("hub.repo_id me/model is set but hub.push is false: nothing is pushed") for m in warnings)
+    assert any(m.startswith("select.candidates are ranked only with model.checkpoint: auto") for m in warnings)
+
+
 def test_run_writes_a_complete_folder_and_refuses_to_overwrite_it(recipe, tmp_path):
     done = run_cli(str(recipe))
     assert done.returncode == 0, done.stderr

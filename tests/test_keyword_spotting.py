@@ -578,3 +578,16 @@ def test_an_empty_wav_is_named_at_predict_as_before_training(tmp_path, capsys):
     assert main([str(tmp_path / "model"), str(empty)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "e.wav: no audio frames" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_background_noise_folder_without_audio_fails_before_the_data_is_read(tones, tmp_path):
+    from mtl.recipe import recipe_from_dict
+    from mtl.runner import prepare_run
+
+    (tmp_path / "noise").mkdir()
+    (tmp_path / "noise" / "readme.txt").write_text("no recordings here")
+    recipe = recipe_from_dict({"task": "keyword-spotting", "model": {"checkpoint": "unused"},
+                               "data": {"source": str(tones[0])}, "output": {"dir": str(tmp_path / "out")},
+                               "preprocess": {"background_noise": str(tmp_path / "noise")}})
+    with pytest.raises(DataError, match=r"preprocess.background_noise: no audio files at .*noise; give a folder"):
+        prepare_run(recipe)

@@ -42,6 +42,7 @@ from ..registry import get_task
 from ..training.losses import class_weight_vector
 from ..training.accelerator import TRACKING_FOLDER, launch_warning, process_state, require_trackers
 from ..task.fitting import check_freezing
+from ..task.ranking import check_candidates
 from .selection import AUTO, check_report_dir, report_dir, select_checkpoint
 from .summary import build_summary
 
@@ -81,6 +82,10 @@ def prepare_run(recipe: Recipe, *, overwrite: bool = False, resume: bool = False
         check_report_dir(report_dir(recipe), overwrite=overwrite or resume)
     task = task_cls(None if auto else recipe.model.checkpoint, revision=recipe.model.revision,
                     options=recipe.preprocess)
+    task.check_training_options()
+    _warn_unused_settings(recipe, auto)
+    if auto and recipe.select.candidates:
+        check_candidates(task_cls, recipe.select.candidates)  # a wrong one is named before the data is read
     data = load_labelled(recipe.data, input_name=task_cls.spec.input_column,
                          input_candidates=task_cls.spec.input_candidates, check=task.check_inputs)
     if recipe.train.class_weights not in (None, "auto"):  # labels it names are checked before any training
@@ -91,6 +96,16 @@ def prepare_run(recipe: Recipe, *, overwrite: bool = False, resume: bool = False
         task = task_cls(selection.winner, options=recipe.preprocess)
     task.prepare()
     return PreparedRun(task_cls, task, data, out, repo_id, auto, selection)
+
+
+def _warn_unused_settings(recipe: Recipe, auto: bool) -> None:
+    """Settings given that this run does not use: said once, not ignored silently."""
+    if recipe.hub.repo_id and not recipe.hub.push:
+        logger.warning("hub.repo_id %s is set but hub.push is false: nothing is pushed; pass --push-to-hub (or "
+                       "hub.push=true) to push, or push the saved folder later", recipe.hub.repo_id)
+    if recipe.select.candidates and not auto:
+        logger.warning("select.candidates are ranked only with model.checkpoint: auto (or python -m mtl.select); this "
+                       "run fine-tunes %s as given", recipe.model.checkpoint or "the task's default checkpoint")
 
 
 def check_model(run: PreparedRun, recipe: Recipe) -> None:

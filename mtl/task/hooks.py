@@ -58,6 +58,10 @@ class TaskHooks:
         once per input and cached (:mod:`mtl.task.decoding`); :meth:`transform` augments them on the fly."""
         raise NotImplementedError
 
+    def check_training_options(self) -> None:
+        """Raise a :class:`~mtl.errors.DataError` for a task option that cannot work (a file it names is missing);
+        called before a run reads its data, and by ``--dry-run``. Nothing to check by default."""
+
     def prepare_training(self, train_set: Dataset) -> None:
         """Called by ``fit`` with the labelled training split (labels encoded) before training starts: a task
         takes from it what its augmentation needs (the keyword task: background noise). Nothing by default."""

@@ -84,13 +84,7 @@ def rank_checkpoints(task_cls: type, train: Dataset, validation: Dataset, candid
     train_sample, val_sample = capped(train, sample, seed), capped(validation, validation_sample, seed)
     label_names = train.features["label"].names
     rows = []
-    for checkpoint in dict.fromkeys(candidates):
-        if skip_unavailable:
-            try:
-                resolve_checkpoint(checkpoint)
-            except CheckpointError as error:
-                logger.warning("select: skipped %s: %s", checkpoint, str(error).split(". ")[0])
-                continue
+    for checkpoint in check_candidates(task_cls, candidates, skip_unavailable=skip_unavailable):
         row = _score_candidate(task_cls, checkpoint, options, train_sample, val_sample, label_names, batch_size)
         row.score = getattr(row, score)
         logger.info("select: %s  linear probe %.4f  k-NN %.4f  LogME %.4f  (%.0f s, peak %.0f MB)", checkpoint,
@@ -99,6 +93,24 @@ def rank_checkpoints(task_cls: type, train: Dataset, validation: Dataset, candid
     if not rows:
         raise MtlError("select: none of the candidates could be found; name reachable ones with --candidates")
     return sorted(rows, key=lambda r: -r.score)
+
+
+def check_candidates(task_cls: type, candidates: Sequence[str], *, skip_unavailable: bool = False) -> list[str]:
+    """The distinct ``candidates``, each resolved (downloaded once where a mirror serves it) and checked to be a
+    checkpoint of the task's kind before any is scored: a wrong one is named before minutes of ranking. With
+    ``skip_unavailable``, one that cannot be found is left out with a warning."""
+    usable = []
+    for checkpoint in dict.fromkeys(candidates):
+        try:
+            folder = resolve_checkpoint(checkpoint).path
+        except CheckpointError as error:
+            if not skip_unavailable:
+                raise
+            logger.warning("select: skipped %s: %s", checkpoint, str(error).split(". ")[0])
+            continue
+        check_candidate(task_cls, checkpoint, folder)
+        usable.append(checkpoint)
+    return usable
 
 
 def check_candidate(task_cls: type, checkpoint: str, folder: Path) -> None:
@@ -118,8 +130,7 @@ def _score_candidate(task_cls: type, checkpoint: str, options: Any, train: Datas
                      label_names: list[str], batch_size: int) -> CandidateScore:
     with _PeakMemory() as memory:
         started, started_cpu = time.perf_counter(), time.process_time()
-        check_candidate(task_cls, checkpoint, resolve_checkpoint(checkpoint).path)  # before any processor loads
-        task = task_cls(checkpoint, options=options)
+        task = task_cls(checkpoint, options=options)  # checked by check_candidates
         task.prepare()
         task.label_names = list(label_names)
         task._ensure_model(label_names)
