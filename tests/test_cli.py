@@ -192,6 +192,14 @@ def test_a_model_folder_without_weights_or_with_truncated_weights_is_one_message
     assert_one_error(code, err, f"{broken}: holds no model weights (model.safetensors); the folder is incomplete")
 
 
+def test_loading_a_model_folder_with_another_tasks_class_names_both_tasks(saved_models):
+    from mtl.errors import MtlError
+    from mtl.tasks import TextSentiment
+
+    with pytest.raises(MtlError, match=r"holds a model for task image-classification, not text-sentiment; load it with"):
+        TextSentiment.load(saved_models[1])
+
+
 def test_predict_reads_a_path_column_and_names_a_bad_row_by_file_and_row(saved_models, tmp_path, capsys):
     from PIL import Image
 

@@ -86,8 +86,29 @@ def test_unknown_column_names_the_columns(tmp_path):
     path = write([{"words": "a", "y": 1}, {"words": "b", "y": 0}], tmp_path / "r.csv")
     with pytest.raises(DataError, match=r"cannot tell which column is the input \(columns: words, y"):
         load_labelled(DataConfig(source=str(path)), **TEXT)
-    with pytest.raises(DataError, match="data.input_column: train has no column 'txt'"):
+    with pytest.raises(DataError, match=r"data.input_column: train has no column 'txt' \(columns: words, y\); set "
+                                        r"data.input_column to the one holding the inputs"):
         load_labelled(DataConfig(source=str(path), input_column="txt"), **TEXT)
+
+
+def test_tables_that_are_not_utf8_are_named_as_such(tmp_path):
+    (tmp_path / "latin.csv").write_bytes("text,label\ncafé au lait,1\nbad,0\n".encode("latin-1"))
+    (tmp_path / "excel.tsv").write_bytes("text\tlabel\ngood\t1\nbad\t0\n".encode("utf-16"))
+    for name in ("latin.csv", "excel.tsv"):
+        with pytest.raises(DataError, match=f"{name}: not UTF-8 text .*save it as UTF-8"):
+            load_labelled(DataConfig(source=str(tmp_path / name)), **TEXT)
+
+
+def test_python_data_mistakes_are_named(tmp_path, tiny_bert):
+    from mtl.tasks import TextSentiment
+
+    task = TextSentiment(tiny_bert, max_length=16)
+    with pytest.raises(DataError, match=r"validation data: file .*nope.csv does not exist"):
+        task.fit(make_sentences(20), tmp_path / "nope.csv")
+    with pytest.raises(DataError, match=r"train data: its columns have different lengths \(text: 3, label: 2\)"):
+        task.fit({"text": ["a", "b", "c"], "label": [0, 1]})
+    with pytest.raises(DataError, match=r"train data: got an empty list; pass at least one example"):
+        task.fit([])
 
 
 def test_empty_label_names_the_row(tmp_path):

@@ -141,7 +141,8 @@ def _find_column(split: Dataset, wanted: str | None, candidates: Sequence[str], 
     columns = split.column_names
     if wanted is not None:
         if wanted not in columns:
-            raise DataError(f"data.{role}_column: {where} has no column {wanted!r} (columns: {', '.join(columns)})")
+            raise DataError(f"data.{role}_column: {where} has no column {wanted!r} (columns: {', '.join(columns)}); "
+                            f"set data.{role}_column to the one holding the {role}s")
         return wanted
     lowered = {c.lower(): c for c in columns}
     for candidate in candidates:

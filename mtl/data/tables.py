@@ -49,6 +49,7 @@ def read_files(files: Mapping[str, str | Path]) -> DatasetDict:
                         f"{', '.join(_READERS)} for all splits")
     builder, options = _READERS[suffixes.pop()]
     for path in paths.values():
+        require_utf8(path)
         check_table_layout(path)
     try:
         loaded = load_dataset(builder, data_files={s: str(p) for s, p in paths.items()}, **options)
@@ -81,6 +82,28 @@ def paths_from_table_folder(split: Dataset, column: str, table: Path) -> Dataset
     return split.map(lambda batch: {column: [table_relative(v, folder) if isinstance(v, str) and v else v
                                              for v in batch[column]]}, batched=True,
                      desc=f"{column}: paths read from {folder}")
+
+
+def not_utf8(path: Path) -> str:
+    """The message for a text file that is not UTF-8."""
+    return f"{path}: not UTF-8 text (a binary file, or another encoding); give a UTF-8 text file or save it as UTF-8"
+
+
+def require_utf8(path: Path) -> None:
+    """A DataError naming ``path`` when a text table (CSV, TSV, JSON, JSON Lines) is not UTF-8: a Latin-1 export,
+    or the UTF-16 that Excel's "Unicode text" writes, would otherwise fail deep inside the parser."""
+    if path.suffix.lower() not in (*DELIMITERS, ".json", ".jsonl"):
+        return
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        with open(path, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                decoder.decode(chunk)
+            decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        raise DataError(not_utf8(path)) from None
 
 
 def check_table_layout(path: Path) -> None:
@@ -186,6 +209,8 @@ def to_dataset(data: Any, what: str = "data") -> Dataset:
                             f"{Path(data) / sorted(splits)[-1]}), or use a recipe with data.source={data}")
         return next(iter(splits.values()))
     if isinstance(data, (str, Path)):
+        if not Path(data).expanduser().is_file():
+            raise DataError(f"{what}: file {data} does not exist; check the path")
         return read_files({"train": data})["train"]
     try:
         import pandas as pd
@@ -195,8 +220,15 @@ def to_dataset(data: Any, what: str = "data") -> Dataset:
     except ImportError:  # pandas is optional for this path
         pass
     if isinstance(data, Mapping):
+        lengths = {str(name): len(values) for name, values in data.items() if hasattr(values, "__len__")}
+        if len(set(lengths.values())) > 1:
+            shown = ", ".join(f"{name}: {count}" for name, count in lengths.items())
+            raise DataError(f"{what}: its columns have different lengths ({shown}); give every column one value per "
+                            "example")
         return Dataset.from_dict(dict(data))
-    if isinstance(data, (list, tuple)) and data and isinstance(data[0], Mapping):
+    if isinstance(data, (list, tuple)) and not data:
+        raise DataError(f"{what}: got an empty {type(data).__name__}; pass at least one example")
+    if isinstance(data, (list, tuple)) and isinstance(data[0], Mapping):
         return Dataset.from_list(list(data))
     raise DataError(f"{what}: cannot use a {type(data).__name__}; pass a datasets.Dataset, a pandas DataFrame, "
                     "a dict of columns, a list of row dicts or a file path")

@@ -23,7 +23,7 @@ from typing import Any
 
 import transformers
 
-from ..errors import CheckpointError, OutputExistsError, describe
+from ..errors import CheckpointError, MtlError, OutputExistsError, describe
 from ..fs import atomic_folder, readable, write_json
 from ..modeling import heads
 from ..modeling.classifier import saved_config, saved_model_class
@@ -76,6 +76,10 @@ def save_task(task: Any, directory: str | os.PathLike, overwrite: bool) -> Path:
 def read_task_folder(cls: type, directory: str | os.PathLike, options: dict[str, Any]) -> Any:
     """A ``cls`` task holding the fine-tuned model in ``directory``, with its saved preprocessing options."""
     saved = saved_config(directory)
+    made_by = saved.get("mtl_task")
+    if made_by and made_by != cls.name:
+        raise MtlError(f"{directory} holds a model for task {made_by}, not {cls.name}; load it with that task's class "
+                       "(or mtl.registry.load_saved_task, which reads the task from the folder)")
     task = cls(directory, **{**saved.get("mtl_options", {}), **options})
     task.prepare()
     model_class = saved_model_class(saved) or getattr(transformers, cls.spec.model_class)

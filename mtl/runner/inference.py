@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any, NamedTuple, Sequence
 
+from ..data.tables import not_utf8
 from ..errors import DataError, MtlError, OutputExistsError
 from ..fs import write_text_atomic
 from ..registry import load_saved_task
@@ -225,7 +226,7 @@ def _from_file(task: Any, path: Path) -> list[Input]:
     try:
         pairs = task.inputs_from_file(path)
     except UnicodeDecodeError:
-        raise DataError(_not_utf8(path)) from None
+        raise DataError(not_utf8(path)) from None
     except OSError as error:
         raise DataError(f"{path}: cannot read it ({error.strerror or error}); check the file") from None
     if len(pairs) == 1:
@@ -240,7 +241,7 @@ def _from_table(task: Any, path: Path, column: str | None) -> list[Input]:
     try:
         table = _read_table(path)
     except UnicodeDecodeError:
-        raise DataError(_not_utf8(path)) from None
+        raise DataError(not_utf8(path)) from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError, TypeError, OSError, ImportError) as error:
         raise DataError(f"{path}: cannot read the table ({str(error).splitlines()[0]}); check its format") from None
     candidates = _input_columns(task, column)
@@ -280,10 +281,6 @@ def _input_columns(task: Any, column: str | None) -> list[str]:
         return [column]
     reads_files = task.input_from_argument("") is None
     return list(dict.fromkeys([*task.spec.input_candidates, *(PATH_COLUMNS if reads_files else ())]))
-
-
-def _not_utf8(path: Path) -> str:
-    return f"{path}: not UTF-8 text (a binary file, or another encoding); give a UTF-8 text file or save it as UTF-8"
 
 
 def _name_input(message: str, chunk: Sequence[Input], start: int) -> str:
