@@ -142,8 +142,12 @@ class KeywordSpotting(Task):
         """Paths, arrays (at the extractor's rate) or ``{"array", "sampling_rate"}`` dicts, decoded to clips; arrays
         hold float samples in [-1, 1] or integer PCM (int16 etc., scaled by its range, as files are read)."""
         rate, samples = self.sampling_rate, self._clip_samples()
-        clips = [load_clip(item, rate, samples, where=f"input {i + 1}") for i, item in enumerate(inputs)]
-        return Dataset.from_dict({"audio": clips})
+        waves = [load_clip(item, rate, None, where=f"input {i + 1}") for i, item in enumerate(inputs)]
+        if long := sum(len(wave) > 1.1 * samples for wave in waves):
+            logger.warning("predict: %d of %d inputs are longer than the model's %g s window; each was cut to its "
+                           "middle %g s: to find keywords in longer recordings use detect (python -m mtl.detect)",
+                           long, len(waves), self.options.clip_seconds, self.options.clip_seconds)
+        return Dataset.from_dict({"audio": [fit_length(wave, samples) for wave in waves]})
 
     def check_inputs(self, split: Dataset, column: str, where: str) -> None:
         """Every file opens (the bad ones named); then decoded once, so a re-run opens no file again. Decoding needs

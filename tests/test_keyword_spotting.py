@@ -149,6 +149,20 @@ def test_resampling_mixdown_and_other_inputs_predict_alike(trained, tmp_path):
     assert len(clip) == RATE and abs(np.argmax(spectrum) - TONES["high"]) <= 2  # 1 s at 16 kHz: bin = Hz
 
 
+def test_predict_says_when_it_cuts_inputs_longer_than_the_window(trained, caplog):
+    task, rng = trained["whisper"], np.random.default_rng(4)
+    long = np.concatenate([tone("_silence_", rng), tone("high", rng), tone("_silence_", rng)])  # 3 s
+    with caplog.at_level("WARNING", logger="mtl"):
+        predicted = task.predict([long, tone("low", rng)])
+    assert predicted[0]["label"] == "high"  # its middle second
+    assert [r.getMessage().split(";")[0] for r in caplog.records if r.levelname == "WARNING"] == [
+        "predict: 1 of 2 inputs are longer than the model's 1 s window"]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="mtl"):
+        task.predict([tone("low", rng)])
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
 def test_unreadable_files_are_named_before_training(tones, tmp_path):
     broken = tmp_path / "high" / "broken_nohash_0.wav"
     broken.parent.mkdir()
