@@ -168,3 +168,11 @@ def test_lr_decay_on_a_model_without_blocks_is_a_named_error():
 
     with pytest.raises(MtlError, match="train.lr_decay: Flat has no list of repeated blocks"):
         parameter_groups(Flat(), learning_rate=1e-3, weight_decay=0.0, lr_decay=0.5)
+
+
+def test_the_trainable_share_is_shown_with_its_digits_when_under_a_hundredth_of_a_percent():
+    from mtl.modeling.freezing import FreezeReport
+
+    assert str(FreezeReport(parse_freeze("backbone"), 770, 22_566_146)).endswith("parameters (0.0034%)")
+    assert str(FreezeReport(parse_freeze("backbone"), 12_810, 3_383_818)).endswith("parameters (0.38%)")
+    assert str(FreezeReport(parse_freeze("none"), 5, 5)).endswith("parameters (100.00%)")

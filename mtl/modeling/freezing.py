@@ -34,7 +34,8 @@ class FreezeReport:
 
     def __str__(self) -> str:
         share = 100.0 * self.trainable / max(self.total, 1)
-        return f"freeze {self.spec.describe()}: {self.trainable:,} trainable / {self.total:,} parameters ({share:.2f}%)"
+        shown = f"{share:.2f}" if share >= 0.01 or share == 0 else f"{share:.2g}"  # 770 of 22.6 M: 0.0034%, not 0.00%
+        return f"freeze {self.spec.describe()}: {self.trainable:,} trainable / {self.total:,} parameters ({shown}%)"
 
 
 def backbone_blocks(model: nn.Module) -> tuple[str, list[str]]:
