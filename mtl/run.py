@@ -20,7 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example: python -m mtl.run recipes/sentiment.yaml train.epochs=1 output.dir=outputs/quick",
     )
     parser.add_argument("recipe", help="path of a YAML recipe")
-    parser.add_argument("overrides", nargs="*", metavar="key.sub=value", help="override recipe values")
+    parser.add_argument("overrides", nargs="*", default=[], metavar="key.sub=value", help="override recipe values")
     parser.add_argument("--dry-run", action="store_true", help="check the recipe, data, checkpoint, metrics, output "
                         "folder and Hub target, print the resolved recipe, then stop without training")
     parser.add_argument("--overwrite", action="store_true",

@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
                "--candidates timm/tf_efficientnet_lite0.in1k timm/mobilenetv2_100.ra_in1k",
     )
     parser.add_argument("recipe", help="path of a YAML recipe (its task, data, preprocess and select sections)")
-    parser.add_argument("overrides", nargs="*", metavar="key.sub=value", help="override recipe values")
+    parser.add_argument("overrides", nargs="*", default=[], metavar="key.sub=value", help="override recipe values")
     parser.add_argument("--candidates", nargs="+", metavar="ID", help="checkpoint ids or folders to rank "
                         "(default: select.candidates, else every checkpoint of the task within reach)")
     parser.add_argument("--score", choices=["linear_probe", "knn", "logme"], help="what ranks them "

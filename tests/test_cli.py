@@ -222,3 +222,12 @@ def test_a_freezing_that_does_not_fit_fails_before_the_head_first_stage_trains(r
     assert main([str(recipe), "train.head_first_epochs=2", "model.freeze={patterns: ['zzz*']}"]) == 2
     assert "matches no parameter" in capsys.readouterr().err
     assert "head first" not in caplog.text and not (recipe.parent / "out").exists()
+
+
+def test_no_arguments_names_only_the_recipe_as_required(capsys):
+    from mtl.run import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main([])
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err.strip().endswith("error: the following arguments are required: recipe")
