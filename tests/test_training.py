@@ -55,6 +55,11 @@ def test_predict_agrees_with_plain_transformers_pipeline(trained, tmp_path):
         assert o["score"] == pytest.approx(t["score"], abs=1e-4)
     with pytest.raises(OutputExistsError, match="is not empty; choose another folder or pass overwrite=True"):
         task.save(tmp_path / "model")
+    (tmp_path / "notes.txt").write_text("mine")
+    for overwrite in (False, True):  # a file is never replaced by a model folder
+        with pytest.raises(OutputExistsError, match="notes.txt is a file; save the model to a folder"):
+            task.save(tmp_path / "notes.txt", overwrite=overwrite)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
 def test_loaded_model_predicts_the_same(trained, tmp_path):

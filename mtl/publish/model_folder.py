@@ -62,7 +62,9 @@ def save_task(task: Any, directory: str | os.PathLike, overwrite: bool) -> Path:
     """Save ``task``'s model as a marked mtl folder, swapped in whole; a non-empty ``directory`` is refused unless
     ``overwrite`` (and then only one that mtl wrote)."""
     directory = Path(directory).expanduser()
-    if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
+    if directory.exists() and not directory.is_dir():
+        raise OutputExistsError(f"{directory} is a file; save the model to a folder (a new or empty one)")
+    if directory.exists() and any(directory.iterdir()):
         if not overwrite:
             raise OutputExistsError(f"{directory} is not empty; choose another folder or pass overwrite=True")
         refuse_to_replace(directory, [task.source.path] if task.source else [])
