@@ -78,13 +78,18 @@ def recipe_from_dict(raw: Any, overrides: list[str] | tuple[str, ...] = (), sour
 
 def _blame_override(problem: str, overrides: list[str] | tuple[str, ...]) -> str:
     """``problem`` with the command-line override it comes from named, when it is about an overridden key."""
+    path, _, said = problem.partition(":")
+    below = []  # overrides of keys inside the section the problem names (model.head.dropout for model.head)
     for override in reversed(overrides):
         key = override.partition("=")[0].strip()
         section, _, sub = key.partition(".")
         written = (f"{key}:", f"{key}.", f"{key}[") + ((f"{section}: {sub} ", f"{section}: {sub}:") if sub else ())
-        path = problem.partition(":")[0]
-        if key and (problem.startswith(written) or ("." in path and key.startswith(f"{path}."))):
+        if key and problem.startswith(written):
             return f"{problem} (from the command line: {override})"
+        if key and "." in path and key.startswith(f"{path}."):
+            below.append((key.rpartition(".")[2] in said.split(";")[0].replace(",", " ").split(), override))
+    if below:  # the one whose key the message names, else the last
+        return f"{problem} (from the command line: {max(below, key=lambda pair: pair[0])[1]})"
     return problem
 
 
@@ -104,9 +109,11 @@ def _apply_override(raw: dict[str, Any], override: str, problems: list[str]) -> 
         if child is None:
             child = node[part] = {}
         elif not isinstance(child, dict):
-            setting, rest = ".".join(parts[:depth + 1]), ".".join(parts[depth + 1:])
+            setting, nested = ".".join(parts[:depth + 1]), value.strip()
+            for part in reversed(parts[depth + 1:]):
+                nested = f"{{{part}: {nested}}}"
             problems.append(f"override {override!r}: {setting} is a value ({child!r}), not a section of keys; give "
-                            f"the whole value instead, e.g. {setting}={{{rest}: {value.strip()}}}")
+                            f"the whole value instead, e.g. {setting}={nested}")
             return
         else:
             child = node[part] = dict(child)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
+import numpy as np
 from datasets import Dataset
 from transformers import DataCollatorWithPadding
 
@@ -91,14 +93,19 @@ class TextSentiment(Task):
 
     def inputs_to_dataset(self, inputs: list[Any]) -> Dataset:
         for i, text in enumerate(inputs):
-            if isinstance(text, Path) or (isinstance(text, str) and _names_a_file(text)):
-                raise DataError(f"input {i + 1}: {str(text)!r} is a file name, not a text; predict takes the texts "
-                                "themselves: read the file first (e.g. pandas.read_csv(path)['text'].tolist()), or "
-                                "run python -m mtl.predict MODEL_DIR FILE, which reads tables and text files")
             if not isinstance(text, str) or not text.strip():
                 shown = "an empty text" if isinstance(text, str) else f"a {type(text).__name__}"
                 raise DataError(f"input {i + 1}: expected a non-empty text, got {shown}")
         return super().inputs_to_dataset(inputs)
+
+    def predict_proba(self, inputs: Sequence[Any] | Any, *, batch_size: int | None = None) -> np.ndarray:
+        """As :meth:`Task.predict_proba`; one file name given in place of the texts (``predict("reviews.csv")``, a
+        ``Path``) is an error, not a prediction on the name."""
+        if isinstance(inputs, os.PathLike) or (isinstance(inputs, str) and _names_a_file(inputs)):
+            raise DataError(f"predict: {str(inputs)!r} is a file name, not a text; predict takes the texts "
+                            "themselves: read the file first (e.g. pandas.read_csv(path)['text'].tolist()), or run "
+                            "python -m mtl.predict MODEL_DIR FILE, which reads tables and text files")
+        return super().predict_proba(inputs, batch_size=batch_size)
 
     def check_inputs(self, split: Dataset, column: str, where: str) -> None:
         """Every text is non-empty, as :meth:`inputs_to_dataset` requires at predict time: empty, blank or

@@ -251,9 +251,8 @@ def test_images_nested_below_their_label_folders_are_one_error_showing_the_layou
         for batch in ("batch0", "batch1"):
             (tmp_path / "two" / label / batch).mkdir(parents=True)
             Image.new("RGB", (16, 16)).save(tmp_path / "two" / label / batch / "0.png")
-    with pytest.raises(DataError, match=r"images lie 2 folders deep, e\.g\. cat/batch0/0\.png; cat is not a split "
-                                        r"name \(train, validation, test, in lower case\), so the labels would be the folders below "
-                                        r"it, such as batch0\); lay them out"):
+    with pytest.raises(DataError, match=r"images labelled 'batch0' \(the folder right above them\) lie in cat/batch0, "
+                                        r"dog/batch0: the folders above are not all split names"):
         read_source(str(tmp_path / "two"))
     for split in ("train", "testing"):  # split folders, as datasets spells them, stay a valid layout
         for label in ("cat", "dog"):
@@ -261,8 +260,14 @@ def test_images_nested_below_their_label_folders_are_one_error_showing_the_layou
             Image.new("RGB", (16, 16)).save(tmp_path / "splits" / split / label / "0.png")
     assert sorted(read_source(str(tmp_path / "splits"))) == ["test", "train"]
     (tmp_path / "splits" / "testing").rename(tmp_path / "splits" / "Testing")  # datasets would merge it into train
-    with pytest.raises(DataError, match="Testing is not a split name"):
+    with pytest.raises(DataError, match="images labelled 'cat' .* lie in Testing/cat, train/cat"):
         read_source(str(tmp_path / "splits"))
+    for place in ("cifar_train/animals", "cifar_test/animals", "__MACOSX/cifar_train/animals", "cifar_train/.cache"):
+        for label in ("cat", "dog"):  # split names after a prefix, deeper labels, hidden and __ folders: all fine
+            (tmp_path / "more" / place / label).mkdir(parents=True)
+            Image.new("RGB", (16, 16)).save(tmp_path / "more" / place / label / "0.png")
+    assert {name: split.features["label"].names for name, split in read_source(str(tmp_path / "more")).items()} == \
+        {"train": ["cat", "dog"], "test": ["cat", "dog"]}
 
 
 def test_a_label_unknown_to_data_label_names_or_in_a_python_validation_split_is_named_as_such(tmp_path, tiny_bert):
@@ -355,3 +360,8 @@ def test_relative_file_paths_in_a_training_table_are_read_from_the_tables_folder
                          input_name="image", input_candidates=("image", "path"), check=check)
     paths = [p for split in data.splits.values() for p in split["image"]]
     assert len(paths) == 6 and all(Path(p).is_file() and Path(p).parent.parent.parent == folder for p in paths), paths
+    texts = [f"site{i}.com" if i % 2 else f"http://x.io/page{i}.php" for i in range(12)]  # texts that look like files
+    write([{"text": t, "label": i % 2} for i, t in enumerate(texts)], folder / "links.csv")
+    (folder / "site1.com").write_text("a file of that name beside the table")
+    text = load_labelled(DataConfig(source=str(folder / "links.csv")), **TEXT)
+    assert sorted(t for split in text.splits.values() for t in split["text"]) == sorted(texts)

@@ -176,3 +176,4 @@ def test_the_trainable_share_is_shown_with_its_digits_when_under_a_hundredth_of_
     assert str(FreezeReport(parse_freeze("backbone"), 770, 22_566_146)).endswith("parameters (0.0034%)")
     assert str(FreezeReport(parse_freeze("backbone"), 12_810, 3_383_818)).endswith("parameters (0.38%)")
     assert str(FreezeReport(parse_freeze("none"), 5, 5)).endswith("parameters (100.00%)")
+    assert str(FreezeReport(parse_freeze("backbone"), 1, 10_000_000)).endswith("parameters (0.00001%)")

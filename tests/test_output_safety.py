@@ -235,6 +235,10 @@ def test_a_moved_run_folder_resumes_from_its_new_place(recipe_file, tmp_path):
     moved = tmp_path / "elsewhere" / "run"
     moved.parent.mkdir()
     (tmp_path / "out").rename(moved)
+    saved = yaml.safe_load((moved / "recipe.yaml").read_text())  # as mtl wrote it before these keys became optional
+    saved["model"]["head"] = {"type": "linear", "hidden": [1024], "activation": "relu", "dropout": 0.0}
+    saved["train"]["time_budget"] = 10.0
+    (moved / "recipe.yaml").write_text(yaml.safe_dump(saved))
     resumed = run_cli(str(recipe), "output.keep_checkpoints=true", "train.epochs=2", f"output.dir={moved}", "--resume")
     assert resumed.returncode == 0, resumed.stderr
     metrics = json.loads((moved / "metrics.json").read_text())

@@ -67,6 +67,8 @@ def test_an_override_below_a_plain_value_shows_how_to_give_the_whole_value():
     with pytest.raises(RecipeError, match=r"override 'model.freeze.top_k=2': model.freeze is a value \('none'\), not a "
                                           r"section of keys; give the whole value instead, e.g. model.freeze=\{top_k: 2\}"):
         recipe_from_dict({**MINIMAL, "model": {"freeze": "none"}}, ["model.freeze.top_k=2"])
+    with pytest.raises(RecipeError, match=r"e.g. model.freeze=\{lora: \{r: 4\}\}"):
+        recipe_from_dict({**MINIMAL, "model": {"freeze": "none"}}, ["model.freeze.lora.r=4"])
 
 
 def test_override_of_unknown_key_is_an_error():
@@ -94,8 +96,12 @@ def test_mlp_settings_on_a_linear_head_are_an_error_not_ignored():
     assert caught.value.problems == ["model.head: hidden applies to an MLP head only; add type: mlp "
                                      "(model.head.type=mlp) or remove it (from the command line: "
                                      "model.head.hidden=[512])"]
+    with pytest.raises(RecipeError, match=r"dropout applies .* \(from the command line: model.head.dropout=0.3\)"):
+        recipe_from_dict(MINIMAL, ["model.head.dropout=0.3", "model.head.type=linear"])
     with pytest.raises(RecipeError, match="model.head: activation, dropout apply to an MLP head only"):
         recipe_from_dict({**MINIMAL, "model": {"head": {"type": "linear", "activation": "gelu", "dropout": 0.1}}})
+    old = {"type": "linear", "hidden": [1024], "activation": "relu", "dropout": 0.0}  # what recipes saved until now hold
+    assert recipe_from_dict({**MINIMAL, "model": {"head": old}}).model.head.hidden is None
     mlp = recipe_from_dict(MINIMAL, ["model.head.type=mlp"]).model.head
     assert (mlp.hidden, mlp.activation, mlp.dropout) == ([1024], "relu", 0.0)  # the MLP's defaults
     assert recipe_from_dict(MINIMAL, ["model.head={type: mlp, hidden: [64, 32]}"]).model.head.hidden == [64, 32]

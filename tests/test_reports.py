@@ -144,7 +144,9 @@ def test_predict_cli_reads_json_lines_json_and_parquet_as_tables(run, tmp_path, 
     table.to_json(tmp_path / "in.jsonl", orient="records", lines=True)
     table.to_json(tmp_path / "in.json", orient="records")
     table.to_parquet(tmp_path / "in.parquet")
-    for name in ("in.jsonl", "in.json", "in.parquet"):
+    table.to_json(tmp_path / "lines.json", orient="records", lines=True)  # what datasets' to_json writes
+    (tmp_path / "bom.json").write_text("\ufeff" + table.to_json(orient="records"), encoding="utf-8")
+    for name in ("in.jsonl", "in.json", "in.parquet", "lines.json", "bom.json"):
         assert main([str(out), str(tmp_path / name), "--output", str(tmp_path / f"{name}.json")]) == 0
         rows = json.loads((tmp_path / f"{name}.json").read_text())
         assert [r["input"] for r in rows] == ["a great film", "dull and boring"], name  # the column, not raw JSON

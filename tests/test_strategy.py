@@ -30,6 +30,19 @@ def test_auto_with_few_examples_per_class_chooses_the_linear_probe(tiny_bert, tm
     assert json.loads((tmp_path / "run" / "strategy.json").read_text())["name"] == "linear probe"
 
 
+def test_auto_computes_an_image_backbones_features_once_though_it_changes_their_layout(tmp_path):
+    from mtl.tasks import ImageClassification
+
+    task = ImageClassification(str(ImageClassification.tiny_checkpoint(tmp_path / "tiny-vit")))
+    examples = ImageClassification.synthetic_examples(6)  # 3 a class: the linear probe
+    task.build_model(sorted(set(examples["label"])))
+    seen = []  # examples through the backbone; the first pass moves the convolutions to channels-last
+    task.model.vit.embeddings.register_forward_hook(lambda module, args, output: seen.append(len(output)))
+    task.fit(examples, ImageClassification.synthetic_examples(12, seed=1), strategy="auto", time_budget=5,
+             batch_size=8)
+    assert task.strategy_choice.name == "linear probe" and sum(seen) == 18, seen
+
+
 def test_auto_says_when_it_replaces_the_freezing_the_user_gave(tiny_bert, caplog):
     rows = make_sentences(18, seed=2)
     task = TextSentiment(tiny_bert, max_length=32)

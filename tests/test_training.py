@@ -373,6 +373,6 @@ def test_predict_takes_an_array_of_texts_and_a_generator_as_many_inputs(trained)
 @pytest.mark.parametrize("given", ["reviews.csv", "/no/such/dir/test.JSONL", Path("notes.txt")])
 def test_predict_refuses_a_file_name_given_as_a_text(trained, given):
     task, _ = trained
-    with pytest.raises(DataError, match=r"input 1: '.*' is a file name, not a text; predict takes the texts"):
+    with pytest.raises(DataError, match=r"predict: '.*' is a file name, not a text; predict takes the texts"):
         task.predict(given)
-    assert len(task.predict(["see reviews.csv for more", "a film"])) == 2  # a sentence naming a file is a text
+    assert len(task.predict(["see reviews.csv for more", "notes.txt"])) == 2  # texts in a list are texts

@@ -33,6 +33,9 @@ class HeadConfig:
 
     def __post_init__(self) -> None:
         if self.type == "linear":
+            for name, default in MLP_SETTINGS.items():  # recipes saved before these became optional wrote the
+                if getattr(self, name) == default:  # MLP's defaults into every linear head: the same as unset
+                    setattr(self, name, None)
             given = [name for name in MLP_SETTINGS if getattr(self, name) is not None]
             if given:
                 raise ValueError(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} to an MLP head "
@@ -153,6 +156,8 @@ class TrainConfig:
         return self.eval_batch_size or 2 * self.batch_size
 
     def __post_init__(self) -> None:
+        if self.time_budget == DEFAULT_TIME_BUDGET:  # recipes saved before time_budget became optional wrote 10.0
+            self.time_budget = None
         problems = [f"{name} must be at least 1, got {getattr(self, name)}"
                     for name in ("batch_size", "gradient_accumulation_steps", "log_every")
                     if isinstance(getattr(self, name), int) and getattr(self, name) < 1]

@@ -94,22 +94,17 @@ def silence_segments(noise_files: Sequence[Path], count: int, seconds: float = 1
 
 
 def check_keywords(splits: DatasetDict, keywords: Sequence[str], column: str = "label") -> None:
-    """``data.keywords`` against the labels the data has: a keyword with no clips that is close to a label in the
-    data is a DataError (a typo would silently turn that label's clips into ``_unknown_``); other missing
-    keywords are a warning (the model will not know them)."""
+    """Warn about ``data.keywords`` that no clip is labelled with, with the closest label of the data (a typo turns
+    that label's clips into ``_unknown_``; a keyword without clips is one the model will not know)."""
     present: set[str] = set()
     for split in splits.values():
         names = getattr(split.features[column], "names", None)
         present.update(names if names is not None else map(str, split.unique(column)))
-    missing = [keyword for keyword in keywords if keyword not in present]
     words = sorted(present - {SILENCE, UNKNOWN})
-    typos = [f"{keyword!r}{hint}" for keyword in missing if (hint := did_you_mean(keyword, words))]
-    if typos:
-        raise DataError(f"data.keywords: no clips are labelled {', '.join(typos)} (the data's labels: "
-                        f"{', '.join(words)}); fix the spelling, or that label's clips become _unknown_")
-    if missing:
-        logger.warning("data.keywords: no clips are labelled %s (the data's labels: %s); the model will not know "
-                       "them: add their clips or remove them from data.keywords", ", ".join(missing), ", ".join(words))
+    for keyword in (keyword for keyword in keywords if keyword not in present):
+        logger.warning("data.keywords: no clips are labelled %r%s (the data's labels: %s); the model will not know "
+                       "it: fix its spelling (a misspelt keyword turns its clips into _unknown_), add its clips, or "
+                       "remove it", keyword, did_you_mean(keyword, words), ", ".join(words))
 
 
 def relabel_keywords(dataset: Dataset, keywords: Sequence[str], column: str = "label") -> Dataset:

@@ -13,7 +13,7 @@ from typing import Any, Mapping
 from datasets import Dataset, DatasetDict, load_dataset
 
 from ..errors import DataError, describe
-from .audio import holds_audio, read_audio_folder, without_audio_decoding
+from .audio import AUDIO_SUFFIXES, holds_audio, read_audio_folder, without_audio_decoding
 from .builtin import builtin_names, load_builtin
 from .idx import idx_pairs, read_idx_folder
 from .images import IMAGE_SUFFIXES
@@ -54,8 +54,10 @@ def read_files(files: Mapping[str, str | Path]) -> DatasetDict:
     try:
         loaded = load_dataset(builder, data_files={s: str(p) for s, p in paths.items()}, **options)
     except Exception as error:  # pyarrow / pandas parse errors carry the detail
-        raise DataError(f"cannot read {', '.join(str(p) for p in paths.values())}: {describe(error)}; "
-                        "check the file's format and delimiter") from None
+        names = ", ".join(str(p) for p in paths.values())
+        if "codec can't decode" in f"{error} {error.__cause__} {error.__context__}":
+            raise DataError(not_utf8(Path(names))) from None
+        raise DataError(f"cannot read {names}: {describe(error)}; check the file's format and delimiter") from None
     SOURCE_FILES.update({split._fingerprint: str(paths[name]) for name, split in loaded.items()})
     return loaded
 
@@ -72,11 +74,15 @@ def table_relative(value: str, table_folder: Path) -> str:
     return str(table_folder / path)
 
 
+MEDIA_SUFFIXES = (*IMAGE_SUFFIXES, *AUDIO_SUFFIXES)
+
+
 def paths_from_table_folder(split: Dataset, column: str, table: Path) -> Dataset:
-    """``split`` with the relative file paths of ``column`` (a table's column of file names: every one of its first
-    rows has a file suffix) read from the table's folder, as :func:`table_relative` says; other columns unchanged."""
+    """``split`` with the relative file paths of ``column`` read from the table's folder, as :func:`table_relative`
+    says, when it is a column of image or audio file names (each of its first rows ends in such a suffix); any
+    other column (texts, even texts such as ``google.com``) is left as it is."""
     first = split[:20][column]
-    if not first or not all(isinstance(v, str) and Path(v).suffix and " " not in Path(v).suffix for v in first):
+    if not first or not all(isinstance(v, str) and v.lower().endswith(MEDIA_SUFFIXES) for v in first):
         return split
     folder = Path(table).parent
     return split.map(lambda batch: {column: [table_relative(v, folder) if isinstance(v, str) and v else v
@@ -98,10 +104,12 @@ def require_utf8(path: Path) -> None:
 
     decoder = codecs.getincrementaldecoder("utf-8")()
     try:
-        with open(path, "rb") as handle:
-            while chunk := handle.read(1 << 20):
+        with open(path, "rb") as handle:  # the first 8 MB; past them, the parser's own decode error is recognised
+            for _ in range(8):
+                if not (chunk := handle.read(1 << 20)):
+                    decoder.decode(b"", final=True)
+                    break
                 decoder.decode(chunk)
-            decoder.decode(b"", final=True)
     except UnicodeDecodeError:
         raise DataError(not_utf8(path)) from None
 
@@ -156,26 +164,37 @@ def read_source(source: str, config: str | None = None) -> DatasetDict:
 
 
 def _image_folder(folder: Path) -> DatasetDict:
-    """``<label>/x.jpg`` or ``<split>/<label>/x.jpg``: the label is the folder right above each image. Images at
-    other depths leave datasets' imagefolder without labels: an error showing the layout wanted."""
-    images = sorted(p.relative_to(folder) for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    misplaced = [p for p in images if not (len(p.parts) == 2 or (len(p.parts) == 3 and _split_folder(p.parts[0])))]
-    loaded = None if misplaced else load_dataset("imagefolder", data_dir=str(folder))
-    if loaded is not None and all("label" in split.column_names for split in loaded.values()):
+    """``<label>/x.jpg`` or ``<split>/<label>/x.jpg``: the label is the folder right above each image (datasets'
+    imagefolder). Images at other depths, or a layout where that folder is not the label (``<label>/<batch>/x.jpg``),
+    are an error showing the layout wanted."""
+    images = sorted(p.relative_to(folder) for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in
+                    IMAGE_SUFFIXES and not any(part.startswith((".", "__")) for part in p.relative_to(folder).parts))
+    loaded = load_dataset("imagefolder", data_dir=str(folder))
+    wanted = "lay them out as <label>/<image> or <split>/<label>/<image> (split folders named train, validation or " \
+             "test, in lower case), every image one folder below its label's"
+    if not all("label" in split.column_names for split in loaded.values()):
+        depths = sorted({len(p.parts) - 1 for p in images})
+        raise DataError(f"data.source: {folder}: cannot take labels from its folders (images lie "
+                        f"{' or '.join(map(str, depths))} folders deep, e.g. {images[0]}); {wanted}")
+    if any(folder.rglob("metadata.*")):  # labels from a metadata file, not from folder names
         return loaded
-    depths = sorted({len(p.parts) - 1 for p in images})
-    example = (misplaced or images)[0]
-    nested = f"; {example.parts[0]} is not a split name (train, validation, test, in lower case), so the labels would be the " \
-             f"folders below it, such as {example.parts[1]}" if len(example.parts) == 3 else ""
-    raise DataError(f"data.source: {folder}: cannot take labels from its folders (images lie "
-                    f"{' or '.join(map(str, depths))} folders deep, e.g. {example}{nested}); lay them out "
-                    "as <label>/<image> or <split>/<label>/<image>, every image one folder below its label's")
+    places: dict[str, set[str]] = {}
+    for image in images:
+        if len(image.parts) >= 3:
+            places.setdefault(image.parts[-2], set()).add(image.parts[-3])
+    for label, above in sorted(places.items()):
+        if len(above) > 1 and not all(_split_folder(name) for name in above):
+            shown = ", ".join(f"{name}/{label}" for name in sorted(above)[:3])
+            raise DataError(f"data.source: {folder}: images labelled {label!r} (the folder right above them) lie in "
+                            f"{shown}: the folders above are not all split names, so the labels would be wrong; "
+                            f"{wanted}")
+    return loaded
 
 
 def _split_folder(name: str) -> bool:
-    """Whether datasets' imagefolder reads folder ``name`` as a split (train, training, dev, test, eval, ...; in
-    lower case: it merges a ``Test`` folder into train)."""
-    return re.fullmatch(r"(train|training|validation|valid|dev|val|test|testing|eval|evaluation)([-_. ].*)?",
+    """Whether datasets' imagefolder reads folder ``name`` as a split: train, training, dev, test, eval, ... at its
+    start or after a separator (``cifar_test``), in lower case (it merges a ``Test`` folder into train)."""
+    return re.fullmatch(r"(.*[-_. ])?(train|training|validation|valid|dev|val|test|testing|eval|evaluation)([-_. ].*)?",
                         name) is not None
 
 

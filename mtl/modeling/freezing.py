@@ -14,6 +14,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from torch import nn
 
 from ..config.freeze import FREEZE_MODES, FreezeSpec, parse_freeze
@@ -34,7 +35,8 @@ class FreezeReport:
 
     def __str__(self) -> str:
         share = 100.0 * self.trainable / max(self.total, 1)
-        shown = f"{share:.2f}" if share >= 0.01 or share == 0 else f"{share:.2g}"  # 770 of 22.6 M: 0.0034%, not 0.00%
+        shown = f"{share:.2f}" if share >= 0.01 or share == 0 else \
+            np.format_float_positional(share, precision=2, unique=False, fractional=False, trim="-")  # 0.0034%, not 0.00%
         return f"freeze {self.spec.describe()}: {self.trainable:,} trainable / {self.total:,} parameters ({shown}%)"
 
 

@@ -264,9 +264,14 @@ def _read_table(path: Path) -> Any:
     if suffix == ".parquet":
         table = pd.read_parquet(path)
     else:
-        with open(path, encoding="utf-8") as stream:
+        with open(path, encoding="utf-8-sig") as stream:  # -sig: a byte-order mark, as some editors write, is skipped
             text = stream.read()
-        rows = [json.loads(line) for line in text.splitlines() if line.strip()] if suffix == ".jsonl" else json.loads(text)
+        try:
+            rows = json.loads(text) if suffix == ".json" else None
+        except json.JSONDecodeError:  # a .json of one object per line, as datasets' to_json writes
+            rows = None
+        if rows is None:
+            rows = [json.loads(line) for line in text.splitlines() if line.strip()]
         if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
             raise ValueError("expected " + ("one JSON object per line" if suffix == ".jsonl" else
                                             "a list of JSON objects, one per input"))

@@ -37,6 +37,7 @@ from ..metrics import require_metrics
 from ..publish.output_dir import (MARKER_FILE, METRICS_FILE, RECIPE_FILE, PreparedOutput, check_output_dir,
                                   clean_failed_run, finish_output, prepare_output_dir)
 from ..publish.ranking import write_ranking
+from ..recipe import recipe_from_dict
 from ..publish.reports import predictions_table, readable_inputs, write_reports
 from ..registry import get_task
 from ..training.losses import class_weight_vector
@@ -215,7 +216,7 @@ def _check_resumed_recipe(out: Path, recipe: Recipe, resume: bool) -> None:
     saved = out / RECIPE_FILE
     if not resume or not saved.is_file():
         return
-    before, now = _flat(yaml.safe_load(saved.read_text())), _flat(recipe.to_dict())
+    before, now = _flat(_as_validated(yaml.safe_load(saved.read_text()))), _flat(recipe.to_dict())
     changed = [f"{key}: {before.get(key)!r} -> {now.get(key)!r}" for key in sorted(set(before) | set(now))
                if before.get(key) != now.get(key) and not key.startswith(RESUMABLE_CHANGES)]
     if changed:
@@ -227,6 +228,15 @@ def _check_resumed_recipe(out: Path, recipe: Recipe, resume: bool) -> None:
 # keys a resumed run may change: where the folder is, how batches are read and logged, what is kept and pushed
 RESUMABLE_CHANGES = ("output.dir", "output.keep_checkpoints", "train.num_workers", "train.log_every",
                      "train.report_to", "hub.")
+
+
+def _as_validated(saved: Any) -> Any:
+    """A saved recipe as this version of mtl writes it (defaults filled in the same way), or as saved when this
+    version cannot read it (the comparison then names every key that differs)."""
+    try:
+        return recipe_from_dict(saved).to_dict()
+    except MtlError:
+        return saved
 
 
 def _flat(section: Any, prefix: str = "") -> dict[str, Any]:

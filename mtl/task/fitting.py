@@ -47,6 +47,7 @@ def fit_stages(task: Any, train_set: Dataset, validation_set: Dataset, spec: Fre
         logger.info("head first: %d epochs on frozen features, best validation %s %.4f; now training %s",
                     config.head_first_epochs, config.metric_for_best, first.best_metric, spec.describe())
         head_first_seconds = time.perf_counter() - started  # the main stage's clock starts here
+        task._head_inputs = None  # the backbone trains from here: its cached outputs are of no more use
     adapters = add_lora(task.model, spec) if spec.mode == "lora" else None
     task.freeze_report = adapters.report if adapters else apply_freezing(task.model, spec)
     task._accelerator = make_accelerator(config, run_dir)
@@ -135,18 +136,17 @@ def fit_stage(task: Any, train_set: Dataset, validation_set: Dataset, config: Tr
 def cache_head_inputs_once(task: Any, train_set: Dataset, validation_set: Dataset, plan: CachePlan,
                            batch_size: int) -> tuple[CachedInputs, CachedInputs] | None:
     """:func:`cache_head_inputs`, reused while the same splits meet the same frozen backbone again in one ``fit``
-    (``strategy: auto``'s probe race, then the chosen probe or LP-FT's head-first stage), so the backbone runs over
-    them once. Any change to the backbone's weights or buffers, the splits, the head's place or the precision
+    (``strategy: auto``'s probe race, then the chosen probe or LP-FT's head-first stage, once), so the backbone runs
+    over them once. Any change to the backbone's weights or buffers, the splits, the head's place or the precision
     computes them anew."""
-    key = _head_inputs_key(task, train_set, validation_set, plan)
-    memo = getattr(task, "_head_inputs", None)
-    if memo is not None and memo[0] == key:
-        if memo[1] is not None:
-            logger.info("feature cache: the frozen backbone's outputs for these splits are reused (unchanged since "
-                        "they were computed)")
+    memo, task._head_inputs = getattr(task, "_head_inputs", None), None  # used once: its memory is freed after
+    if memo is not None and memo[0] == _head_inputs_key(task, train_set, validation_set, plan):
+        logger.info("feature cache: the frozen backbone's outputs for these splits are reused (unchanged since they "
+                    "were computed)")
         return memo[1]
     cached = cache_head_inputs(task, train_set, validation_set, plan, batch_size)
-    task._head_inputs = (key, cached)
+    if cached is not None:  # keyed after the run: computing them moves the model to its device and layout
+        task._head_inputs = (_head_inputs_key(task, train_set, validation_set, plan), cached)
     return cached
 
 
