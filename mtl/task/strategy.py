@@ -102,8 +102,8 @@ def choose_strategy(task: Any, train_set: Dataset, validation_set: Dataset, conf
     race, rate, epochs, feature_seconds = _probe_race(task, train_set, validation_set, config, metrics)
     train_share = len(train_set) / (len(train_set) + len(validation_set))
     backbone_pass = feature_seconds * train_share
-    reused = getattr(task, "_head_inputs", None) is not None  # the chosen probe or head-first stage reuses them
-    left = budget - (time.perf_counter() - started) - (0 if reused else feature_seconds)
+    # one more backbone pass kept in reserve, as before the features were reused (so the choice is unchanged)
+    left = budget - (time.perf_counter() - started) - feature_seconds
     full_epochs, lora_epochs = (math.floor(left / max(cost * backbone_pass, 1e-9)) for cost in (BACKWARD_COST, LORA_COST))
     reasons = [f"{per_class} examples in the smallest class", f"one pass of the backbone over the training "
                f"examples takes {backbone_pass:.0f} s; " + (f"{left / 60:.1f} of {config.budget_minutes:g} minutes left "
