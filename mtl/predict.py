@@ -2,8 +2,8 @@
 [--batch-size N]``.
 
 Inputs are files and folders of the task's file types, tables (CSV, TSV, JSON Lines, JSON, Parquet; the input
-column found by name or given with ``--column``; relative paths in it are read from the table's folder), and, for tasks that take
-them (text), plain arguments. Writes one row per input: ``input, label, score``; CSV on stdout without
+column found by name or given with ``--column``; relative paths in it are read from the table's folder), and,
+for tasks that take them (text), plain arguments. Writes one row per input: ``input, label, score``; CSV on stdout without
 ``--output``, which never replaces an existing file unless ``--overwrite``. A thin shell over
 :mod:`mtl.runner.inference`.
 
@@ -25,7 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m mtl.predict", description="Predict labels with a saved mtl model.",
                                      epilog="example: python -m mtl.predict outputs/sentiment reviews.csv --output p.json")
     parser.add_argument("model", help="an output folder of mtl (model, config, processor)")
-    parser.add_argument("inputs", nargs="+", help="files, folders, tables: CSV, TSV, JSONL, JSON, Parquet (or texts, for text tasks)")
+    parser.add_argument("inputs", nargs="+",
+                        help="files, folders, tables: CSV, TSV, JSONL, JSON, Parquet (or texts, for text tasks)")
     parser.add_argument("--output", "-o", help="a .csv or .json file (default: CSV on stdout)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
     parser.add_argument("--batch-size", type=int, default=None,

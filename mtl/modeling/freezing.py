@@ -36,7 +36,7 @@ class FreezeReport:
     def __str__(self) -> str:
         share = 100.0 * self.trainable / max(self.total, 1)
         shown = f"{share:.2f}" if share >= 0.01 or share == 0 else \
-            np.format_float_positional(share, precision=2, unique=False, fractional=False, trim="-")  # 0.0034%, not 0.00%
+            np.format_float_positional(share, precision=2, unique=False, fractional=False, trim="-")  # not 0.00%
         return f"freeze {self.spec.describe()}: {self.trainable:,} trainable / {self.total:,} parameters ({shown}%)"
 
 

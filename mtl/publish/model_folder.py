@@ -101,7 +101,8 @@ def push_task(task: Any, repo_id: str, private: bool, token: str | None) -> str:
         return push_folder(folder, repo_id, private=private, token=token)
 
 
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json")
 
 
 def _load_weights(model_class: Any, folder: Path) -> Any:

@@ -1,8 +1,9 @@
 """What ``mtl.predict``, ``mtl.detect`` and ``mtl.export`` do with a saved model, on the Python API.
 
 Inputs are files (each task says which suffixes it reads and what a file stands for), folders searched
-recursively for those suffixes, tables (CSV, TSV, JSON Lines, JSON, Parquet: input column found by name or given; relative paths read from
-the table's folder), and, where the task accepts them, plain command-line arguments (texts).
+recursively for those suffixes, tables (CSV, TSV, JSON Lines, JSON, Parquet: input column found by name or
+given; relative paths read from the table's folder), and, where the task accepts them, plain command-line
+arguments (texts).
 
 Example::
 

@@ -106,8 +106,9 @@ def choose_strategy(task: Any, train_set: Dataset, validation_set: Dataset, conf
     left = budget - (time.perf_counter() - started) - feature_seconds
     full_epochs, lora_epochs = (math.floor(left / max(cost * backbone_pass, 1e-9)) for cost in (BACKWARD_COST, LORA_COST))
     reasons = [f"{per_class} examples in the smallest class", f"one pass of the backbone over the training "
-               f"examples takes {backbone_pass:.0f} s; " + (f"{left / 60:.1f} of {config.budget_minutes:g} minutes left "
-               "after the race" if left > 0 else f"the race used all of the {config.budget_minutes:g} minutes"),
+               f"examples takes {backbone_pass:.0f} s; " +
+               (f"{left / 60:.1f} of {config.budget_minutes:g} minutes left after the race" if left > 0
+                else f"the race used all of the {config.budget_minutes:g} minutes"),
                f"best linear probe: learning rate {rate:g}, validation {config.metric_for_best} "
                f"{race[f'{rate:g}']:.4f} after {epochs} epochs"]
     probe_settings = dict(learning_rate=rate, head_learning_rate=None, epochs=max(3 * epochs, 5),
