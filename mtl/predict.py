@@ -3,8 +3,8 @@
 
 Inputs are files and folders of the task's file types, tables (CSV, TSV, JSON Lines, JSON, Parquet; the input
 column found by name or given with ``--column``; relative paths in it are read from the table's folder), and,
-for tasks that take them (text), plain arguments. Writes one row per input: ``input, label, score``; CSV on stdout without
-``--output``, which never replaces an existing file unless ``--overwrite``. A thin shell over
+for tasks that take them (text), plain arguments. Writes one row per input: ``input, label, score``; CSV on
+stdout without ``--output``, which never replaces an existing file unless ``--overwrite``. A thin shell over
 :mod:`mtl.runner.inference`.
 
 Example::
