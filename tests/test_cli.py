@@ -38,12 +38,15 @@ def test_misspelled_key_exits_2_with_one_line(recipe):
     assert len(done.stderr.strip().splitlines()) == 1
 
 
-def test_missing_recipe_bad_data_and_bad_checkpoint_exit_2(recipe, tmp_path):
-    assert_clean_failure(run_cli(str(tmp_path / "nope.yaml")), "cannot read recipe")
-    assert_clean_failure(run_cli(str(recipe), f"data.source={tmp_path / 'missing.csv'}"), "does not exist")
-    assert_clean_failure(run_cli(str(recipe), "data.input_column=words"), "data.input_column: train has no column 'words'")
-    assert_clean_failure(run_cli(str(recipe), f"model.checkpoint={tmp_path / 'no-model'}"), "does not exist")
-    assert_clean_failure(run_cli(str(recipe), "model.freeze={top_k: 9}"), "has only 2 blocks")
+def test_missing_recipe_bad_data_and_bad_checkpoint_exit_2(recipe, tmp_path, capsys):
+    from mtl.run import main  # in-process (a fresh interpreter each costs seconds): the subprocess path is tested above
+
+    for argv, message in [((tmp_path / "nope.yaml",), "cannot read recipe"),
+                          ((recipe, f"data.source={tmp_path / 'missing.csv'}"), "does not exist"),
+                          ((recipe, "data.input_column=words"), "data.input_column: train has no column 'words'"),
+                          ((recipe, f"model.checkpoint={tmp_path / 'no-model'}"), "does not exist"),
+                          ((recipe, "model.freeze={top_k: 9}"), "has only 2 blocks")]:
+        assert_one_error(main([str(a) for a in argv]), capsys.readouterr().err, message)
 
 
 def test_dry_run_prints_the_resolved_recipe(recipe, tmp_path):
