@@ -68,7 +68,8 @@ def resolve_checkpoint(checkpoint: str | os.PathLike, revision: str | None = Non
     raise CheckpointError(
         f"checkpoint {requested!r} could not be found. {hub_reason} No offline mirror is known for it "
         f"(mirrors exist for: {known}). Download it where the Hub is reachable "
-        f"(`hf download {requested} --local-dir DIR`), copy DIR here and set model.checkpoint to that folder."
+        f"(`hf download {requested} --local-dir DIR`), copy DIR here and give that folder in place of the id "
+        "(model.checkpoint=DIR, or in --candidates)."
     )
 
 
