@@ -156,7 +156,12 @@ def test_classlabel_names_are_kept_and_reordered_to_requested_names():
 def test_missing_file_and_unknown_source_are_clear(tmp_path, monkeypatch):
     with pytest.raises(DataError, match="data.files.train: file .* does not exist"):
         load_labelled(DataConfig(files={"train": str(tmp_path / "nope.csv")}), **TEXT)
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    import datasets.config
+    import huggingface_hub.constants
+
+    # the network edge: no Hub, as on an offline machine (the environment variables are read at import)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(DataError, match="not a built-in dataset .*vader-movie-snippets"):
         load_labelled(DataConfig(source="someone/no-such-dataset"), **TEXT)
 
