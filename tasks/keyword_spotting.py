@@ -225,10 +225,9 @@ class KeywordSpotting(Task):
         threshold = 0.5 if threshold is None else threshold
         if not 0 < threshold <= 1:
             raise DataError(f"detect: threshold must be in (0, 1], got {threshold}")
-        source = {"array": recording, "sampling_rate": sampling_rate} if sampling_rate else recording
-        audio = load_clip(source, self.sampling_rate, None, where="recording")
-        starts, probabilities = self.window_probabilities(audio, sampling_rate=self.sampling_rate, hop=hop,
-                                                          batch_size=batch_size)
+        self._check_hop(hop)
+        audio = self._recording(recording, sampling_rate)
+        starts, probabilities = self._window_probabilities(audio, hop, batch_size)
         return pick_events(starts, self.options.clip_seconds, smooth_posteriors(probabilities, smooth),
                            self.label_names, threshold=threshold, ignore=ignore, refractory=refractory,
                            duration=len(audio) / self.sampling_rate)
@@ -236,8 +235,7 @@ class KeywordSpotting(Task):
     def plot_detections(self, recording: Any, detections: Sequence[Detection], path: str | Path, *,
                         sampling_rate: int | None = None) -> None:
         """A PNG of the recording's waveform with ``detections`` marked on it."""
-        source = {"array": recording, "sampling_rate": sampling_rate} if sampling_rate else recording
-        audio = load_clip(source, self.sampling_rate, None, where="recording")
+        audio = self._recording(recording, sampling_rate)
         title = f"{Path(recording).name}: " if isinstance(recording, (str, Path)) else ""
         plot_timeline(audio, self.sampling_rate, detections, Path(path), f"{title}{len(detections)} detections")
 
@@ -245,13 +243,22 @@ class KeywordSpotting(Task):
                              batch_size: int = 32) -> tuple[list[float], np.ndarray]:
         """Window start times (seconds) and class probabilities of windows ``hop`` seconds apart."""
         self._require_model("detect")
-        rate, samples = self.sampling_rate, self._clip_samples()
-        source = {"array": recording, "sampling_rate": sampling_rate} if sampling_rate else recording
+        self._check_hop(hop)
+        return self._window_probabilities(self._recording(recording, sampling_rate), hop, batch_size)
+
+    def _check_hop(self, hop: float) -> None:
         DetectorSettings(hop=hop)  # a finite hop of at least MIN_HOP
         if hop > self.options.clip_seconds:
             raise MtlError(f"detect: hop must be from {MIN_HOP} s to the model's window of "
                            f"{self.options.clip_seconds:g} s (a longer hop skips the audio between windows), got {hop}")
-        audio = load_clip(source, rate, None, where="recording")
+
+    def _recording(self, recording: Any, sampling_rate: int | None) -> np.ndarray:
+        """A recording (a path, or an array at ``sampling_rate``) decoded once, mono, at the model's rate."""
+        source = {"array": recording, "sampling_rate": sampling_rate} if sampling_rate else recording
+        return load_clip(source, self.sampling_rate, None, where="recording")
+
+    def _window_probabilities(self, audio: np.ndarray, hop: float, batch_size: int) -> tuple[list[float], np.ndarray]:
+        rate, samples = self.sampling_rate, self._clip_samples()
         starts = window_starts(len(audio), samples, max(1, round(hop * rate)))
         model = self.model.eval()
         device = next(model.parameters()).device

@@ -68,7 +68,8 @@ def _hold_out_keeping_singletons(dataset: Dataset, size: float, seed: int,
     labels = np.asarray(dataset["label"])
     values, counts = np.unique(labels, return_counts=True)
     single = set(values[counts < 2].tolist())
-    rows = np.flatnonzero([label not in single for label in labels])
+    is_single = np.isin(labels, values[counts < 2])
+    rows = np.flatnonzero(~is_single)
     held_count = max(1, round(size * len(dataset)))
     if single:
         names_of = getattr(dataset.features["label"], "names", None)
@@ -87,7 +88,7 @@ def _hold_out_keeping_singletons(dataset: Dataset, size: float, seed: int,
         logger.warning("data: %d %s examples cannot hold every one of %d labels; split at random (seed %d)",
                        held_count, names[1], len(values) - len(single), seed)
         rest, held = train_test_split(rows, test_size=held_count, random_state=seed)
-    keep = np.sort(np.concatenate([rest, np.flatnonzero([label in single for label in labels])]))
+    keep = np.sort(np.concatenate([rest, np.flatnonzero(is_single)]))
     return dataset.select(keep.tolist()), dataset.select(np.sort(held).tolist())
 
 
