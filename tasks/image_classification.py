@@ -52,8 +52,10 @@ def to_rgb(image: Any, where: str = "image") -> Image.Image:
         try:
             with Image.open(image) as opened:
                 image = opened.copy()
-        except OSError as error:
-            raise DataError(f"{where}: cannot read image {image}: {error}") from None
+        except FileNotFoundError:
+            raise DataError(f"{named}: no such file; check the path") from None
+        except (OSError, ValueError, Image.DecompressionBombError):
+            raise DataError(f"{named}: cannot be decoded (corrupt or not an image); replace or remove it") from None
     elif isinstance(image, np.ndarray):
         array = image
         if array.ndim not in (2, 3) or array.size == 0 or (array.ndim == 3 and array.shape[-1] not in (1, 3, 4)):

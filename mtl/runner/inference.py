@@ -296,7 +296,8 @@ def _name_input(message: str, chunk: Sequence[Input], start: int) -> str:
         return message
     item = chunk[int(match[1]) - 1]
     where = item.where if isinstance(item, Input) else f"input {start + int(match[1])}"
-    return where + message[match.end():]
+    rest = message[match.end():]
+    return where + rest.removeprefix(f" ({where})")  # a task naming the file as well would repeat it
 
 
 def _looks_like_a_path(argument: str) -> bool:
