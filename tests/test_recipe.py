@@ -37,6 +37,10 @@ def test_misspelled_key_gives_one_line_with_the_right_spelling():
 def test_wrong_type_names_the_expected_type():
     with pytest.raises(RecipeError, match=r"train.batch_size: expected an integer, got 'big' \(str\)"):
         recipe_from_dict({**MINIMAL, "train": {"batch_size": "big"}})
+    with pytest.raises(RecipeError, match=r"train.epochs: expected a number, got '3' \(str\)"):
+        recipe_from_dict({**MINIMAL, "train": {"epochs": "3"}})  # a quoted number, or fit(epochs="3"), is text
+    for written in ("1e-4", "1.0e-4", "+2E3"):  # what PyYAML leaves as text is still read as the number it is
+        assert recipe_from_dict({**MINIMAL, "train": {"learning_rate": written}}).train.learning_rate == float(written)
 
 
 def test_all_problems_are_collected_into_one_error():

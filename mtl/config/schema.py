@@ -20,7 +20,8 @@ from typing import Any, Callable, Literal, Union
 
 from ..errors import MtlError, did_you_mean
 
-_FLOAT_TEXT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+# PyYAML (YAML 1.1) reads 1e-4 and 1.0e4 as strings: such text is a number; other text ("3", "0.5") is not one
+_FLOAT_TEXT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 _TYPE_NAMES = {bool: "a boolean (true/false)", int: "an integer", float: "a number", str: "a string"}
 
@@ -120,7 +121,7 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
     if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     if hint is float and isinstance(value, str) and _FLOAT_TEXT.fullmatch(value.strip()):
-        return float(value)  # YAML 1.1 reads 1e-4 (no dot) as a string
+        return float(value)
     if hint is int and isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(hint, type) and isinstance(value, hint) and not (hint is int and isinstance(value, bool)):
