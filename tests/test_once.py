@@ -41,6 +41,7 @@ def test_resume_does_not_repeat_the_head_first_stage(tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="mtl"):
         done = first.fit(train, validation, output_dir=tmp_path / "run", **options)
     assert sum("head first:" in r.getMessage() for r in caplog.records) == 1
+    assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir() if p.is_dir()] == ["epoch-2"]  # as logged
     caplog.clear()
     again = ImageClassification(build_model("resnet", tmp_path / "resnet"), random_resized_crop=False)
     with caplog.at_level(logging.INFO, logger="mtl"):

@@ -277,7 +277,7 @@ def _end_epoch(run: _Run, epoch: int) -> bool:
                        f"{result.global_step} of {run.last_step} (epoch {epoch + 1})")
     if run.ckpt_dir:
         state = {"epoch": epoch, "bad_epochs": run.bad_epochs, "result": result.to_dict()}
-        checkpoints.save_checkpoint(run.accelerator, run.ckpt_dir, f"epoch-{epoch}", state)
+        checkpoints.save_checkpoint(run.accelerator, run.ckpt_dir, f"epoch-{epoch + 1}", state)  # as logged
     if stop or result.global_step >= run.total_steps:
         if result.stopped_early:
             progress.write(f"early stopping: no {config.metric_for_best} improvement for {run.bad_epochs} epochs")

@@ -28,7 +28,7 @@ BEST_WEIGHTS = "best-model.safetensors"
 def save_checkpoint(accelerator: Any, folder: Path, name: str, state: dict[str, Any]) -> Path:
     """Save accelerate state and ``state`` as ``folder/name``, then drop every older checkpoint.
 
-    ``name`` is ``epoch-N`` after a finished epoch, ``step-N`` inside one. Call it on every process:
+    ``name`` is ``epoch-N`` after the N-th epoch (counted from 1, as the log counts), ``step-N`` inside one. Call it on every process:
     accelerate writes what each process owns, the main process renames.
     """
     final = folder / name
