@@ -301,7 +301,7 @@ def test_detect_cli_prints_events_and_rejects_bad_input(trained, tmp_path, capsy
                           ((model, recording, "--refractory", "nan"), "refractory (--refractory) must be zero or"),
                           ((model, recording, "--false_alarms_per_hour", "nan"), "--false_alarms_per_hour must be"),
                           ((model, tmp_path), "is a folder; give one recording file"),
-                          ((model, broken), "cannot read"),
+                          ((model, broken), "broken.wav): cannot be decoded (Format not recognised); replace"),
                           ((model, recording, "--output", tmp_path / "events.csv"), "already exists"),
                           ((model, recording, "--timeline", tmp_path / "t.jpg"), "write to a .png file"),
                           ((model, recording, "--false_alarms_per_hour", "10"), "--calibrate"),
@@ -570,8 +570,9 @@ def test_integer_pcm_arrays_are_scaled_like_files_and_predict_like_floats(tmp_pa
         task.predict([pcm.astype(np.int64)])
 
 
-def test_an_empty_wav_is_named_at_predict_as_before_training(tmp_path, capsys):
-    """A 0-frame file: 'no audio frames' naming it, from fit, predict and the predict command, and no numpy warning."""
+def test_an_empty_wav_is_named_at_predict_as_before_training(tmp_path, capsys, caplog):
+    """A 0-frame file: 'no audio frames' naming it, from fit, predict and the predict command, and no numpy warning;
+    a file cut short (its header promises more audio than it holds) is used with a warning naming it."""
     import warnings
 
     from mtl.predict import main
@@ -584,8 +585,15 @@ def test_an_empty_wav_is_named_at_predict_as_before_training(tmp_path, capsys):
     task = KeywordSpotting.load(folder)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        with pytest.raises(DataError, match=r"input 2: cannot read .*e\.wav: no audio frames; replace or remove"):
+        with pytest.raises(DataError, match=r"input 2 \(.*e\.wav\): no audio frames; replace or remove"):
             task.predict([tone("high", np.random.default_rng(0)), str(empty)])
+    whole, cut = tmp_path / "whole.wav", tmp_path / "cut.wav"
+    sf.write(whole, tone("high", np.random.default_rng(1)), RATE, subtype="PCM_16")
+    cut.write_bytes(whole.read_bytes()[:RATE])  # the header says 1 s of 16-bit samples; about half of it is there
+    with caplog.at_level("WARNING", logger="mtl"):
+        assert len(task.predict([str(whole), str(cut)])) == 2
+    warned = [r.getMessage() for r in caplog.records if "cut short" in r.getMessage()]
+    assert len(warned) == 1 and "cut.wav" in warned[0] and "of the 32000 bytes" in warned[0], warned
     task.save(tmp_path / "model")
     capsys.readouterr()
     assert main([str(tmp_path / "model"), str(empty)]) == 2
