@@ -28,6 +28,11 @@ def world(tmp_path_factory, tiny_bert):
     (root / "empty.csv").write_text("")
     (root / "header-only.csv").write_text("sentence,sentiment\n")
     (root / "semicolons.csv").write_text("sentence;sentiment\ngood film;pos\nbad, dull film;neg\nfine;pos\n")
+    (root / "unquoted.csv").write_text("sentence,sentiment\n" + "".join(f"{r['sentence']}, really,{r['sentiment']}\n"
+                                                                    for r in make_sentences(40)))
+    (root / "mixed.jsonl").write_text("".join(json.dumps({"sentence": r["sentence"], "label": label})
+                                              for r, label in zip(make_sentences(40), ["1", 0] * 20)
+                                              for _ in [0]).replace("}{", "}\n{"))
     pd.DataFrame({"sentence": ["good film", "great film", "fine film"], "sentiment": ["pos"] * 3}).to_csv(
         root / "one-class.csv", index=False)
     pd.DataFrame({"words": ["good", "bad"] * 10, "sentiment": ["pos", "neg"] * 10}).to_csv(root / "no-text.csv", index=False)
@@ -111,6 +116,10 @@ RUN_CASES = [  # (extra arguments, fragments of the one message); "{w}" is the w
     (["{w}/recipe.yaml", "data.source={w}/header-only.csv"], ["header-only.csv has a header but no rows"]),
     (["{w}/recipe.yaml", "data.source={w}/semicolons.csv"], ["semicolons.csv: its header is separated by semicolons",
                                                              "sep=';'"]),
+    (["{w}/recipe.yaml", "data.source={w}/unquoted.csv"], ["unquoted.csv: 40 rows hold more fields than the header's 2",
+                                                           "row 1 (line 2) has 3", "must be quoted"]),
+    (["{w}/recipe.yaml", "data.source={w}/mixed.jsonl"], ["mixed.jsonl: column 'label' mixes value types"]),
+    (["{w}/recipe.yaml", "data.label_names=[neg, neg]"], ["label_names names 'neg' more than once"]),
     (["{w}/recipe.yaml", "data.source={w}/one-class.csv"], ["only one label ('pos')"]),
     (["{w}/recipe.yaml", "data.source={w}/no-text.csv"], ["cannot tell which column is the input", "data.input_column"]),
     (["{w}/recipe.yaml", "data.input_column=review"], ["data.input_column: train has no column 'review'"]),
@@ -184,6 +193,7 @@ def test_predict_command_rejects(world, saved_text_model, capsys):
     fails_cleanly(capsys, main, [saved_text_model, "good", "--output", world / "p.xlsx"], "write to a .csv or .json")
     fails_cleanly(capsys, main, [saved_text_model, world / "no-text.csv", "--column", "txt"], "no input column named 'txt'")
     fails_cleanly(capsys, main, [saved_text_model, world / "empty.csv"], "empty.csv")
+    fails_cleanly(capsys, main, [saved_text_model, world / "unquoted.csv"], "40 rows hold more fields than the header")
     fails_cleanly(capsys, main, [saved_text_model, world / "images"], "no input files")
     config = json.loads((saved_text_model / "config.json").read_text())
     assert config["mtl_task"] == "text-sentiment"

@@ -12,7 +12,7 @@ from typing import Any, Mapping
 
 from datasets import Dataset, DatasetDict, load_dataset
 
-from ..errors import DataError, describe
+from ..errors import DataError, describe, first_few
 from .audio import AUDIO_SUFFIXES, holds_audio, read_audio_folder, without_audio_decoding
 from .builtin import builtin_names, load_builtin
 from .idx import idx_pairs, read_idx_folder
@@ -59,7 +59,19 @@ def read_files(files: Mapping[str, str | Path]) -> DatasetDict:
             raise DataError(not_utf8(Path(names))) from None
         raise DataError(f"cannot read {names}: {describe(error)}; check the file's format and delimiter") from None
     SOURCE_FILES.update({split._fingerprint: str(paths[name]) for name, split in loaded.items()})
+    for name, split in loaded.items():
+        _refuse_mixed_types(split, paths[name])
     return loaded
+
+
+def _refuse_mixed_types(split: Dataset, path: Path) -> None:
+    """A DataError for a JSON column whose values are of more than one type (``"label": "0"`` in some rows, ``0``
+    in others): ``datasets`` keeps such a column as raw JSON, which no later step can sort, compare or encode."""
+    mixed = [column for column, feature in split.features.items() if type(feature).__name__ == "Json"]
+    if mixed:
+        raise DataError(f"{path}: column {mixed[0]!r} mixes value types from row to row (e.g. \"0\" in quotes in "
+                        "some rows and 0 without in others, or lists beside single values); write every value of "
+                        "the column the same way, e.g. all labels as text")
 
 
 DELIMITERS = {".csv": ",", ".tsv": "\t"}
@@ -135,6 +147,32 @@ def check_table_layout(path: Path) -> None:
         raise DataError(f"{path}: its header is separated by {names[found]}, but a {path.suffix.lower()} file is read "
                         f"with {names[wanted]}; save it with {names[wanted]} (e.g. pandas.read_csv(path, "
                         f"sep={found!r}).to_csv(new_path, index=False)){rename}")
+    check_row_widths(path)
+
+
+def check_row_widths(path: Path) -> None:
+    """A DataError naming the rows of a CSV/TSV file that hold more fields than its header. pandas reads a file
+    whose every row has one field more with the first field as an index, without a word: an unquoted comma
+    inside each text (``a gorgeous, moving film``) would cut every text's start off."""
+    delimiter = DELIMITERS.get(path.suffix.lower())
+    if delimiter is None:
+        return
+    wide: list[str] = []
+    with open(path, encoding="utf-8-sig", errors="replace", newline="") as handle:
+        rows = csv.reader(handle, delimiter=delimiter, quoting=csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL)
+        header = next((row for row in rows if row), None)
+        if header is None:
+            return
+        for number, row in enumerate((row for row in rows if row), start=1):
+            if len(row) > len(header):
+                wide.append(f"row {number} (line {rows.line_num}) has {len(row)}")
+    if wide:
+        field = "a comma" if delimiter == "," else "a tab"
+        rows_word = "row holds" if len(wide) == 1 else f"{len(wide)} rows hold"
+        raise DataError(f"{path}: {rows_word} more fields than the header's {len(header)} ({delimiter.join(header)}): "
+                        f"{first_few(wide, limit=3)} fields; a text holding {field} must be quoted (\"a gorgeous, "
+                        "moving film\"), as pandas' to_csv and spreadsheet programs write it: quote those fields or "
+                        "remove the extra ones")
 
 
 def read_source(source: str, config: str | None = None) -> DatasetDict:

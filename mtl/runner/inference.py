@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any, NamedTuple, Sequence
 
-from ..data.tables import not_utf8
+from ..data.tables import check_row_widths, not_utf8
 from ..errors import DataError, MtlError, OutputExistsError
 from ..fs import write_text_atomic
 from ..registry import load_saved_task
@@ -261,6 +261,7 @@ def _read_table(path: Path) -> Any:
 
     suffix = path.suffix.lower()
     if suffix in (".csv", ".tsv"):
+        check_row_widths(path)
         return pd.read_csv(path, sep="," if suffix == ".csv" else "\t", dtype=str, keep_default_na=False)
     if suffix == ".parquet":
         table = pd.read_parquet(path)
