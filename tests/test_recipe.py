@@ -39,6 +39,10 @@ def test_wrong_type_names_the_expected_type():
         recipe_from_dict({**MINIMAL, "train": {"batch_size": "big"}})
     with pytest.raises(RecipeError, match=r"train.epochs: expected a number, got '3' \(str\)"):
         recipe_from_dict({**MINIMAL, "train": {"epochs": "3"}})  # a quoted number, or fit(epochs="3"), is text
+    with pytest.raises(RecipeError, match=r"data.label_names\[0\]: expected a string, got 1 \(int\)"):
+        recipe_from_dict({**MINIMAL, "data": {**MINIMAL["data"], "label_names": [1, 0]}})
+    with pytest.raises(RecipeError, match=r"label_names names 'neg' more than once; each label must be named once"):
+        recipe_from_dict({**MINIMAL, "data": {**MINIMAL["data"], "label_names": ["neg", "neg", "pos"]}})
     for written in ("1e-4", "1.0e-4", "+2E3"):  # what PyYAML leaves as text is still read as the number it is
         assert recipe_from_dict({**MINIMAL, "train": {"learning_rate": written}}).train.learning_rate == float(written)
 

@@ -95,6 +95,8 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
             result = _convert(option, value, where)
             if not isinstance(result, _Problem):
                 return result
+        if len(options) == 1:  # X | None: X's own problem says more (which list item is wrong, and why)
+            return result
         return _Problem(f"{where}: expected {' or '.join(_describe(o) for o in options)}, got {_show(value)}")
     if origin is Literal:
         if value in args:

@@ -97,6 +97,12 @@ class DataConfig:
                     if isinstance(value, float) and not 0 < value < 1]
         if isinstance(self.limit_per_class, int) and self.limit_per_class < 1:
             problems.append(f"limit_per_class must be at least 1, got {self.limit_per_class}")
+        for name in ("label_names", "keywords"):
+            values = getattr(self, name)
+            repeated = sorted({value for value in values if values.count(value) > 1}) if isinstance(values, list) else []
+            if repeated:
+                problems.append(f"{name} names {', '.join(map(repr, repeated))} more than once; each "
+                                f"{'label' if name == 'label_names' else 'keyword'} must be named once")
         _raise_all(problems)
 
 
@@ -142,6 +148,8 @@ class TrainConfig:
     # forward and backward (true: inductor) with dynamic shapes; evaluation and the saved model stay eager
     feature_cache: bool = True  # when only the head trains: run the frozen backbone once, train the head on its outputs
     head_first_epochs: int = 0  # first train only the head for this many epochs (frozen features), then as `freeze` says
+    head_first_learning_rate: float | None = None  # the head-first stage's rate (default: head_learning_rate, else
+    # learning_rate); strategy auto sets it to its probe race's best rate
     report_to: list[Tracker] = field(default_factory=list)  # accelerate trackers for losses, metrics, learning rates
     # and throughput, written by the main process (tensorboard: OUT/runs/); off by default
 
@@ -166,7 +174,8 @@ class TrainConfig:
         for name in ("max_steps", "save_every_steps"):
             if isinstance(getattr(self, name), int) and getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1 (or null), got {getattr(self, name)}")
-        for name in ("learning_rate", "head_learning_rate", "max_grad_norm", "max_seconds", "time_budget"):
+        for name in ("learning_rate", "head_learning_rate", "head_first_learning_rate", "max_grad_norm", "max_seconds",
+                     "time_budget"):
             value = getattr(self, name)
             if isinstance(value, float) and not (math.isfinite(value) and value > 0):
                 problems.append(f"{name} must be a finite number above 0, got {value}")
