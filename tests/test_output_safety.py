@@ -99,6 +99,19 @@ def test_resume_of_a_finished_run_says_it_finished(tmp_path):
         prepare_output_dir(out, overwrite=False, resume=True)
 
 
+def test_a_run_killed_before_its_first_checkpoint_runs_again_without_a_flag(tmp_path):
+    out = tmp_path / "out"  # SIGKILL leaves what the run wrote first: marker, recipe, the data's signature
+    prepare_output_dir(out, overwrite=False, resume=False)
+    (out / "recipe.yaml").write_text("task: text-sentiment\n")
+    (out / "checkpoints").mkdir()
+    (out / "checkpoints" / "data.json").write_text("{}")
+    prepare_output_dir(out, overwrite=False, resume=False)
+    assert not (out / "checkpoints").exists()
+    (out / "checkpoints" / "step-3").mkdir(parents=True)  # with a checkpoint it is a run to resume
+    with pytest.raises(OutputExistsError, match="--resume to continue its run"):
+        prepare_output_dir(out, overwrite=False, resume=False)
+
+
 def test_failed_run_cleanup_removes_only_what_the_run_created(tmp_path):
     created = tmp_path / "new"
     clean_failed_run(created, prepare_output_dir(created, overwrite=False, resume=False))

@@ -121,3 +121,24 @@ def test_dataloader_workers_read_the_same_augmented_batches(tmp_path):
     got = workers.fit(train, validation, num_workers=2, **options)
     assert got.train_losses == expected.train_losses
     assert all(torch.equal(a, b) for a, b in zip(alone.model.state_dict().values(), workers.model.state_dict().values()))
+
+
+def test_a_run_resumed_on_other_data_is_refused_and_says_how_they_differ(tiny_bert, tmp_path):
+    from mtl.errors import MtlError
+    from mtl.tasks import TextSentiment
+    from conftest import make_sentences
+
+    rows = make_sentences(48, seed=7)
+    train, validation = rows[:40], rows[40:]
+    options = dict(epochs=1, batch_size=8, learning_rate=1e-3, output_dir=tmp_path / "run")
+    TextSentiment(tiny_bert, max_length=32).fit(train, validation, **options)  # leaves its epoch checkpoint
+    flipped = [{**row, "sentiment": "negative" if row["sentiment"] == "positive" else "positive"} for row in train]
+    reworded = [{**row, "sentence": row["sentence"] + " film"} for row in train]
+    for changed, message in ((train[:30], "train: 40 examples then, 30 now"),
+                             (flipped[:-1] + train[-1:], "train: label counts"),
+                             (reworded, "train: the same number of examples and labels, but other inputs")):
+        with pytest.raises(MtlError, match="--resume: the data differ from those the run started with") as error:
+            TextSentiment(tiny_bert, max_length=32).fit(changed, validation, resume=True, **options)
+        assert message in str(error.value) and "--overwrite" in str(error.value)
+    resumed = TextSentiment(tiny_bert, max_length=32).fit(train, validation, resume=True, **options)
+    assert resumed.resumed_from_epoch == 1  # the same data: resumed (here: already at its end)

@@ -179,8 +179,10 @@ def refuse_to_replace(directory: Path, protected: Sequence[str | Path] = ()) -> 
 
 
 def _unfinished(directory: Path) -> bool:
-    """A folder mtl marked whose run died before any epoch or result was written (marker and recipe only)."""
+    """A folder mtl marked whose run died before any epoch or result was written (marker and recipe only, and a
+    checkpoints/ folder with no checkpoint in it yet)."""
     names = {p.name for p in directory.iterdir()}
-    return MARKER_FILE in names and names <= {MARKER_FILE, RECIPE_FILE}
+    return (MARKER_FILE in names and names <= {MARKER_FILE, RECIPE_FILE, "checkpoints"}
+            and not checkpoint_folders(directory / "checkpoints"))
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+from accelerate import PartialState
 from datasets import Dataset
 
 from ..config.freeze import FreezeSpec
@@ -26,6 +27,7 @@ from ..modeling.lora import add_lora, lora_targets
 from ..training import FitResult, fit_loop, make_accelerator
 from ..training.feature_cache import CachePlan, CachedInputs, HeadOnly, cache_plan, collate_cached
 from ..training.losses import class_weight_vector
+from ..training.data_signature import check_resumed_data
 from ..training.state import has_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -37,11 +39,15 @@ def fit_stages(task: Any, train_set: Dataset, validation_set: Dataset, spec: Fre
     head_first_seconds = 0.0
     check_freezing(task.model, spec)  # a spec that does not fit the model is named before any stage trains
     resuming = resume and run_dir is not None and has_checkpoint(run_dir / "checkpoints")
+    if run_dir is not None:  # the examples are kept beside the checkpoints: a resumed run must be given the same
+        check_resumed_data(run_dir / "checkpoints", {"train": train_set, "validation": validation_set},
+                           resuming=resuming, write=PartialState().is_main_process)
     if config.head_first_epochs and spec.mode != "backbone" and not resuming:
         started = time.perf_counter()
         apply_freezing(task.model, "backbone")
         probe = dataclasses.replace(config, epochs=config.head_first_epochs, max_steps=None, warmup_ratio=0.0,
-                                    learning_rate=config.head_learning_rate or config.learning_rate,
+                                    learning_rate=(config.head_first_learning_rate or config.head_learning_rate
+                                                   or config.learning_rate), head_learning_rate=None,
                                     early_stopping_patience=None, report_to=[])
         first = fit_stage(task, train_set, validation_set, probe, metrics, make_accelerator(probe), None, False)
         logger.info("head first: %d epochs on frozen features, best validation %s %.4f; now training %s",

@@ -1,0 +1,68 @@
+"""What a run was trained on, kept beside its checkpoints, so that ``--resume`` refuses other data.
+
+A checkpoint holds the model, the optimizer and how far through the epoch the run was; resumed on other
+examples (a file edited since, rows added or dropped, labels changed) it would skip the wrong batches and end with
+weights no uninterrupted run has. The digest covers every example's input and label in order, without decoding
+images or audio (their bytes or paths are what is hashed).
+
+Example::
+
+    check_resumed_data(run_dir / "checkpoints", {"train": train_set, "validation": validation_set}, resuming=True)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+from collections import Counter
+from pathlib import Path
+from typing import Any, Mapping
+
+from datasets import Dataset
+
+from ..errors import MtlError
+from ..fs import write_json
+
+SIGNATURE_FILE = "data.json"
+
+
+def data_signature(split: Dataset) -> dict[str, Any]:
+    """``{"examples": n, "labels": {label: count}, "digest": sha256}`` of a split's rows in order (every column,
+    undecoded)."""
+    digest = hashlib.sha256()
+    for batch in split.with_format("arrow").iter(batch_size=4096):
+        digest.update(pickle.dumps(batch.to_pydict(), protocol=4))
+    labels = Counter(str(label) for label in split["label"]) if "label" in split.column_names else {}
+    return {"examples": len(split), "labels": dict(sorted(labels.items())), "digest": digest.hexdigest()}
+
+
+def check_resumed_data(folder: Path, splits: Mapping[str, Dataset], *, resuming: bool, write: bool = True) -> None:
+    """Keep ``splits``' signatures in ``folder`` (a run's ``checkpoints/``) for a fresh run (``write``: on the
+    main process); on a resumed one, an :class:`~mtl.errors.MtlError` saying how they differ from the kept ones.
+    Checkpoints written before signatures were kept resume unchecked."""
+    signatures = {name: data_signature(split) for name, split in splits.items()}
+    path = folder / SIGNATURE_FILE
+    if not resuming:
+        if write:
+            folder.mkdir(parents=True, exist_ok=True)
+            write_json(path, signatures)
+        return
+    try:
+        kept = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    changes = [_difference(name, kept[name], signatures[name]) for name in signatures
+               if name in kept and kept[name] != signatures[name]]
+    if changes:
+        raise MtlError(f"--resume: the data differ from those the run started with ({'; '.join(changes)}); its "
+                       "checkpoint would continue on other examples and end unlike any whole run. Resume with the "
+                       "data as they were, or start afresh with --overwrite")
+
+
+def _difference(name: str, kept: Mapping[str, Any], now: Mapping[str, Any]) -> str:
+    if kept["examples"] != now["examples"]:
+        return f"{name}: {kept['examples']:,} examples then, {now['examples']:,} now"
+    if kept["labels"] != now["labels"]:
+        return f"{name}: label counts {kept['labels']} then, {now['labels']} now"
+    return f"{name}: the same number of examples and labels, but other inputs or another order"
