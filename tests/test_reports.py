@@ -205,3 +205,38 @@ def test_card_carries_the_tasks_usage_code_for_audio_and_mlp_heads(run, task_nam
     assert ("trust_remote_code=True" in usage) == (head == "mlp")
     assert ('"sampling_rate": rate' in usage) == (task_name == "keyword-spotting")
     assert base_license(None, "timm/tf_efficientnet_lite0.in1k") == "apache-2.0"  # from the mirror catalog
+
+
+def test_a_label_fraction_too_small_to_train_on_is_refused_before_any_training(caplog):
+    from types import SimpleNamespace
+
+    from datasets import Dataset
+
+    from mtl.errors import MtlError
+    from mtl.publish.compare import check_label_fractions
+    from mtl.recipe import recipe_from_dict
+
+    labels = [0] * 40 + [1] * 40 + [2] * 5  # the rarest label has 5 examples
+    data = SimpleNamespace(label_names=["a", "b", "c"],
+                           splits={"train": Dataset.from_dict({"text": [f"t{i}" for i in range(85)], "label": labels})})
+    raw = {"task": "text-sentiment", "data": {"source": "x.csv"}}
+    fine = recipe_from_dict({**raw, "compare": {"label_fractions": [0.5, 0.5, 1.0]}})
+    with caplog.at_level("WARNING", logger="mtl"):
+        check_label_fractions(fine, data)  # half keeps 2 or 3 of the rarest label
+    assert any("lists 0.5 more than once" in r.getMessage() for r in caplog.records)
+    with pytest.raises(MtlError, match=r"compare.label_fractions: 0.05 of the 85 training examples keeps \d+, with no "
+                                       r"example of 'c'.*at least 0.4 \(the rarest label has 5"):
+        check_label_fractions(recipe_from_dict({**raw, "compare": {"label_fractions": [0.05, 1.0]}}), data)
+
+
+def test_a_scratch_run_its_budget_cut_short_is_reported():
+    from mtl.publish.compare import budget_warnings
+
+    table = pd.DataFrame([
+        {"init": "pretrained", "label_fraction": 1.0, "epochs": 3, "ended_by": "last epoch", "train_seconds": 2.0},
+        {"init": "scratch", "label_fraction": 0.5, "epochs": 1, "ended_by": "time budget", "train_seconds": 8.1},
+        {"init": "scratch", "label_fraction": 1.0, "epochs": 9, "ended_by": "time budget", "train_seconds": 8.0},
+        {"init": "scratch", "label_fraction": 0.1, "epochs": 2, "ended_by": "early stopping", "train_seconds": 1.0}])
+    warnings = budget_warnings(table)
+    assert len(warnings) == 1 and "scratch run on 50% of the labels trained only 1 epoch in its budget" in warnings[0]
+    assert "compare.scratch_time_multiple" in warnings[0]

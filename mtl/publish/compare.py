@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ import transformers
 
 from ..config.sections import Recipe
 from ..data.splits import hold_out
+from ..errors import MtlError
 from ..modeling.classifier import scratch_model
 from .reports import pyplot
 
@@ -64,6 +66,44 @@ def run_compare(recipe: Recipe, task_cls: type, data: Any,
                                                  max_seconds=budget)
             rows.append(row)
     return pd.DataFrame(rows), curves
+
+
+def check_label_fractions(recipe: Recipe, data: Any) -> None:
+    """Every ``compare.label_fractions`` entry must leave an example of each label to train on: checked before the
+    main run trains (and by ``--dry-run``), on the same seeded split the comparison makes; a fraction given twice
+    is said once (it trains once)."""
+    given = list(recipe.compare.label_fractions or [])
+    repeated = sorted({fraction for fraction in given if given.count(fraction) > 1})
+    if repeated:
+        logger.warning("compare.label_fractions lists %s more than once; each fraction trains once",
+                       ", ".join(f"{fraction:g}" for fraction in repeated))
+    train = data.splits["train"]
+    rarest = min(Counter(train["label"]).values())
+    for fraction in sorted(set(given)):
+        if fraction >= 1.0:
+            continue
+        kept, _ = hold_out(train, 1.0 - fraction, recipe.data.split_seed)
+        missing = sorted(set(range(len(data.label_names))) - set(kept["label"]))
+        if missing:
+            names = ", ".join(repr(data.label_names[i]) for i in missing[:5]) + (" ..." if len(missing) > 5 else "")
+            raise MtlError(f"compare.label_fractions: {fraction:g} of the {len(train):,} training examples keeps "
+                           f"{len(kept):,}, with no example of {names}; a model cannot learn a label it never sees. "
+                           f"Use fractions of at least {min(1.0, 2 / rarest):.2g} (the rarest label has {rarest} "
+                           "training examples) or remove this one")
+
+
+FEW_SCRATCH_EPOCHS = 3  # a scratch run its time budget stopped before this many epochs measured little
+
+
+def budget_warnings(table: pd.DataFrame) -> list[str]:
+    """What the comparison's reader must know: scratch runs their time budget stopped after a few epochs (their
+    accuracy says more about the budget than about training from scratch)."""
+    short = table[(table["init"] == "scratch") & (table["ended_by"] == "time budget")
+                  & (table["epochs"] < FEW_SCRATCH_EPOCHS)]
+    return [f"compare: the scratch run on {row.label_fraction:.0%} of the labels trained only {row.epochs} epoch"
+            f"{'s' if row.epochs != 1 else ''} in its budget ({row.train_seconds:.1f} s, the pretrained run's time "
+            "times compare.scratch_time_multiple): its score understates training from scratch; raise "
+            "compare.scratch_time_multiple for a fairer comparison" for row in short.itertuples()]
 
 
 def write_compare(out: Path, table: pd.DataFrame, curves: dict[tuple[str, float], Curve], metric: str) -> list[str]:

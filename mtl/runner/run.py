@@ -31,7 +31,8 @@ from ..errors import MtlError
 from ..fs import atomic_folder, clean_orphans, write_json, write_text_atomic
 from ..publish.card import base_license, write_card
 from ..modeling.heads import needs_remote_code
-from ..publish.compare import compare_metric, run_compare, variant_row, write_compare
+from ..publish.compare import (budget_warnings, check_label_fractions, compare_metric, run_compare, variant_row,
+                               write_compare)
 from ..publish.hub import check_push_target, push_folder
 from ..metrics import require_metrics
 from ..publish.output_dir import (MARKER_FILE, METRICS_FILE, RECIPE_FILE, PreparedOutput, check_output_dir,
@@ -91,6 +92,8 @@ def prepare_run(recipe: Recipe, *, overwrite: bool = False, resume: bool = False
                          input_candidates=task_cls.spec.input_candidates, check=task.check_inputs)
     if recipe.train.class_weights not in (None, "auto"):  # labels it names are checked before any training
         class_weight_vector(recipe.train.class_weights, data.label_names, [])
+    if recipe.compare.enabled:  # a fraction too small to train on fails now, not after the main run trained
+        check_label_fractions(recipe, data)
     selection = None
     if auto and select:
         selection = select_checkpoint(recipe, data=data, overwrite=overwrite or resume)  # resume: its own ranking
@@ -183,6 +186,9 @@ def _train_and_write(recipe: Recipe, run: PreparedRun, resume: bool, started: fl
                                task.strategy_choice)
         compared = run_compare(recipe, task_cls, data, {("pretrained", 1.0): main_run})
         summary["compare"] = compared[0].to_dict("records")
+        for warning in budget_warnings(compared[0]):
+            logger.warning("%s", warning)
+            summary["warnings"].append(warning)
     if not task._accelerator.is_main_process:  # outputs, card and push once, from the main process
         return summary
     with atomic_folder(out) as staging:
@@ -225,9 +231,10 @@ def _check_resumed_recipe(out: Path, recipe: Recipe, resume: bool) -> None:
                        "afresh with --overwrite")
 
 
-# keys a resumed run may change: where the folder is, how batches are read and logged, what is kept and pushed
+# keys a resumed run may change: where the folder is, how batches are read and logged, what is kept and pushed,
+# and the transfer-versus-scratch comparison (it trains other models after the main one)
 RESUMABLE_CHANGES = ("output.dir", "output.keep_checkpoints", "train.num_workers", "train.log_every",
-                     "train.report_to", "hub.")
+                     "train.report_to", "hub.", "compare.")
 
 
 def _as_validated(saved: Any) -> Any:

@@ -120,8 +120,10 @@ def fit_stage(task: Any, train_set: Dataset, validation_set: Dataset, config: Tr
               epoch_start: Callable[[int], str | None] | None = None) -> FitResult:
     """One :func:`fit_loop` over the model as frozen now; only the head trains: the backbone runs once (cached)."""
     plan = cache_plan(task.model) if config.feature_cache else None
+    caching = time.perf_counter()
     cached = cache_head_inputs_once(task, train_set, validation_set, plan, config.eval_batch) if plan else None
-    if cached is not None:
+    if cached is not None:  # the backbone's pass is part of what training the head costs (timings, budgets)
+        seconds_before += time.perf_counter() - caching
         trained = HeadOnly([task.model.get_submodule(name) for name in plan.modules])
         train_features, val_features = cached
         collate, train_lengths, eval_lengths = collate_cached, None, None
