@@ -59,19 +59,30 @@ def test_auto_says_when_it_replaces_the_freezing_the_user_gave(tiny_bert, caplog
 def test_a_time_budget_without_strategy_auto_is_not_silently_ignored(tiny_bert, caplog):
     rows = make_sentences(18, seed=2)
     with caplog.at_level("WARNING", logger="mtl"):
-        TextSentiment(tiny_bert, max_length=32).fit(rows[:6], rows[6:], time_budget=5, epochs=1, batch_size=8)
+        TextSentiment(tiny_bert, max_length=32).fit(rows[:6], rows[6:], time_budget=5, epochs=1, batch_size=8,
+                                                    head_first_learning_rate=1e-2)
     assert any(r.getMessage().startswith("train.time_budget (5 minutes) applies to train.strategy auto only")
+               for r in caplog.records), caplog.records
+    assert any(r.getMessage().startswith("train.head_first_learning_rate applies to the head-first stage only")
                for r in caplog.records), caplog.records
 
 
 @pytest.mark.parametrize("minutes, expected", [(30, "LP-FT"), (0.001, "linear probe")])
-def test_auto_fits_the_strategy_to_the_time_budget(tiny_bert, tmp_path, minutes, expected):
+def test_auto_fits_the_strategy_to_the_time_budget(tiny_bert, tmp_path, minutes, expected, caplog):
     rows = make_sentences(216, seed=3)
     task = TextSentiment(tiny_bert, max_length=32)
-    task.fit(rows[:96], rows[96:], strategy="auto", time_budget=minutes, batch_size=16, epochs=2)
+    with caplog.at_level("INFO", logger="mtl"):
+        task.fit(rows[:96], rows[96:], strategy="auto", time_budget=minutes, batch_size=16, epochs=2,
+                 learning_rate=1e-4, head_learning_rate=2e-4)
     assert task.strategy_choice.name == expected, task.strategy_choice.reasons
     if expected == "LP-FT":
         assert "none (full fine-tuning)" in str(task.freeze_report)
+        # the head first at the race's best rate, then everything at the rates given, the head's included
+        groups = [r.getMessage() for r in caplog.records if r.getMessage().startswith("parameter groups")]
+        raced = task.strategy_choice.settings["head_first_learning_rate"]
+        assert f"{raced:g}" in task.strategy_choice.race and len(groups) == 6, groups  # 4 race probes, 2 stages
+        assert f"head: lr {raced:.3g}," in groups[-2] and "backbone" not in groups[-2], groups[-2]
+        assert "head: lr 0.0002," in groups[-1] and "backbone: lr 0.0001," in groups[-1], groups[-1]
         # 96 examples in batches of 16 are 6 steps an epoch: with 120 validation examples to stop early on, the
         # recipe's 2 epochs become the 50 that make MIN_STEPS (300) optimizer steps, which 30 minutes pay for
         assert (MIN_STEPS, JUDGED_VALIDATION) == (300, 100) and task.strategy_choice.settings["epochs"] == 50

@@ -125,6 +125,9 @@ class Task(TaskHooks):
         if config.time_budget is not None and config.strategy != "auto":
             logger.warning("train.time_budget (%g minutes) applies to train.strategy auto only; this run trains for "
                            "train.epochs as given (train.max_seconds caps its training time)", config.time_budget)
+        if config.head_first_learning_rate is not None and not config.head_first_epochs and config.strategy != "auto":
+            logger.warning("train.head_first_learning_rate applies to the head-first stage only; set "
+                           "train.head_first_epochs to train the head first")
         if config.lr_decay is not None and spec.mode == "backbone":
             logger.warning("train.lr_decay has no effect with model.freeze backbone: only the head trains")
         train_set, validation_set = self._labelled_pair(train, validation)

@@ -7,7 +7,8 @@ smallest class and how many epochs of each strategy the rest of ``train.time_bud
 
 * too few examples per class (< 4), or no time for two epochs of anything else: the **linear probe**, trained on
   at its best rate;
-* time for at least two full epochs: **LP-FT** (the probe first, then everything at the recipe's rate; it
+* time for at least two full epochs: **LP-FT** (the probe first at its race rate, then everything at the recipe's
+  rates, the head's included: the race rate kept for the head cost a point on sentiment; it
   matches or beats full fine-tuning from a random head, Kumar et al. 2022), for the recipe's epochs or at least
   :data:`MIN_STEPS` optimizer steps where the budget allows and validation has :data:`JUDGED_VALIDATION`
   examples to stop early on (a small set's epochs are a few steps each), stopping early only after
@@ -123,7 +124,7 @@ def choose_strategy(task: Any, train_set: Dataset, validation_set: Dataset, conf
                                 reasons + [f"fewer than {FEW_PER_CLASS} examples per class: too few to move the "
                                            "backbone's weights"], race)
     elif full_epochs >= 2:
-        settings = dict(head_first_epochs=max(epochs, 1), head_learning_rate=rate,
+        settings = dict(head_first_epochs=max(epochs, 1), head_first_learning_rate=rate,
                         epochs=min(wanted_epochs, full_epochs),
                         early_stopping_patience=patience, max_seconds=max(left, 1.0))
         choice = StrategyChoice("LP-FT", "none", settings,
@@ -132,7 +133,7 @@ def choose_strategy(task: Any, train_set: Dataset, validation_set: Dataset, conf
                                            f"{config.learning_rate:g}, stopping after {patience} epochs without "
                                            "improvement"], race)
     elif lora_epochs >= 2:
-        settings = dict(head_learning_rate=rate, learning_rate=lora_learning_rate(config.learning_rate),
+        settings = dict(head_first_learning_rate=rate, learning_rate=lora_learning_rate(config.learning_rate),
                         epochs=min(wanted_epochs, lora_epochs), early_stopping_patience=patience,
                         head_first_epochs=max(epochs, 1), max_seconds=max(left, 1.0))
         choice = StrategyChoice("LoRA", {"lora": {}}, settings,
