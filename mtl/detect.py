@@ -24,6 +24,9 @@ from typing import Sequence
 from .cli import run_command
 
 
+CALIBRATION_MINUTES = 60.0  # of stitched validation audio, by default
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m mtl.detect",
                                      description="Find keywords in a long recording with a trained keyword classifier.")
@@ -46,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="calibrate thresholds on the run's validation split and store them in MODEL_DIR")
     parser.add_argument("--data", help="with --calibrate: the run's data folder, when it moved since the run")
     parser.add_argument("--noise", help="with --calibrate: a folder of noise recordings (default: the _silence_ clips)")
-    parser.add_argument("--minutes", type=float, default=60.0, help="with --calibrate: minutes of audio to stitch")
+    parser.add_argument("--minutes", type=float, help="with --calibrate: minutes of audio to stitch (default 60)")
     return parser
 
 
@@ -60,6 +63,11 @@ def _detect(args: argparse.Namespace) -> int:
     if args.false_alarms_per_hour is not None and not (math.isfinite(args.false_alarms_per_hour)
                                                        and args.false_alarms_per_hour >= 0):
         raise MtlError(f"--false_alarms_per_hour must be zero or more, got {args.false_alarms_per_hour}")
+    ignored = [flag for flag in ("data", "noise", "minutes") if getattr(args, flag) is not None]
+    if ignored and not args.calibrate:
+        raise MtlError(f"{', '.join('--' + flag for flag in ignored)} apply to --calibrate only; add --calibrate to "
+                       "calibrate the model (then search the recording), or remove them")
+    args.minutes = CALIBRATION_MINUTES if args.minutes is None else args.minutes
     if not (math.isfinite(args.minutes) and args.minutes > 0):
         raise MtlError(f"--minutes must be positive, got {args.minutes}")
     settings = dict(hop=args.hop, smooth=args.smooth, refractory=args.refractory)

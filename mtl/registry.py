@@ -76,6 +76,8 @@ def load_saved_task(folder: str | Path) -> Task:
     """The Task that saved ``folder`` (its config names the task), loaded with the fine-tuned model."""
     folder = Path(folder).expanduser()
     config = folder / "config.json"
+    if not folder.exists():
+        raise MtlError(f"{folder} does not exist; give the output.dir of a run")
     if not config.is_file():
         raise MtlError(f"{folder} is not a model folder (no config.json); give the output.dir of a run")
     try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -131,6 +132,8 @@ RUN_CASES = [  # (extra arguments, fragments of the one message); "{w}" is the w
     (["{w}/recipe.yaml", "model.checkpoint={w}/bad-config"], ["config.json"]),
     (["{w}/recipe.yaml", "model.checkpoint=not a valid/hub//id"], ["checkpoint"]),
     (["{w}/recipe.yaml", "output.dir={w}/a-file"], ["is a file"]),
+    *([(["{w}/recipe.yaml", "output.dir=/proc/mtl-out", "--dry-run"],  # os.access says root may write anywhere
+        ["output.dir /proc/mtl-out: cannot write in /proc"])] if Path("/proc/self").is_dir() else []),
     (["{w}/recipe.yaml", "output.dir={w}/user-folder", "--overwrite"], ["mtl did not write it"]),
     (["{w}/recipe.yaml", "--overwrite", "--resume"], ["contradict each other"]),
     (["{w}/recipe.yaml", "output.dir={w}/user-folder", "--resume"], ["no checkpoints/ to resume from"]),
@@ -186,7 +189,7 @@ def saved_text_model(world, tiny_bert):
 def test_predict_command_rejects(world, saved_text_model, capsys):
     from mtl.predict import main
 
-    fails_cleanly(capsys, main, [world / "no-model", "good"], "not a model folder")
+    fails_cleanly(capsys, main, [world / "no-model", "good"], "no-model does not exist; give the output.dir of a run")
     fails_cleanly(capsys, main, [world / "user-folder", "good"], "no config.json")
     fails_cleanly(capsys, main, [saved_text_model, "good", "--batch-size", "0"], "--batch-size must be at least 1")
     fails_cleanly(capsys, main, [saved_text_model, world / "gone.txt"], "no such file or folder")
@@ -208,7 +211,7 @@ def test_detect_and_export_commands_reject(world, saved_text_model, capsys):
                   "--threshold must be in (0, 1]")
     fails_cleanly(capsys, detect, [saved_text_model, world / "clips" / "yes" / "s0_nohash_0.wav"],
                   "cannot detect events")
-    fails_cleanly(capsys, export, [world / "no-model", "--onnx"], "not a model folder")
+    fails_cleanly(capsys, export, [world / "no-model", "--onnx"], "no-model does not exist")
 
 
 def test_python_api_rejects(world, saved_text_model, tiny_bert):
@@ -249,5 +252,10 @@ def test_python_api_rejects(world, saved_text_model, tiny_bert):
         load_clip(np.zeros(0, np.float32), 16_000, 16_000, where="input 1")
     with pytest.raises(MtlError, match="NaN or infinite"):
         load_clip(np.full(100, np.inf, np.float32), 16_000, 16_000, where="input 1")
+    for given, message in (({"array": np.zeros(800)}, "needs 'sampling_rate'"),
+                           ({"array": np.zeros(800), "sampling_rate": "8000"}, r"must be a number of Hz above 0, got "
+                                                                                r"'8000' \(str\)")):
+        with pytest.raises(MtlError, match=message):
+            load_clip(given, 16_000, 16_000, where="input 1")
     with pytest.raises(MtlError, match="clip_seconds must be in"):
         KeywordSpotting(clip_seconds=0)

@@ -305,6 +305,7 @@ def test_detect_cli_prints_events_and_rejects_bad_input(trained, tmp_path, capsy
                           ((model, recording, "--output", tmp_path / "events.csv"), "already exists"),
                           ((model, recording, "--timeline", tmp_path / "t.jpg"), "write to a .png file"),
                           ((model, recording, "--false_alarms_per_hour", "10"), "--calibrate"),
+                          ((model, recording, "--minutes", "5"), "--minutes apply to --calibrate only"),
                           ((model, "--calibrate"), "no recipe.yaml"),
                           ((model,), "give a recording")]:
         assert main([str(a) for a in args]) == 2

@@ -132,8 +132,12 @@ def decode(source: Any, where: str = "audio") -> tuple[np.ndarray, int | None]:
     if isinstance(source, dict):
         if source.get("array") is not None or source.get("raw") is not None:
             array = source.get("array") if source.get("array") is not None else source["raw"]
-            if not isinstance(source.get("sampling_rate"), (int, float, np.integer)):
+            rate = source.get("sampling_rate")
+            if "sampling_rate" not in source:
                 raise DataError(f"{where}: an audio dict needs 'sampling_rate' (Hz) beside its samples")
+            if isinstance(rate, bool) or not isinstance(rate, (int, float, np.integer)) or not rate > 0:
+                raise DataError(f"{where}: an audio dict's 'sampling_rate' must be a number of Hz above 0, got "
+                                f"{rate!r} ({type(rate).__name__})")
             return _mono(_float_array(array, where), where), int(source["sampling_rate"])
         source = source.get("bytes") or source.get("path")
     if isinstance(source, (str, Path)):

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -119,6 +120,11 @@ def _require_writable(directory: Path) -> None:
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         raise OutputExistsError(f"output.dir {directory}: cannot write in {existing} (permission denied or not a "
                                 "folder); choose a folder you can write to")
+    try:  # os.access says yes to root everywhere: a read-only file system (or /sys, /proc) refuses only a real write
+        os.rmdir(tempfile.mkdtemp(prefix=".mtl-write-check-", dir=existing))
+    except OSError as error:
+        raise OutputExistsError(f"output.dir {directory}: cannot write in {existing} ({error.strerror}); choose a "
+                                "folder you can write to") from None
 
 
 def clean_failed_run(directory: Path, prepared: PreparedOutput) -> None:

@@ -8,7 +8,7 @@ smallest class and how many epochs of each strategy the rest of ``train.time_bud
 * too few examples per class (< 4), or no time for two epochs of anything else: the **linear probe**, trained on
   at its best rate;
 * time for at least two full epochs: **LP-FT** (the probe first at its race rate, then everything at the recipe's
-  rates, the head's included: the race rate kept for the head cost a point on sentiment; it
+  rates, the head's included; it
   matches or beats full fine-tuning from a random head, Kumar et al. 2022), for the recipe's epochs or at least
   :data:`MIN_STEPS` optimizer steps where the budget allows and validation has :data:`JUDGED_VALIDATION`
   examples to stop early on (a small set's epochs are a few steps each), stopping early only after
