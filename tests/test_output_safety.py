@@ -13,7 +13,7 @@ import yaml
 from conftest import make_sentences, run_cli
 from mtl.errors import MtlError, OutputExistsError
 from mtl.publish.output_dir import (MARKER_FILE, PreparedOutput, clean_failed_run, finish_output, prepare_output_dir,
-                                   previous_output)
+                                   note_written, previous_output)
 
 
 def user_folder(path: Path) -> Path:
@@ -236,9 +236,18 @@ def test_python_save_overwrite_refuses_a_user_folder_and_replaces_its_own(tiny_b
         task.save(folder, overwrite=True)
     assert (folder / "thesis.docx").is_file() and not (folder / "config.json").exists()
     saved = task.save(tmp_path / "model")
+    (saved / "notes.txt").write_text("my notes")  # the user's own file in mtl's folder: replacing would delete it
+    with pytest.raises(OutputExistsError, match=r"it holds notes.txt, which mtl did not write; .* Move it out"):
+        task.save(saved, overwrite=True)
+    (saved / "notes.txt").unlink()
+    (saved / "onnx").mkdir()  # what a later mtl command adds (mtl.export) is part of the output
+    note_written(saved, "onnx")
+    task.save(saved, overwrite=True)
+    assert (saved / "config.json").is_file() and not (saved / "onnx").exists()
+    (saved / MARKER_FILE).write_text('{"written_by": "mtl"}\n')  # a folder saved before mtl kept its contents
     (saved / "stale.bin").write_bytes(b"from an older save")
     task.save(saved, overwrite=True)
-    assert (saved / "config.json").is_file() and not (saved / "stale.bin").exists()
+    assert not (saved / "stale.bin").exists()
 
 
 def test_a_moved_run_folder_resumes_from_its_new_place(recipe_file, tmp_path):

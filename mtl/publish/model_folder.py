@@ -27,7 +27,7 @@ from ..errors import CheckpointError, MtlError, OutputExistsError, describe
 from ..fs import atomic_folder, readable, write_json
 from ..modeling import heads
 from ..modeling.classifier import saved_config, saved_model_class
-from .output_dir import mark_as_output, refuse_to_replace
+from .output_dir import mark_as_output, record_contents, refuse_to_replace
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +71,7 @@ def save_task(task: Any, directory: str | os.PathLike, overwrite: bool) -> Path:
     with atomic_folder(directory) as staging:
         mark_as_output(staging)
         task.write_model(staging)
+        record_contents(staging)
     logger.info("saved model to %s", directory)
     return directory
 

@@ -22,6 +22,7 @@ import torch
 from ..errors import MtlError
 from ..fs import atomic_folder
 from ..modeling.classifier import plain_config
+from .output_dir import note_written
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +98,7 @@ def export_onnx(task: Any, folder: str | Path, *, samples: Sequence[Any] | None 
         # the graph holds any pooling or MLP head mtl's own code adds: its config is the plain base one
         (plain_config(folder) or model.config).save_pretrained(staging)
         task.processor.save_pretrained(staging)
+    note_written(folder, "onnx")  # part of the output now: --overwrite may replace it with the rest
     return ExportResult(folder / "onnx" / "model.onnx", difference, len(next(iter(batch.values()))), names, kind)
 
 

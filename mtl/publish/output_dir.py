@@ -13,10 +13,10 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
-from ..errors import MtlError, OutputExistsError
-from ..fs import remove_folder
+from ..errors import MtlError, OutputExistsError, first_few
+from ..fs import remove_folder, write_text_atomic
 from ..training.state import checkpoint_folders
 
 RECIPE_FILE = "recipe.yaml"
@@ -156,6 +156,38 @@ def mark_as_output(directory: Path, previous: Path | None = None) -> None:
     (directory / MARKER_FILE).write_text(json.dumps(marker) + "\n")
 
 
+def record_contents(directory: Path) -> None:
+    """Keep the names now in ``directory`` (a finished output) in its marker: ``--overwrite`` later refuses the
+    folder when it holds anything else, a file the user put there that replacing the output would delete."""
+    _update_marker(directory, lambda marker: sorted(p.name for p in directory.iterdir() if p.name != MARKER_FILE))
+
+
+def note_written(directory: Path, *names: str) -> None:
+    """Add ``names``, written into a finished output by a later mtl command (an export, a calibration), to the
+    contents its marker keeps."""
+    _update_marker(directory, lambda marker: sorted({*marker["contents"], *names}) if "contents" in marker else None)
+
+
+def _update_marker(directory: Path, contents: Callable[[dict[str, Any]], list[str] | None]) -> None:
+    try:
+        marker = json.loads((directory / MARKER_FILE).read_text())
+    except (OSError, ValueError):
+        return
+    if isinstance(marker, dict) and (listed := contents(marker)) is not None:
+        write_text_atomic(directory / MARKER_FILE, json.dumps({**marker, "contents": listed}) + "\n")
+
+
+def _not_written_by_mtl(directory: Path) -> list[str]:
+    """What ``directory`` holds beyond the contents its marker keeps (none kept, as before mtl kept them: [])."""
+    try:
+        kept = json.loads((directory / MARKER_FILE).read_text()).get("contents")
+    except (OSError, ValueError, AttributeError):
+        return []
+    if not isinstance(kept, list):
+        return []
+    return sorted(p.name for p in directory.iterdir() if p.name != MARKER_FILE and p.name not in kept)
+
+
 def _replacing(directory: Path) -> Path | None:
     """The output an interrupted --overwrite run in ``directory`` set aside, when its marker names it and it is
     still there."""
@@ -182,6 +214,12 @@ def refuse_to_replace(directory: Path, protected: Sequence[str | Path] = ()) -> 
     if not (target / MARKER_FILE).is_file():
         raise OutputExistsError(f"refusing to replace {directory}: mtl did not write it (no {MARKER_FILE} file); "
                                 "delete it yourself if you are sure, or set output.dir=another/folder")
+    foreign = _not_written_by_mtl(target)
+    if foreign:
+        one = len(foreign) == 1
+        raise OutputExistsError(f"refusing to replace {directory}: it holds {first_few(foreign)}, which mtl did not "
+                                f"write; replacing the output would delete {'it' if one else 'them'}. Move "
+                                f"{'it' if one else 'them'} out of the folder, or set output.dir=another/folder")
 
 
 def _unfinished(directory: Path) -> bool:

@@ -143,7 +143,7 @@ def calibrate_folder(model_dir: str | Path, *, data: str | None = None, noise: s
     there is replaced only with ``overwrite``."""
     from ..data import load_labelled
     from ..fs import write_json
-    from ..publish.output_dir import RECIPE_FILE
+    from ..publish.output_dir import RECIPE_FILE, note_written
     from ..publish.reports import PREDICTIONS_FILE
     from ..recipe import load_recipe
 
@@ -172,6 +172,7 @@ def calibrate_folder(model_dir: str | Path, *, data: str | None = None, noise: s
                            f"test files differ); give --data the run's data folder")
     calibration = task.calibrate(split["validation"], noise=noise, minutes=minutes, **settings)
     write_json(folder / task.calibration_file, calibration)
+    note_written(folder, task.calibration_file)
     return calibration
 
 

@@ -36,6 +36,7 @@ from ..publish.compare import (budget_warnings, check_label_fractions, compare_m
 from ..publish.hub import check_push_target, push_folder
 from ..metrics import require_metrics
 from ..publish.output_dir import (MARKER_FILE, METRICS_FILE, RECIPE_FILE, PreparedOutput, check_output_dir,
+                                  record_contents,
                                   clean_failed_run, finish_output, prepare_output_dir)
 from ..publish.ranking import write_ranking
 from ..recipe import recipe_from_dict
@@ -203,6 +204,7 @@ def _train_and_write(recipe: Recipe, run: PreparedRun, resume: bool, started: fl
         write_card(staging, summary, recipe.to_dict(), task_cls.spec, task.usage_code(repo_id or "path/to/this/folder",
                    needs_remote_code(task.model.config)), repo_id=repo_id,
                    license=recipe.hub.license or base_license(task.source.path, task.checkpoint))
+        record_contents(staging)  # what the run wrote: --overwrite refuses anything added to it later
     return summary
 
 
