@@ -153,6 +153,21 @@ def test_classlabel_names_are_kept_and_reordered_to_requested_names():
     assert names == ["pos", "neg"] and splits["train"]["label"] == [1, 0]
 
 
+def test_whole_number_labels_keep_their_names_whether_ints_floats_or_text():
+    floats = Dataset.from_dict({"text": ["a", "b", "c"], "label": [1.0, 0.0, 1.0]})  # a CSV column with a gap
+    splits, names = encode_labels(DatasetDict({"train": floats}))
+    assert names == ["0", "1"] and splits["train"]["label"] == [1, 0, 1]
+    # a model trained on labels 1 and 5 (names "1", "5") evaluated on ints or floats: each by its name, not as an
+    # index into the names (label 1 is "1", not names[1])
+    for values in ([5, 1, 5], [5.0, 1.0, 5.0], ["5", "1", "5"]):
+        data = Dataset.from_dict({"text": ["a", "b", "c"], "label": values})
+        splits, names = encode_labels(DatasetDict({"evaluate": data}), ["1", "5"], train_key="evaluate")
+        assert splits["evaluate"]["label"] == [1, 0, 1], values
+    indices = Dataset.from_dict({"text": ["a", "b"], "label": [1, 0]})  # data.label_names for labels 0..n-1
+    splits, names = encode_labels(DatasetDict({"train": indices}), ["neg", "pos"])
+    assert splits["train"]["label"] == [1, 0]
+
+
 def test_missing_file_and_unknown_source_are_clear(tmp_path, monkeypatch):
     with pytest.raises(DataError, match="data.files.train: file .* does not exist"):
         load_labelled(DataConfig(files={"train": str(tmp_path / "nope.csv")}), **TEXT)

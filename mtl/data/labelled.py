@@ -170,14 +170,14 @@ def encode_labels(splits: DatasetDict, label_names: Sequence[str] | None = None,
         return splits, names
     values = {name: _label_values(split, name) for name, split in splits.items()}
     train_values = values[train_key]
-    all_int = all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in train_values)
+    all_int = all(_is_whole(v) for v in train_values)
     if label_names is not None:
         names = list(label_names)
-        lookup = {n: i for i, n in enumerate(names)}
+        lookup: dict[Any, int] = {n: i for i, n in enumerate(names)}
         if all_int:
             lookup.update({i: i for i in range(len(names))})
     elif all_int:
-        ordered = sorted(train_values)
+        ordered = sorted({int(v) for v in train_values})
         names = [str(v) for v in ordered]
         lookup = {v: i for i, v in enumerate(ordered)}
     else:
@@ -186,10 +186,10 @@ def encode_labels(splits: DatasetDict, label_names: Sequence[str] | None = None,
     if label_names is None and not all_int:
         _check_near_duplicates(names, train_key)
     for split_name, split in splits.items():
-        unknown = [v for v in values[split_name] if v not in lookup and str(v) not in lookup]
+        unknown = [v for v in values[split_name] if _index(v, lookup) is None]
         if unknown:
             row = _first_row(split, unknown[0])
-            rows = sum(v not in lookup and str(v) not in lookup for v in split["label"])
+            rows = sum(_index(v, lookup) is None for v in split["label"])
             among = known_as if label_names is not None else "the training labels"
             fix = {"the training labels": f"fix the row or add examples of it to {train_key}",
                    "the model's labels": "fix the row (the model predicts only these labels)"}.get(
@@ -200,7 +200,7 @@ def encode_labels(splits: DatasetDict, label_names: Sequence[str] | None = None,
     new_feature = ClassLabel(names=names)
 
     def encode(batch: dict[str, list[Any]]) -> dict[str, list[int]]:
-        return {"label": [lookup[v] if v in lookup else lookup[str(v)] for v in batch["label"]]}
+        return {"label": [_index(v, lookup) for v in batch["label"]]}
 
     encoded = {}
     for name, split in splits.items():
@@ -237,6 +237,22 @@ def _as_strings(split: Dataset) -> Dataset:
     features = split.features.copy()
     features["label"] = Value("string")
     return split.map(lambda batch: {"label": feature.int2str(batch["label"])}, batched=True, features=features)
+
+
+def _is_whole(value: Any) -> bool:
+    """An integer label, or a float one with nothing after the point (1.0, as a CSV column with a gap reads)."""
+    if isinstance(value, (bool, np.bool_)):
+        return False
+    return isinstance(value, (int, np.integer)) or (isinstance(value, (float, np.floating)) and float(value).is_integer())
+
+
+def _index(value: Any, lookup: dict[Any, int]) -> int | None:
+    """The class index of a label value: by its text first (label 5 is the name "5", 1.0 the name "1"), else
+    an integer as an index into the names given (data.label_names for labels 0..n-1); None when unknown."""
+    text = str(int(value)) if _is_whole(value) else str(value)
+    if text in lookup:
+        return lookup[text]
+    return lookup.get(int(value)) if _is_whole(value) else lookup.get(value)
 
 
 def _label_values(split: Dataset, split_name: str) -> list[Any]:
