@@ -187,11 +187,16 @@ def calibration_warnings(calibration: dict[str, Any], keyword_clips: int) -> lis
 
 
 def calibrated_threshold(calibration: dict[str, Any] | None, false_alarms_per_hour: float,
-                         settings: DetectorSettings, where: str) -> float:
-    """The lowest calibrated threshold whose validation false-alarm rate is at most ``false_alarms_per_hour``."""
-    how = f"run `python -m mtl.detect {where} --calibrate` (or task.calibrate(validation_data) and task.save)"
+                         settings: DetectorSettings, where: str | None) -> float:
+    """The lowest calibrated threshold whose validation false-alarm rate is at most ``false_alarms_per_hour``;
+    ``where``: the saved model folder (None: a model not saved yet, in Python)."""
+    if calibration is None and where is None:
+        raise MtlError("detect: this model has no detection calibration; call task.calibrate(validation_data) "
+                       "first (task.save keeps it with the model), or give threshold=")
     if calibration is None:
-        raise MtlError(f"{where}: no detection calibration ({CALIBRATION_FILE}); {how}, or give --threshold")
+        raise MtlError(f"{where}: no detection calibration ({CALIBRATION_FILE}); run `python -m mtl.detect {where} "
+                       "--calibrate` (or task.calibrate(validation_data) and task.save), or give --threshold")
+    where = where or "this model"
     if calibration.get("detector") != asdict(settings):
         raise MtlError(f"{where}: the calibration was made with detector settings {calibration.get('detector')}, "
                        f"not {asdict(settings)}; use those settings or calibrate again with these")

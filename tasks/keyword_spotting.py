@@ -28,6 +28,7 @@ from mtl.data.audio import (AUDIO_SUFFIXES, SILENCE, UNKNOWN, check_readable, cr
 from mtl.data.labelled import labelled_split
 from mtl.errors import DataError, MtlError, OutputExistsError
 from mtl.fs import write_json
+from mtl.modeling.classifier import saved_config
 from mtl.sources import ResolvedCheckpoint, resolve_checkpoint
 from mtl.sources.cache import cache_root
 from mtl.task import Task, TaskSpec, register_task
@@ -220,8 +221,9 @@ class KeywordSpotting(Task):
         if false_alarms_per_hour is not None:
             if threshold is not None:
                 raise DataError("detect: give threshold or false_alarms_per_hour, not both")
-            where = str(self.source.path) if self.source else "this model"
-            threshold = calibrated_threshold(self.calibration, false_alarms_per_hour, settings, where)
+            saved = self.source is not None and "mtl_task" in saved_config(self.source.path)
+            threshold = calibrated_threshold(self.calibration, false_alarms_per_hour, settings,
+                                             str(self.source.path) if saved else None)
         threshold = 0.5 if threshold is None else threshold
         if not 0 < threshold <= 1:
             raise DataError(f"detect: threshold must be in (0, 1], got {threshold}")

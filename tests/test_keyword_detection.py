@@ -82,6 +82,8 @@ def test_calibrated_threshold_is_the_lowest_within_the_rate():
         calibrated_threshold(calibration, 0.5, settings, "m")
     with pytest.raises(MtlError, match=r"no detection calibration .*python -m mtl.detect m --calibrate"):
         calibrated_threshold(None, 10, settings, "m")
+    with pytest.raises(MtlError, match=r"^detect: this model has no detection calibration; call task.calibrate"):
+        calibrated_threshold(None, 10, settings, None)  # in Python, a model not saved yet: no folder, no flags
     with pytest.raises(MtlError, match="was made with detector settings"):
         calibrated_threshold(calibration, 10, DetectorSettings(smooth=5), "m")
     with pytest.raises(MtlError, match=r"smooth \(--smooth\) must be a whole number"):
