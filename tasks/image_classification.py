@@ -56,8 +56,11 @@ def to_rgb(image: Any, where: str = "image") -> Image.Image:
             raise DataError(f"{named}: no such file; check the path") from None
         except (OSError, ValueError, Image.DecompressionBombError):
             raise DataError(f"{named}: cannot be decoded (corrupt or not an image); replace or remove it") from None
-    elif isinstance(image, np.ndarray):
-        array = image
+    elif isinstance(image, (np.ndarray, list, tuple)):  # nested lists: a (N, H, W, C) array a table split by row
+        try:
+            array = np.asarray(image)
+        except ValueError:  # ragged rows
+            raise DataError(f"{where}: the image's rows have different lengths; give an HxW or HxWxC array") from None
         if array.ndim not in (2, 3) or array.size == 0 or (array.ndim == 3 and array.shape[-1] not in (1, 3, 4)):
             raise DataError(f"{where}: an image array is HxW or HxWxC (C = 1, 3 or 4), got shape {array.shape}")
         if not np.issubdtype(array.dtype, np.number) or not np.isfinite(array).all():

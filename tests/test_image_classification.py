@@ -101,6 +101,10 @@ def test_evaluation_is_deterministic_and_training_is_augmented(tmp_path):
 def test_inputs_become_rgb_and_bad_inputs_are_named(tmp_path):
     assert to_rgb(np.zeros((9, 12), dtype=np.uint8)).size == (12, 9)
     assert to_rgb(np.ones((9, 12, 1), dtype=np.float32)).getpixel((0, 0)) == (255, 255, 255)
+    # rows of a (N, H, W, C) array given as a table column arrive as nested lists
+    assert to_rgb(np.full((9, 12, 3), 200, dtype=np.uint8).tolist()).getpixel((0, 0)) == (200, 200, 200)
+    with pytest.raises(DataError, match="rows have different lengths"):
+        to_rgb([[0] * 12, [0] * 11])
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"not a png")
     with pytest.raises(DataError, match=r"input 2 \(.*broken\.png\): cannot be decoded \(corrupt or not an image\)"):
