@@ -175,8 +175,10 @@ def test_resume_names_the_changed_keys_and_allows_harmless_ones(tmp_path):
     out.mkdir()
     started = recipe_from_dict(MINIMAL, [f"output.dir={out}", "train.learning_rate=5e-5"])
     (out / RECIPE_FILE).write_text(yaml.safe_dump(started.to_dict()))
-    changed = recipe_from_dict(MINIMAL, [f"output.dir={out}", "train.learning_rate=1e-3", "train.num_workers=2"])
-    with pytest.raises(MtlError, match=r"--resume: .*\(train.learning_rate: 5e-05 -> 0.001\); .* --overwrite"):
+    changed = recipe_from_dict(MINIMAL, [f"output.dir={out}", "train.learning_rate=1e-3", "train.num_workers=2",
+                                         "train.epochs=4"])
+    with pytest.raises(MtlError, match=r"--resume: .*\(train.epochs: 3 -> 4; train.learning_rate: 5e-05 -> 0.001\); "
+                                       r".* --overwrite"):
         prepare_run(changed, resume=True)
     harmless = recipe_from_dict(MINIMAL, [f"output.dir={out}", "train.learning_rate=5e-5", "train.num_workers=2",
                                           "train.log_every=5", "compare.label_fractions=[0.5]"])  # trains after

@@ -12,6 +12,7 @@ Example::
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -159,7 +160,9 @@ def _export(module: torch.nn.Module, batch: dict[str, torch.Tensor], path: Path,
     args = tuple(batch.values())
     try:
         shapes = tuple({axis: Dim.AUTO for axis in axes[name]} for name in names)
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            # TokenPooler keeps the call's attention mask as an attribute, which the trace reads as it should
+            warnings.filterwarnings("ignore", message=r"The tensor attribute .*\.mask was assigned during export")
             torch.onnx.export(module, args, str(path), dynamo=True, external_data=False, dynamic_shapes=(shapes,),
                               verbose=False, **options)
         return

@@ -44,11 +44,18 @@ def check_output_dir(directory: Path, *, overwrite: bool, resume: bool, protecte
         raise OutputExistsError(f"output.dir {directory} is a file; choose a folder path")
     _require_writable(directory)
     if resume:
-        if not (directory / "checkpoints").is_dir():
+        if not checkpoint_folders(directory / "checkpoints"):
             if (directory / METRICS_FILE).is_file():
                 raise MtlError(f"--resume: the run in {directory} already finished (its {METRICS_FILE} is written); "
                                "to train again, pass --overwrite or set output.dir=another/folder")
-            raise MtlError(f"--resume: {directory} has no checkpoints/ to resume from; run without --resume")
+            if not directory.exists():
+                raise MtlError(f"--resume: {directory} does not exist; set output.dir to the folder of the run to "
+                               "resume")
+            if not (directory / MARKER_FILE).is_file():
+                raise MtlError(f"--resume: {directory} is not a run folder of mtl (no checkpoints/ and no "
+                               f"{MARKER_FILE}); set output.dir to the folder of the run to resume")
+            raise MtlError(f"--resume: {directory} has no checkpoints/ to resume from (the run stopped before its "
+                           "first one); run again without --resume")
         return False
     existed = directory.is_dir() and any(directory.iterdir())
     if existed and not (overwrite or _unfinished(directory)):

@@ -225,7 +225,7 @@ def _check_resumed_recipe(out: Path, recipe: Recipe, resume: bool) -> None:
     if not resume or not saved.is_file():
         return
     before, now = _flat(_as_validated(yaml.safe_load(saved.read_text()))), _flat(recipe.to_dict())
-    changed = [f"{key}: {before.get(key)!r} -> {now.get(key)!r}" for key in sorted(set(before) | set(now))
+    changed = [f"{key}: {_shown(before.get(key))} -> {_shown(now.get(key))}" for key in sorted(set(before) | set(now))
                if before.get(key) != now.get(key) and not key.startswith(RESUMABLE_CHANGES)]
     if changed:
         raise MtlError(f"--resume: the recipe differs from the one this run started with ({'; '.join(changed[:5])}"
@@ -237,6 +237,11 @@ def _check_resumed_recipe(out: Path, recipe: Recipe, resume: bool) -> None:
 # and the transfer-versus-scratch comparison (it trains other models after the main one)
 RESUMABLE_CHANGES = ("output.dir", "output.keep_checkpoints", "train.num_workers", "train.log_every",
                      "train.report_to", "hub.", "compare.")
+
+
+def _shown(value: Any) -> str:
+    """A recipe value as written in a recipe: whole-number floats without their point (train.epochs: 2 -> 3)."""
+    return f"{value:g}" if isinstance(value, float) and value.is_integer() else repr(value)
 
 
 def _as_validated(saved: Any) -> Any:
