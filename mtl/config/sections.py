@@ -99,7 +99,8 @@ class DataConfig:
             problems.append(f"limit_per_class must be at least 1, got {self.limit_per_class}")
         for name in ("label_names", "keywords"):
             values = getattr(self, name)
-            repeated = sorted({value for value in values if values.count(value) > 1}) if isinstance(values, list) else []
+            listed = values if isinstance(values, list) else []
+            repeated = sorted({value for value in listed if listed.count(value) > 1})
             if repeated:
                 problems.append(f"{name} names {', '.join(map(repr, repeated))} more than once; each "
                                 f"{'label' if name == 'label_names' else 'keyword'} must be named once")

@@ -243,7 +243,8 @@ def _is_whole(value: Any) -> bool:
     """An integer label, or a float one with nothing after the point (1.0, as a CSV column with a gap reads)."""
     if isinstance(value, (bool, np.bool_)):
         return False
-    return isinstance(value, (int, np.integer)) or (isinstance(value, (float, np.floating)) and float(value).is_integer())
+    return isinstance(value, (int, np.integer)) or (isinstance(value, (float, np.floating))
+                                                    and float(value).is_integer())
 
 
 def _index(value: Any, lookup: dict[Any, int]) -> int | None:

@@ -159,7 +159,8 @@ def check_row_widths(path: Path) -> None:
         return
     wide: list[str] = []
     with open(path, encoding="utf-8-sig", errors="replace", newline="") as handle:
-        rows = csv.reader(handle, delimiter=delimiter, quoting=csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL)
+        quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL  # as the file is read for training
+        rows = csv.reader(handle, delimiter=delimiter, quoting=quoting)
         header = next((row for row in rows if row), None)
         if header is None:
             return

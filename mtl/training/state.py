@@ -28,8 +28,8 @@ BEST_WEIGHTS = "best-model.safetensors"
 def save_checkpoint(accelerator: Any, folder: Path, name: str, state: dict[str, Any]) -> Path:
     """Save accelerate state and ``state`` as ``folder/name``, then drop every older checkpoint.
 
-    ``name`` is ``epoch-N`` after the N-th epoch (counted from 1, as the log counts), ``step-N`` inside one. Call it on every process:
-    accelerate writes what each process owns, the main process renames.
+    ``name`` is ``epoch-N`` after the N-th epoch (counted from 1, as the log counts), ``step-N`` inside one. Call
+    it on every process: accelerate writes what each process owns, the main process renames.
     """
     final = folder / name
     tmp = folder / f"{STAGING_PREFIX}{final.name}-staging"  # one name all processes agree on
