@@ -18,7 +18,7 @@ import torch
 from datasets import Dataset
 from PIL import Image
 
-from mtl.data.images import IMAGE_SUFFIXES, MIN_SIDE, eight_bit, eight_bit_array, verify_images
+from mtl.data.images import IMAGE_SUFFIXES, MIN_SIDE, eight_bit, eight_bit_array, unreadable, verify_images
 from mtl.errors import DataError
 from mtl.task import Task, TaskSpec, register_task
 from mtl.task.decoding import decoded_inputs, is_decoded
@@ -52,10 +52,8 @@ def to_rgb(image: Any, where: str = "image") -> Image.Image:
         try:
             with Image.open(image) as opened:
                 image = opened.copy()
-        except FileNotFoundError:
-            raise DataError(f"{named}: no such file; check the path") from None
-        except (OSError, ValueError, Image.DecompressionBombError):
-            raise DataError(f"{named}: cannot be decoded (corrupt or not an image); replace or remove it") from None
+        except (OSError, ValueError, Image.DecompressionBombError) as error:
+            raise DataError(f"{named}: {unreadable(error)}") from None
     elif isinstance(image, (np.ndarray, list, tuple)):  # nested lists: a (N, H, W, C) array a table split by row
         try:
             array = np.asarray(image)

@@ -119,7 +119,7 @@ RUN_CASES = [  # (extra arguments, fragments of the one message); "{w}" is the w
                                                              "sep=';'"]),
     (["{w}/recipe.yaml", "data.source={w}/unquoted.csv"], ["unquoted.csv: 40 rows hold more fields than the header's 2",
                                                            "row 1 (line 2) has 3", "must be quoted"]),
-    (["{w}/recipe.yaml", "data.source={w}/mixed.jsonl"], ["mixed.jsonl: column 'label' mixes value types"]),
+    (["{w}/recipe.yaml", "data.source={w}/mixed.jsonl"], ["mixed.jsonl): column 'label' mixes value types"]),
     (["{w}/recipe.yaml", "data.label_names=[neg, neg]"], ["label_names names 'neg' more than once"]),
     (["{w}/recipe.yaml", "data.source={w}/one-class.csv"], ["only one label ('pos')"]),
     (["{w}/recipe.yaml", "data.source={w}/no-text.csv"], ["cannot tell which column is the input", "data.input_column"]),
@@ -198,6 +198,8 @@ def test_predict_command_rejects(world, saved_text_model, capsys):
     fails_cleanly(capsys, main, [saved_text_model, world / "no-text.csv", "--column", "txt"], "no input column named 'txt'")
     fails_cleanly(capsys, main, [saved_text_model, world / "empty.csv"], "empty.csv")
     fails_cleanly(capsys, main, [saved_text_model, world / "unquoted.csv"], "40 rows hold more fields than the header")
+    (world / "tabs.tsv").write_text('text\n"a gorgeous\tmoving film"\n')  # TSV: quotes are text, as training reads
+    fails_cleanly(capsys, main, [saved_text_model, world / "tabs.tsv"], "a TSV file is read GLUE-style")
     fails_cleanly(capsys, main, [saved_text_model, world / "images"], "no input files")
     config = json.loads((saved_text_model / "config.json").read_text())
     assert config["mtl_task"] == "text-sentiment"
@@ -244,7 +246,7 @@ def test_python_api_rejects(world, saved_text_model, tiny_bert):
     image = ImageClassification()
     image.label_names, image.model = ["a", "b"], object()  # predict checks inputs before the model runs
     for bad, message in ((np.full((16, 16, 3), np.nan), "NaN"), (np.zeros((1, 1, 3), np.uint8), "1x1 pixels"),
-                         ([world / "missing.png"], r"input 1 \(.*missing\.png\): no such file")):
+                         ([world / "missing.png"], r"input 1 \(.*missing\.png\): does not exist; check the path")):
         with pytest.raises(MtlError, match=message):
             image.inputs_to_dataset(bad if isinstance(bad, list) else [bad])
     with pytest.raises(MtlError, match="has no samples"):

@@ -215,10 +215,10 @@ def test_predict_reads_a_path_column_and_names_a_bad_row_by_file_and_row(saved_m
     assert pd.read_csv(io.StringIO(out))["input"].tolist() == ["red.png"]
     table.write_text("path\nred.png\nmissing.png\n")
     code, _, err = predict(capsys, saved_models[1], table)
-    assert_one_error(code, err, f"{table} row 2 (line 3) ({tmp_path / 'missing.png'}): no such file; check the path")
+    assert_one_error(code, err, f"{table} row 2 (line 3) ({tmp_path / 'missing.png'}): does not exist; check the path")
     (tmp_path / "broken.png").write_bytes(b"not a png")
     code, _, err = predict(capsys, saved_models[1], tmp_path / "broken.png")  # the file is named once
-    assert_one_error(code, err, f"{tmp_path / 'broken.png'}: cannot be decoded (corrupt or not an image); replace")
+    assert_one_error(code, err, f"{tmp_path / 'broken.png'}: cannot be decoded (corrupt or not an image)")
     assert err.count("broken.png") == 1, err
 
 

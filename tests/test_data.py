@@ -385,3 +385,19 @@ def test_relative_file_paths_in_a_training_table_are_read_from_the_tables_folder
     (folder / "site1.com").write_text("a file of that name beside the table")
     text = load_labelled(DataConfig(source=str(folder / "links.csv")), **TEXT)
     assert sorted(t for split in text.splits.values() for t in split["text"]) == sorted(texts)
+
+
+def test_tables_pandas_reads_well_are_read_whatever_their_field_lengths_or_unused_columns(tmp_path):
+    long_texts = tmp_path / "long.csv"  # 200 KB a text: more than Python's csv module takes by default
+    rows = [{"text": ("good " if i % 2 else "bad ") * 40_000, "label": i % 2} for i in range(20)]
+    pd.DataFrame(rows).to_csv(long_texts, index=False)
+    assert len(load_labelled(DataConfig(source=str(long_texts)), **TEXT).splits["train"]) == 16
+    metadata = tmp_path / "meta.jsonl"  # a column mtl does not use may hold objects with other keys row to row
+    metadata.write_text("".join(json.dumps({"text": f"film {i}", "label": i % 2, "meta": {"a": 1} if i % 2 else
+                                            {"b": "x"}}) + "\n" for i in range(20)))
+    assert load_labelled(DataConfig(source=str(metadata)), **TEXT).label_names == ["0", "1"]
+    trailing = tmp_path / "trailing.csv"
+    trailing.write_text("text,label\n" + "".join(f"film {i},{i % 2},\n" for i in range(20)))
+    with pytest.raises(DataError, match=r"20 rows hold more fields than the header's 2 .* each ends with an extra "
+                                        r"comma: remove the trailing commas"):
+        load_labelled(DataConfig(source=str(trailing)), **TEXT)

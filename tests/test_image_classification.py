@@ -261,6 +261,14 @@ def test_a_corrupt_image_is_named_before_training(tmp_path):
     options = dict(input_name="image", input_candidates=ImageClassification.spec.input_candidates)
     with pytest.raises(DataError, match=r"train row \d+ \(.*broken\.jpg\) cannot be decoded \(corrupt"):
         load_labelled(DataConfig(source=str(tmp_path / "photos")), check=ImageClassification().check_inputs, **options)
+    from datasets import Dataset, Image as ImageFeature
+
+    from mtl.data.images import verify_images
+
+    good = next((tmp_path / "photos" / "train" / "red").glob("*.png"))  # a file that is not there: predict's reason
+    split = Dataset.from_dict({"image": [str(good), str(tmp_path / "gone.png")]}).cast_column("image", ImageFeature())
+    with pytest.raises(DataError, match=r"^train row 2 \(.*gone\.png\) does not exist; check the path"):
+        verify_images(split, "image", "train")
 
 
 def test_head_first_epochs_probe_on_cached_features_then_fine_tune(tmp_path):

@@ -37,7 +37,7 @@ def test_misspelled_key_gives_one_line_with_the_right_spelling():
 def test_wrong_type_names_the_expected_type():
     with pytest.raises(RecipeError, match=r"train.batch_size: expected an integer, got 'big' \(str\)"):
         recipe_from_dict({**MINIMAL, "train": {"batch_size": "big"}})
-    with pytest.raises(RecipeError, match=r"train.epochs: expected a number, got '3' \(str\)"):
+    with pytest.raises(RecipeError, match=r"train.epochs: expected a number, got '3' \(str\); write the number without quotes"):
         recipe_from_dict({**MINIMAL, "train": {"epochs": "3"}})  # a quoted number, or fit(epochs="3"), is text
     with pytest.raises(RecipeError, match=r"data.label_names\[0\]: expected a string, got 1 \(int\)"):
         recipe_from_dict({**MINIMAL, "data": {**MINIMAL["data"], "label_names": [1, 0]}})

@@ -128,7 +128,17 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
         return int(value)
     if isinstance(hint, type) and isinstance(value, hint) and not (hint is int and isinstance(value, bool)):
         return value
-    return _Problem(f"{where}: expected {_describe(hint)}, got {_show(value)}")
+    quoted = hint in (int, float) and isinstance(value, str) and _is_number(value)
+    return _Problem(f"{where}: expected {_describe(hint)}, got {_show(value)}"
+                    + ("; write the number without quotes" if quoted else ""))
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _describe(hint: Any) -> str:

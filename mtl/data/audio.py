@@ -165,11 +165,14 @@ def decode(source: Any, where: str = "audio") -> tuple[np.ndarray, int | None]:
     except FileNotFoundError:
         raise DataError(f"{named}: no such file; check the path") from None
     except (soundfile.LibsndfileError, RuntimeError, OSError) as error:
-        reason = re.sub(r"^Error opening .*?: ", "", getattr(error, "strerror", None) or str(error)).rstrip(".")
+        reason = (getattr(error, "error_string", None) or getattr(error, "strerror", None) or str(error)).rstrip(".")
         raise DataError(f"{named}: cannot be decoded ({reason}); replace or remove the file") from None
     if not len(samples):  # as check_readable says before training; a mean over no frames would be NaN
         raise DataError(f"{named}: no audio frames; replace or remove the file")
     return _mono(samples.mean(axis=1), where), rate  # soundfile gives (frames, channels)
+
+
+STREAMED_LENGTH = 0x7FFFF000  # a WAV data length this large (2 GiB) is a streaming placeholder, not a size
 
 
 def _warn_if_cut_short(handle: Any, where: str) -> None:
@@ -184,7 +187,8 @@ def _warn_if_cut_short(handle: Any, where: str) -> None:
             chunk = handle.read(8)
             length = int.from_bytes(chunk[4:8], "little")
             if chunk[:4] == b"data":
-                if length != 0xFFFFFFFF and position + 8 + length > size:  # all ones: length unknown (streamed)
+                # recorders streaming to a pipe write a placeholder length (0xFFFFFFFF, 0x7FFFFFFF): unknown, not cut
+                if length < STREAMED_LENGTH and position + 8 + length > size:
                     logger.warning("%s: the WAV file holds %d of the %d bytes of audio its header declares (%.0f%%): "
                                    "it was cut short, and only what it holds is used; copy it again if that is "
                                    "wrong", where, size - position - 8, length, 100 * (size - position - 8) / length)

@@ -45,8 +45,19 @@ def _problem(item: dict[str, Any] | None) -> str | None:
             if min(image.size) < MIN_SIDE:
                 return f"is {image.size[0]}x{image.size[1]} pixels (images need at least {MIN_SIDE}x{MIN_SIDE})"
             return None
-    except (OSError, ValueError, Image.DecompressionBombError):
-        return "cannot be decoded (corrupt or not an image)"
+    except (OSError, ValueError, Image.DecompressionBombError) as error:
+        return unreadable(error)
+
+
+def unreadable(error: BaseException) -> str:
+    """Why an image file could not be opened, as the end of a sentence naming it (training and predict alike)."""
+    if isinstance(error, FileNotFoundError):
+        return "does not exist; check the path"
+    if isinstance(error, PermissionError):
+        return "cannot be read (permission denied); check the file's permissions"
+    if isinstance(error, Image.DecompressionBombError):
+        return f"is too large to decode safely ({error}); resize it"
+    return "cannot be decoded (corrupt or not an image)"
 
 
 def eight_bit(image: Image.Image, where: str = "image") -> Image.Image:

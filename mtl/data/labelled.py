@@ -21,7 +21,8 @@ from ..config.sections import DataConfig
 from ..errors import DataError
 from .audio import check_keywords, relabel_keywords
 from .splits import STANDARDISED as _STANDARDISED, complete_splits, limit_per_class, warn_shared_inputs
-from .tables import SOURCE_FILES, paths_from_table_folder, read_files, read_source, to_dataset
+from .tables import (SOURCE_FILES, holds_raw_json, paths_from_table_folder, read_files, read_source, refuse_raw_json,
+                     to_dataset)
 
 logger = logging.getLogger(__name__)
 
@@ -112,6 +113,8 @@ def _test_split_of(source: str) -> Dataset:
 
 
 def _all_unlabelled(split: Dataset, column: str) -> bool:
+    if holds_raw_json(split, column):  # standardize names the column and the file
+        return False
     values = split.unique(column)
     return bool(values) and all(v == -1 for v in values)
 
@@ -126,6 +129,7 @@ def standardize(split: Dataset, *, input_name: str, input_candidates: Sequence[s
     keep = {source_input: input_name}
     if need_label:
         keep[_find_column(split, label_column, LABEL_CANDIDATES, "label", where)] = "label"
+    refuse_raw_json(split, list(keep), f"{where} ({file})" if file else where)
     split = split.select_columns(list(keep))
     renames = {old: new for old, new in keep.items() if old != new}
     split = split.rename_columns(renames) if renames else split

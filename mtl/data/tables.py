@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import csv
 import re
+import sys
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from datasets import Dataset, DatasetDict, load_dataset
 
@@ -59,18 +60,21 @@ def read_files(files: Mapping[str, str | Path]) -> DatasetDict:
             raise DataError(not_utf8(Path(names))) from None
         raise DataError(f"cannot read {names}: {describe(error)}; check the file's format and delimiter") from None
     SOURCE_FILES.update({split._fingerprint: str(paths[name]) for name, split in loaded.items()})
-    for name, split in loaded.items():
-        _refuse_mixed_types(split, paths[name])
     return loaded
 
 
-def _refuse_mixed_types(split: Dataset, path: Path) -> None:
-    """A DataError for a JSON column whose values are of more than one type (``"label": "0"`` in some rows, ``0``
-    in others): ``datasets`` keeps such a column as raw JSON, which no later step can sort, compare or encode."""
-    mixed = [column for column, feature in split.features.items() if type(feature).__name__ == "Json"]
+def holds_raw_json(split: Dataset, column: str) -> bool:
+    """Whether ``datasets`` kept ``column`` as raw JSON: its values differ in type from row to row (``"0"`` and
+    ``0``), or are objects with differing keys; no later step can sort, compare or encode such a column."""
+    return type(split.features.get(column)).__name__ == "Json"
+
+
+def refuse_raw_json(split: Dataset, columns: Sequence[str], where: str) -> None:
+    """A DataError naming the first of ``columns`` (the input and label) that :func:`holds_raw_json`."""
+    mixed = [column for column in columns if holds_raw_json(split, column)]
     if mixed:
-        raise DataError(f"{path}: column {mixed[0]!r} mixes value types from row to row (e.g. \"0\" in quotes in "
-                        "some rows and 0 without in others, or lists beside single values); write every value of "
+        raise DataError(f"{where}: column {mixed[0]!r} mixes value types from row to row (e.g. \"0\" in quotes in "
+                        "some rows and 0 without in others, or objects with different keys); write every value of "
                         "the column the same way, e.g. all labels as text")
 
 
@@ -158,22 +162,31 @@ def check_row_widths(path: Path) -> None:
     if delimiter is None:
         return
     wide: list[str] = []
+    trailing = True  # every extra field empty: each row ends with one delimiter too many
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # long documents: pandas reads fields of any length
     with open(path, encoding="utf-8-sig", errors="replace", newline="") as handle:
         quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL  # as the file is read for training
         rows = csv.reader(handle, delimiter=delimiter, quoting=quoting)
-        header = next((row for row in rows if row), None)
-        if header is None:
+        try:
+            header = next((row for row in rows if row), None)
+            if header is None:
+                return
+            for number, row in enumerate((row for row in rows if row), start=1):
+                if len(row) > len(header):
+                    wide.append(f"row {number} (line {rows.line_num}) has {len(row)}")
+                    trailing = trailing and not any(field.strip() for field in row[len(header):])
+        except csv.Error:  # what pandas then reads, or refuses with its own message naming the line
             return
-        for number, row in enumerate((row for row in rows if row), start=1):
-            if len(row) > len(header):
-                wide.append(f"row {number} (line {rows.line_num}) has {len(row)}")
     if wide:
-        field = "a comma" if delimiter == "," else "a tab"
+        names = {",": "comma", "\t": "tab"}
         rows_word = "row holds" if len(wide) == 1 else f"{len(wide)} rows hold"
+        fix = (f"each ends with an extra {names[delimiter]}: remove the trailing {names[delimiter]}s" if trailing else
+               "a text holding a comma must be quoted (\"a gorgeous, moving film\"), as pandas' to_csv and "
+               "spreadsheet programs write it: quote those fields or remove the extra ones" if delimiter == "," else
+               "a TSV file is read GLUE-style, quotes taken literally, so a text cannot hold a tab: replace the tabs "
+               "inside texts by spaces, or save the table as CSV")
         raise DataError(f"{path}: {rows_word} more fields than the header's {len(header)} ({delimiter.join(header)}): "
-                        f"{first_few(wide, limit=3)} fields; a text holding {field} must be quoted (\"a gorgeous, "
-                        "moving film\"), as pandas' to_csv and spreadsheet programs write it: quote those fields or "
-                        "remove the extra ones")
+                        f"{first_few(wide, limit=3)} fields; {fix}")
 
 
 def read_source(source: str, config: str | None = None) -> DatasetDict:

@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 
 MARKER_FILE = ".mtl-output"  # written first into every folder mtl creates; --overwrite replaces only such folders
+WRITE_PROBE = ".mtl-write-check-"  # prefix of the folder made and removed to test that output.dir is writable
 
 
 def check_output_dir(directory: Path, *, overwrite: bool, resume: bool, protected: Sequence[str | Path] = ()) -> bool:
@@ -57,7 +58,7 @@ def check_output_dir(directory: Path, *, overwrite: bool, resume: bool, protecte
             raise MtlError(f"--resume: {directory} has no checkpoints/ to resume from (the run stopped before its "
                            "first one); run again without --resume")
         return False
-    existed = directory.is_dir() and any(directory.iterdir())
+    existed = directory.is_dir() and bool(_entries(directory))
     if existed and not (overwrite or _unfinished(directory)):
         raise OutputExistsError(f"output.dir {directory} is not empty; pass --overwrite to replace it, "
                                 f"--resume to continue its run, or set output.dir=another/folder")
@@ -128,7 +129,7 @@ def _require_writable(directory: Path) -> None:
         raise OutputExistsError(f"output.dir {directory}: cannot write in {existing} (permission denied or not a "
                                 "folder); choose a folder you can write to")
     try:  # os.access says yes to root everywhere: a read-only file system (or /sys, /proc) refuses only a real write
-        os.rmdir(tempfile.mkdtemp(prefix=".mtl-write-check-", dir=existing))
+        os.rmdir(tempfile.mkdtemp(prefix=WRITE_PROBE, dir=existing))
     except OSError as error:
         raise OutputExistsError(f"output.dir {directory}: cannot write in {existing} ({error.strerror}); choose a "
                                 "folder you can write to") from None
@@ -166,7 +167,7 @@ def mark_as_output(directory: Path, previous: Path | None = None) -> None:
 def record_contents(directory: Path) -> None:
     """Keep the names now in ``directory`` (a finished output) in its marker: ``--overwrite`` later refuses the
     folder when it holds anything else, a file the user put there that replacing the output would delete."""
-    _update_marker(directory, lambda marker: sorted(p.name for p in directory.iterdir() if p.name != MARKER_FILE))
+    _update_marker(directory, lambda marker: sorted(name for name in _entries(directory) if name != MARKER_FILE))
 
 
 def note_written(directory: Path, *names: str) -> None:
@@ -192,7 +193,7 @@ def _not_written_by_mtl(directory: Path) -> list[str]:
         return []
     if not isinstance(kept, list):
         return []
-    return sorted(p.name for p in directory.iterdir() if p.name != MARKER_FILE and p.name not in kept)
+    return sorted(name for name in _entries(directory) if name != MARKER_FILE and name not in kept)
 
 
 def _replacing(directory: Path) -> Path | None:
@@ -229,10 +230,16 @@ def refuse_to_replace(directory: Path, protected: Sequence[str | Path] = ()) -> 
                                 f"{'it' if one else 'them'} out of the folder, or set output.dir=another/folder")
 
 
+def _entries(directory: Path) -> list[str]:
+    """The names in ``directory``, less the write probes of :func:`_require_writable` (the other processes of a
+    launch check the same folder at the same time)."""
+    return [p.name for p in directory.iterdir() if not p.name.startswith(WRITE_PROBE)]
+
+
 def _unfinished(directory: Path) -> bool:
     """A folder mtl marked whose run died before any epoch or result was written (marker and recipe only, and a
     checkpoints/ folder with no checkpoint in it yet)."""
-    names = {p.name for p in directory.iterdir()}
+    names = set(_entries(directory))
     return (MARKER_FILE in names and names <= {MARKER_FILE, RECIPE_FILE, "checkpoints"}
             and not checkpoint_folders(directory / "checkpoints"))
 

@@ -13,6 +13,7 @@ Example::
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 import sys
@@ -263,7 +264,8 @@ def _read_table(path: Path) -> Any:
     suffix = path.suffix.lower()
     if suffix in (".csv", ".tsv"):
         check_row_widths(path)
-        return pd.read_csv(path, sep="," if suffix == ".csv" else "\t", dtype=str, keep_default_na=False)
+        tsv = dict(sep="\t", quoting=csv.QUOTE_NONE) if suffix == ".tsv" else {}  # GLUE-style, as training reads it
+        return pd.read_csv(path, dtype=str, keep_default_na=False, **tsv)
     if suffix == ".parquet":
         table = pd.read_parquet(path)
     else:

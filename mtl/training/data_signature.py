@@ -25,15 +25,18 @@ from ..errors import MtlError
 from ..fs import write_json
 
 SIGNATURE_FILE = "data.json"
+BATCH = 256  # rows hashed at a time: embedded images are copied twice per batch (to Python, then pickled)
 
 
 def data_signature(split: Dataset) -> dict[str, Any]:
     """``{"examples": n, "labels": {label: count}, "digest": sha256}`` of a split's rows in order (every column,
     undecoded)."""
     digest = hashlib.sha256()
-    for batch in split.with_format("arrow").iter(batch_size=4096):
+    for batch in split.with_format("arrow").iter(batch_size=BATCH):
         digest.update(pickle.dumps(batch.to_pydict(), protocol=4))
-    labels = Counter(str(label) for label in split["label"]) if "label" in split.column_names else {}
+    feature = split.features.get("label")
+    names = getattr(feature, "names", None)  # a ClassLabel: counted by name, as the message shows them
+    labels = Counter(names[label] if names else str(label) for label in split["label"]) if feature else {}
     return {"examples": len(split), "labels": dict(sorted(labels.items())), "digest": digest.hexdigest()}
 
 
@@ -65,4 +68,5 @@ def _difference(name: str, kept: Mapping[str, Any], now: Mapping[str, Any]) -> s
         return f"{name}: {kept['examples']:,} examples then, {now['examples']:,} now"
     if kept["labels"] != now["labels"]:
         return f"{name}: label counts {kept['labels']} then, {now['labels']} now"
-    return f"{name}: the same number of examples and labels, but other inputs or another order"
+    return (f"{name}: the same number of examples and labels, but other inputs (texts, files, or the files' paths: "
+            "a data folder that moved) or another order")
