@@ -89,8 +89,13 @@ def test_auto_fits_the_strategy_to_the_time_budget(tiny_bert, tmp_path, minutes,
         # and early stopping waits PATIENCE_STEPS (100) steps without improvement: 17 epochs of 6 steps
         assert PATIENCE_STEPS == 100 and task.strategy_choice.settings["early_stopping_patience"] == 17
         small = TextSentiment(tiny_bert, max_length=32)
-        small.fit(rows[:96], rows[96:120], strategy="auto", time_budget=minutes, batch_size=16, epochs=2)
+        small.fit(rows[:96], rows[96:120], strategy="auto", time_budget=minutes, batch_size=16, epochs=2,
+                  head_first_epochs=2)
         assert small.strategy_choice.settings["epochs"] == 2  # 24 validation examples: the recipe's epochs
+        # a head-first stage the recipe sets is kept as set (its rate too): the race's probe replaces none
+        assert "head_first_epochs" not in small.strategy_choice.settings
+        assert "head_first_learning_rate" not in small.strategy_choice.settings
+        assert "the recipe's head-first stage (2 epochs), then everything" in small.strategy_choice.reasons[-1]
 
 
 def test_the_choice_is_in_metrics_and_the_card(tiny_bert, tmp_path):

@@ -7,8 +7,9 @@ smallest class and how many epochs of each strategy the rest of ``train.time_bud
 
 * too few examples per class (< 4), or no time for two epochs of anything else: the **linear probe**, trained on
   at its best rate;
-* time for at least two full epochs: **LP-FT** (the probe first at its race rate, then everything at the recipe's
-  rates, the head's included; it
+* time for at least two full epochs: **LP-FT** (the recipe's head-first stage, or where it sets none the race's
+  best probe, its epochs at its rate; then everything at the recipe's rates, the head's included. On sentiment the
+  race's probe, 10 epochs at 0.01, ended 1.4 points under the recipe's 3 epochs at 1e-3: 84.96% against 86.4%; it
   matches or beats full fine-tuning from a random head, Kumar et al. 2022), for the recipe's epochs or at least
   :data:`MIN_STEPS` optimizer steps where the budget allows and validation has :data:`JUDGED_VALIDATION`
   examples to stop early on (a small set's epochs are a few steps each), stopping early only after
@@ -119,23 +120,27 @@ def choose_strategy(task: Any, train_set: Dataset, validation_set: Dataset, conf
     if len(validation_set) >= JUDGED_VALIDATION:
         wanted_epochs = max(wanted_epochs, _epochs_for(MIN_STEPS, len(train_set), config,
                                                        task._accelerator.num_processes))
+    # the head-first stage: the recipe's, when it sets one; else the race's best probe (its epochs at its rate)
+    head_first = {} if config.head_first_epochs else dict(head_first_epochs=max(epochs, 1),
+                                                          head_first_learning_rate=rate)
+    probe_first = (f"the recipe's head-first stage ({config.head_first_epochs} epochs)" if config.head_first_epochs
+                   else "the probe first")
     if per_class < FEW_PER_CLASS:
         choice = StrategyChoice("linear probe", "backbone", probe_settings,
                                 reasons + [f"fewer than {FEW_PER_CLASS} examples per class: too few to move the "
                                            "backbone's weights"], race)
     elif full_epochs >= 2:
-        settings = dict(head_first_epochs=max(epochs, 1), head_first_learning_rate=rate,
-                        epochs=min(wanted_epochs, full_epochs),
-                        early_stopping_patience=patience, max_seconds=max(left, 1.0))
+        settings = dict(**head_first, epochs=min(wanted_epochs, full_epochs), early_stopping_patience=patience,
+                        max_seconds=max(left, 1.0))
         choice = StrategyChoice("LP-FT", "none", settings,
-                                reasons + [f"time for {full_epochs} full epochs: the probe first, then everything "
+                                reasons + [f"time for {full_epochs} full epochs: {probe_first}, then everything "
                                            f"for up to {settings['epochs']} epochs at learning rate "
                                            f"{config.learning_rate:g}, stopping after {patience} epochs without "
                                            "improvement"], race)
     elif lora_epochs >= 2:
-        settings = dict(head_first_learning_rate=rate, learning_rate=lora_learning_rate(config.learning_rate),
+        settings = dict(**head_first, learning_rate=lora_learning_rate(config.learning_rate),
                         epochs=min(wanted_epochs, lora_epochs), early_stopping_patience=patience,
-                        head_first_epochs=max(epochs, 1), max_seconds=max(left, 1.0))
+                        max_seconds=max(left, 1.0))
         choice = StrategyChoice("LoRA", {"lora": {}}, settings,
                                 reasons + [f"time for {lora_epochs} LoRA epochs but only {full_epochs} full ones"],
                                 race)
