@@ -174,14 +174,15 @@ def test_onnx_export_of_the_text_model_matches_pytorch(run, capsys):
     from mtl.export import main
 
     out, _, _ = run
-    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.is_file()}
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.is_file() and p.name != ".mtl-output"}
     assert main([str(out), "--onnx"]) == 0
     printed = capsys.readouterr().out
     assert "parity: max |onnx - torch|" in printed
     difference = float(printed.split("max |onnx - torch| = ")[1].split()[0])
     assert difference <= 1e-4
     assert (out / "onnx" / "model.onnx").is_file() and (out / "onnx" / "tokenizer.json").is_file()
-    assert before == {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.is_file()}
+    assert before == {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.is_file() and p.name != ".mtl-output"}
+    assert "onnx" in json.loads((out / ".mtl-output").read_text())["contents"]  # the marker lists the export
     exported = (out / "onnx" / "model.onnx").read_bytes()
     assert main([str(out), "--onnx"]) == 2  # an earlier export is replaced only on request
     assert "already holds an export; pass --overwrite" in capsys.readouterr().err
