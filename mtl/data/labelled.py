@@ -254,10 +254,9 @@ def _is_whole(value: Any) -> bool:
 def _index(value: Any, lookup: dict[Any, int]) -> int | None:
     """The class index of a label value: by its text first (label 5 is the name "5", 1.0 the name "1"), else
     an integer as an index into the names given (data.label_names for labels 0..n-1); None when unknown."""
-    text = str(int(value)) if _is_whole(value) else str(value)
-    if text in lookup:
-        return lookup[text]
-    return lookup.get(int(value)) if _is_whole(value) else lookup.get(value)
+    whole = _is_whole(value)
+    text = str(int(value)) if whole else str(value)
+    return lookup[text] if text in lookup else lookup.get(int(value) if whole else value)
 
 
 def _label_values(split: Dataset, split_name: str) -> list[Any]:

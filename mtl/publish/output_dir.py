@@ -176,21 +176,24 @@ def note_written(directory: Path, *names: str) -> None:
     _update_marker(directory, lambda marker: sorted({*marker["contents"], *names}) if "contents" in marker else None)
 
 
-def _update_marker(directory: Path, contents: Callable[[dict[str, Any]], list[str] | None]) -> None:
+def _read_marker(directory: Path) -> dict[str, Any] | None:
+    """``directory``'s marker as a dict; None when there is none or it is unreadable."""
     try:
         marker = json.loads((directory / MARKER_FILE).read_text())
     except (OSError, ValueError):
-        return
-    if isinstance(marker, dict) and (listed := contents(marker)) is not None:
+        return None
+    return marker if isinstance(marker, dict) else None
+
+
+def _update_marker(directory: Path, contents: Callable[[dict[str, Any]], list[str] | None]) -> None:
+    marker = _read_marker(directory)
+    if marker is not None and (listed := contents(marker)) is not None:
         write_text_atomic(directory / MARKER_FILE, json.dumps({**marker, "contents": listed}) + "\n")
 
 
 def _not_written_by_mtl(directory: Path) -> list[str]:
     """What ``directory`` holds beyond the contents its marker keeps (none kept, as before mtl kept them: [])."""
-    try:
-        kept = json.loads((directory / MARKER_FILE).read_text()).get("contents")
-    except (OSError, ValueError, AttributeError):
-        return []
+    kept = (_read_marker(directory) or {}).get("contents")
     if not isinstance(kept, list):
         return []
     return sorted(name for name in _entries(directory) if name != MARKER_FILE and name not in kept)
@@ -199,10 +202,7 @@ def _not_written_by_mtl(directory: Path) -> list[str]:
 def _replacing(directory: Path) -> Path | None:
     """The output an interrupted --overwrite run in ``directory`` set aside, when its marker names it and it is
     still there."""
-    try:
-        name = json.loads((directory / MARKER_FILE).read_text()).get("replacing")
-    except (OSError, ValueError, AttributeError):
-        return None
+    name = (_read_marker(directory) or {}).get("replacing")
     previous = directory.with_name(name) if isinstance(name, str) and name else None
     return previous if previous is not None and previous == previous_output(directory) and previous.is_dir() else None
 

@@ -44,19 +44,18 @@ def check_resumed_data(folder: Path, splits: Mapping[str, Dataset], *, resuming:
     """Keep ``splits``' signatures in ``folder`` (a run's ``checkpoints/``) for a fresh run (``write``: on the
     main process); on a resumed one, an :class:`~mtl.errors.MtlError` saying how they differ from the kept ones.
     Checkpoints written before signatures were kept resume unchecked."""
-    signatures = {name: data_signature(split) for name, split in splits.items()}
     path = folder / SIGNATURE_FILE
     if not resuming:
-        if write:
+        if write:  # hashed only where it is written
             folder.mkdir(parents=True, exist_ok=True)
-            write_json(path, signatures)
+            write_json(path, {name: data_signature(split) for name, split in splits.items()})
         return
     try:
         kept = json.loads(path.read_text())
     except (OSError, ValueError):
         return
-    changes = [_difference(name, kept[name], signatures[name]) for name in signatures
-               if name in kept and kept[name] != signatures[name]]
+    now = {name: data_signature(split) for name, split in splits.items() if name in kept}
+    changes = [_difference(name, kept[name], now[name]) for name in now if kept[name] != now[name]]
     if changes:
         raise MtlError(f"--resume: the data differ from those the run started with ({'; '.join(changes)}); its "
                        "checkpoint would continue on other examples and end unlike any whole run. Resume with the "
