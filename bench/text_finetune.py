@@ -117,8 +117,8 @@ def main() -> None:
     def trainer_side(grouped: bool, precision: str) -> Callable[[], dict[str, float]]:
         def run() -> dict[str, float]:
             torch.manual_seed(42)
-            model = AutoModelForSequenceClassification.from_pretrained(str(task.source.path), **label_config(names),
-                                                                       ignore_mismatched_sizes=True)
+            model = AutoModelForSequenceClassification.from_pretrained(  # float32 master weights, as mtl loads them
+                str(task.source.path), **label_config(names), ignore_mismatched_sizes=True, dtype=torch.float32)
             with tempfile.TemporaryDirectory() as out:
                 trainer_args = TrainingArguments(
                     out, per_device_train_batch_size=args.batch_size, per_device_eval_batch_size=64,

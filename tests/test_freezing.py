@@ -177,3 +177,16 @@ def test_the_trainable_share_is_shown_with_its_digits_when_under_a_hundredth_of_
     assert str(FreezeReport(parse_freeze("backbone"), 12_810, 3_383_818)).endswith("parameters (0.38%)")
     assert str(FreezeReport(parse_freeze("none"), 5, 5)).endswith("parameters (100.00%)")
     assert str(FreezeReport(parse_freeze("backbone"), 1, 10_000_000)).endswith("parameters (0.00001%)")
+
+
+def test_a_half_precision_checkpoint_trains_on_float32_weights(tmp_path):
+    """Hub checkpoints saved in fp16 or bf16 are loaded as float32 master weights, head and backbone alike."""
+    from transformers import BertModel
+
+    folder = build_tiny_bert(tmp_path / "half")
+    BertModel.from_pretrained(folder).to(torch.bfloat16).save_pretrained(folder)
+    model = build_classifier(AutoModelForSequenceClassification, folder, ["neg", "pos"])
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    reference = BertModel.from_pretrained(folder, dtype=torch.bfloat16)
+    assert torch.equal(model.bert.embeddings.word_embeddings.weight,
+                       reference.embeddings.word_embeddings.weight.float())

@@ -67,6 +67,10 @@ def plain_config(checkpoint: str | Path, **overrides: Any) -> Any | None:
 def build_classifier(auto_class: Any, checkpoint: str | Path, label_names: Sequence[str], **config_overrides: Any) -> nn.Module:
     """Load ``checkpoint`` with a fresh head for ``label_names`` (the old head is dropped if its size differs).
 
+    The weights are loaded in float32 whatever dtype the checkpoint was saved in (many Hub checkpoints are fp16
+    or bf16, which transformers 5 would otherwise keep): they are the master weights that training updates, and
+    mixed precision casts them per operation.
+
     Example::
 
         model = build_classifier(AutoModelForSequenceClassification, folder, ["negative", "positive"])
@@ -78,7 +82,7 @@ def build_classifier(auto_class: Any, checkpoint: str | Path, label_names: Seque
     transformers.logging.set_verbosity_error()  # its load report lists the dropped head; mtl logs what it means
     try:
         model, info = auto_class.from_pretrained(
-            str(checkpoint), **label_config(label_names), **config_overrides,
+            str(checkpoint), **label_config(label_names), **config_overrides, dtype=torch.float32,
             ignore_mismatched_sizes=True, output_loading_info=True,
         )
     except (OSError, ValueError, KeyError) as error:
