@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification
 
-from mtl.modeling.classifier import attach_mlp_head, build_classifier
+from mtl.modeling.classifier import attach_mlp_head, build_classifier, scratch_model
 from mtl.training.optim import parameter_groups
 from mtl.errors import MtlError
 from mtl.config import HeadConfig, parse_freeze
@@ -187,6 +187,8 @@ def test_a_half_precision_checkpoint_trains_on_float32_weights(tmp_path):
     BertModel.from_pretrained(folder).to(torch.bfloat16).save_pretrained(folder)
     model = build_classifier(AutoModelForSequenceClassification, folder, ["neg", "pos"])
     assert {p.dtype for p in model.parameters()} == {torch.float32}
+    scratch = scratch_model(AutoModelForSequenceClassification, folder, ["neg", "pos"], seed=0)
+    assert {p.dtype for p in scratch.parameters()} == {torch.float32}  # compare's scratch side too
     reference = BertModel.from_pretrained(folder, dtype=torch.bfloat16)
     assert torch.equal(model.bert.embeddings.word_embeddings.weight,
                        reference.embeddings.word_embeddings.weight.float())

@@ -379,3 +379,21 @@ def test_predict_refuses_a_file_name_given_as_a_text(trained, given):
     with pytest.raises(DataError, match=r"predict: '.*' is a file name, not a text; predict takes the texts"):
         task.predict(given)
     assert len(task.predict(["see reviews.csv for more", "notes.txt"])) == 2  # texts in a list are texts
+
+
+def test_a_folder_saved_in_half_precision_loads_as_float32(trained, tmp_path):
+    """A saved folder whose weights were cast to bf16 (another tool, a smaller upload) loads with float32 weights,
+    which predict and a second fit use."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    task, _ = trained
+    folder = task.save(tmp_path / "half")
+    weights = load_file(folder / "model.safetensors")
+    save_file({k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in weights.items()},
+              folder / "model.safetensors", metadata={"format": "pt"})
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "dtype": "bfloat16"}))  # as save_pretrained writes it
+    loaded = TextSentiment.load(folder)
+    assert {p.dtype for p in loaded.model.parameters()} == {torch.float32}
+    assert [p["label"] for p in loaded.predict(["great actors", "terrible story really"])] == ["positive", "negative"]

@@ -132,7 +132,7 @@ def scratch_model(auto_class: Any, checkpoint: str | Path, label_names: Sequence
     if hasattr(config, "label_names"):  # timm-wrapper configs
         config.label_names = list(label_names)
     torch.manual_seed(seed)
-    model = auto_class.from_config(config)
+    model = auto_class.from_config(config, dtype=torch.float32)  # float32 master weights, as build_classifier
     if head is not None and head.type == "mlp":  # the same head as the pretrained run, so fit keeps this model
         attach_mlp_head(model, head)
     apply_pooling(model, pooling, Path(checkpoint))

@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import torch
 import transformers
 
 from ..errors import CheckpointError, MtlError, OutputExistsError, describe
@@ -112,7 +113,7 @@ def _load_weights(model_class: Any, folder: Path) -> Any:
         raise CheckpointError(f"{folder}: holds no model weights ({WEIGHT_FILES[0]}); the folder is incomplete: copy "
                               "the whole output folder of the run, or train again")
     try:
-        return model_class.from_pretrained(str(folder))
+        return model_class.from_pretrained(str(folder), dtype=torch.float32)  # as training loads: fp32 weights
     except Exception as error:  # safetensors and torch errors of a truncated or damaged weight file
         raise CheckpointError(f"{folder}: cannot load its weights ({describe(error)}); the weight file is damaged or "
                               "truncated: copy it again from where the run saved it, or train again") from None
