@@ -222,3 +222,27 @@ def test_the_printed_fine_tune_command_pastes_into_a_shell(recipe, capsys, two_t
     words = shlex.split(line.removeprefix("fine-tune it: "))
     assert words[:4] == ["python", "-m", "mtl.run", str(recipe)] and override in words
     assert words[-1].startswith("model.checkpoint=")
+
+
+def build_tiny_distilbert(folder) -> str:
+    """A 2-layer DistilBERT with the test words as its vocabulary: its head calls the encoder with keywords only."""
+    from transformers import DistilBertConfig, DistilBertModel, DistilBertTokenizerFast
+
+    from conftest import FILLER, NEGATIVE, POSITIVE
+
+    vocab = dict.fromkeys(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *POSITIVE, *NEGATIVE, *FILLER])
+    DistilBertModel(DistilBertConfig(vocab_size=len(vocab), dim=32, n_layers=2, n_heads=2, hidden_dim=64,
+                                     max_position_embeddings=64)).save_pretrained(folder)
+    DistilBertTokenizerFast(vocab={word: i for i, word in enumerate(vocab)}).save_pretrained(folder)
+    return str(folder)
+
+
+def test_a_backbone_called_with_keywords_only_is_ranked(two_tiny_berts, tmp_path):
+    """DistilBERT's head passes input_ids to its encoder by keyword: ranking reads the token states all the same."""
+    from mtl.tasks import TextSentiment
+
+    distilbert = build_tiny_distilbert(tmp_path / "distilbert")
+    rows = TextSentiment(max_length=32).rank_checkpoints(make_sentences(120), make_sentences(60, seed=1),
+                                                         candidates=[distilbert, two_tiny_berts[0]], sample=80)
+    assert {row.checkpoint for row in rows} == {distilbert, two_tiny_berts[0]}
+    assert all(row.feature_dim == 32 and 0 <= row.linear_probe <= 1 for row in rows)

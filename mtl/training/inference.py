@@ -44,8 +44,9 @@ def _predict(model: torch.nn.Module, loader: Any, accelerator: Accelerator, capt
              desc: str, pool: Callable[[torch.Tensor, Any, dict[str, torch.Tensor]], torch.Tensor] | None) -> Predictions:
     model.eval()
     seen: dict[str, Any] = {}
-    hook = capture.register_forward_hook(lambda module, args, output: seen.update(x=args[0], out=output)) \
-        if capture else None
+    hook = capture.register_forward_hook(lambda module, args, kwargs, output: seen.update(
+        x=_first_input(args, kwargs), out=output), with_kwargs=True) if capture else None  # heads that call their
+    # base model with keywords only (DistilBERT, ALBERT) give no positional input
     parts: dict[str, list[torch.Tensor]] = {"logits": [], "indices": [], "labels": [], "captured": []}
     try:
         for batch in tqdm(loader, desc=desc, unit="batch", leave=False,
@@ -68,6 +69,13 @@ def _predict(model: torch.nn.Module, loader: Any, accelerator: Accelerator, capt
     joined = {key: torch.cat(values)[order] if values else None for key, values in parts.items()}
     return Predictions(joined["logits"].numpy(), None if joined["labels"] is None else joined["labels"].numpy(),
                        joined["captured"])
+
+
+def _first_input(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """A module call's first input: its first positional argument, else its first tensor keyword argument."""
+    if args:
+        return args[0]
+    return next((value for value in kwargs.values() if isinstance(value, torch.Tensor)), None)
 
 
 def evaluate_loader(model: torch.nn.Module, loader: Any, accelerator: Accelerator, metrics: Sequence[str]) -> dict[str, float]:
