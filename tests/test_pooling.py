@@ -146,7 +146,8 @@ def test_auto_warns_when_a_mean_trained_encoder_has_no_pooling_to_change(tmp_pat
         assert apply_pooling(model, "auto", tmp_path) == "pooler"
     assert "trained to be read as the mean of its token states" in caplog.text
     assert "DistilBertForSequenceClassification" in caplog.text
-    with pytest.raises(MtlError, match="model.pooling: DistilBertForSequenceClassification has no pooler"):
+    with pytest.raises(MtlError, match="model.pooling: DistilBertForSequenceClassification reads its encoder's output "
+                                       "in a way mtl cannot change"):
         apply_pooling(model, "mean", tmp_path)
 
 
@@ -155,8 +156,24 @@ def test_a_pooling_for_an_encoder_without_a_pooler_is_a_named_error(tmp_path):
     checkpoint = cls.tiny_checkpoint(tmp_path / "image")
     model = build_classifier(getattr(transformers, cls.spec.model_class), checkpoint, ["a", "b"])
     assert apply_pooling(model, "auto", checkpoint) == "pooler"
-    with pytest.raises(MtlError, match="model.pooling: .* has no pooler to replace"):
+    with pytest.raises(MtlError, match="model.pooling: .* reads its encoder's output in a way mtl cannot change"):
         apply_pooling(model, "mean", checkpoint)
+
+
+@pytest.mark.parametrize("mode", ["mean", "cls"])
+def test_albert_whose_pooler_is_fed_one_token_is_refused_not_broken(tmp_path, mode):
+    """ALBERT's pooler is a linear layer fed the first token's state: no pooling can take its place (before, the
+    run stopped with a shape error in the first forward pass)."""
+    from transformers import AlbertConfig, AlbertModel, AutoModelForSequenceClassification
+
+    AlbertModel(AlbertConfig(vocab_size=40, embedding_size=16, hidden_size=32, num_hidden_layers=2,
+                             num_attention_heads=2, intermediate_size=64)).save_pretrained(tmp_path / "albert")
+    model = build_classifier(AutoModelForSequenceClassification, tmp_path / "albert", ["a", "b"])
+    assert apply_pooling(model, "auto", tmp_path / "albert") == "pooler"
+    with pytest.raises(MtlError, match="model.pooling: AlbertForSequenceClassification reads .* not ALBERT's"):
+        apply_pooling(model, mode, tmp_path / "albert")
+    logits = model(input_ids=torch.tensor([[2, 5, 6, 3]])).logits  # its own pooler still serves
+    assert logits.shape == (1, 2)
 
 
 def test_mean_pooled_model_saves_loads_and_serves_in_plain_transformers(tiny_bert, tmp_path, caplog, monkeypatch):

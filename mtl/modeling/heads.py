@@ -82,10 +82,17 @@ def first_token_reader(model: nn.Module) -> nn.Module | None:
     return None
 
 
+def token_states_pooler(encoder: nn.Module | None) -> nn.Module | None:
+    """``encoder``'s pooler when it is fed the token states (BERT's); None when there is none, or when it is a bare
+    linear layer fed one token's state (ALBERT's), which no pooling can stand in for."""
+    pooler = getattr(encoder, "pooler", None)
+    return pooler if isinstance(pooler, nn.Module) and not isinstance(pooler, nn.Linear) else None
+
+
 def can_pool_tokens(model: nn.Module) -> bool:
     """Whether :func:`install_token_pooling` can change how ``model``'s head reads the token states."""
     encoder = getattr(model, getattr(model, "base_model_prefix", ""), None)
-    return isinstance(getattr(encoder, "pooler", None), nn.Module) or first_token_reader(model) is not None
+    return token_states_pooler(encoder) is not None or first_token_reader(model) is not None
 
 
 def install_token_pooling(model: nn.Module, mode: str) -> None:
@@ -94,7 +101,7 @@ def install_token_pooling(model: nn.Module, mode: str) -> None:
     input becomes the pooled vector as a sequence of one token)."""
     encoder = getattr(model, model.base_model_prefix)
     pooler = TokenPooler(mode)
-    if isinstance(getattr(encoder, "pooler", None), nn.Module):
+    if token_states_pooler(encoder) is not None:
         encoder.pooler = pooler
     else:
         reader = first_token_reader(model)

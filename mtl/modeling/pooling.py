@@ -58,8 +58,10 @@ def resolve_pooling(model: nn.Module, requested: str, checkpoint_folder: Path | 
                            checkpoint_folder.name if checkpoint_folder else "the checkpoint", type(model).__name__)
         return trained if trained and poolable else "pooler"
     if requested != "pooler" and not poolable:
-        raise MtlError(f"model.pooling: {type(model).__name__} has no pooler to replace and no head reading the "
-                       "token states (only text encoders do); remove model.pooling or set it to auto")
+        raise MtlError(f"model.pooling: {type(model).__name__} reads its encoder's output in a way mtl cannot "
+                       "change (mtl pools where a pooler is fed the token states, as in BERT, or where the head "
+                       "reads the first token itself, as in RoBERTa, ELECTRA, DeBERTa and MPNet; not ALBERT's or "
+                       "DistilBERT's, nor image or audio models); remove model.pooling or set it to auto")
     return requested
 
 
