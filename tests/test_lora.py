@@ -115,3 +115,50 @@ def test_a_mean_pooled_runs_adapter_applies_to_a_base_built_with_that_pooling(ti
     with torch.no_grad():
         got = torch.softmax(adapted(**batch).logits, -1).numpy()
     assert np.allclose(got, task.predict_proba(texts), atol=1e-5)
+
+
+def _tiny(kind: str):
+    """(model, inputs, the layer names every block's default adapters must cover) for a small config."""
+    T = transformers
+    if kind == "vit":
+        config = T.ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                             image_size=32, patch_size=8, num_labels=2)
+        return T.ViTForImageClassification(config), {"pixel_values": torch.randn(2, 3, 32, 32)}, \
+            {"q_proj", "k_proj", "v_proj", "o_proj", "fc1", "fc2"}
+    if kind == "albert":
+        config = T.AlbertConfig(vocab_size=40, embedding_size=16, hidden_size=32, num_hidden_layers=1,
+                                num_attention_heads=2, intermediate_size=64, num_labels=2)
+        return T.AlbertForSequenceClassification(config), {"input_ids": torch.randint(5, 40, (2, 7))}, \
+            {"query", "key", "value", "dense", "ffn", "ffn_output"}
+    if kind == "deberta":
+        config = T.DebertaV2Config(vocab_size=40, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                   intermediate_size=64, num_labels=2)
+        return T.DebertaV2ForSequenceClassification(config), {"input_ids": torch.randint(5, 40, (2, 7))}, \
+            {"query_proj", "key_proj", "value_proj", "dense"}
+    if kind == "convnext":
+        config = T.ConvNextConfig(hidden_sizes=[8, 16], depths=[1, 1], num_stages=2, num_labels=2)
+        return T.ConvNextForImageClassification(config), {"pixel_values": torch.randn(2, 3, 32, 32)}, \
+            {"pwconv1", "pwconv2"}
+    config = T.WavLMConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                           conv_dim=(16, 16), conv_stride=(5, 4), conv_kernel=(10, 4), num_conv_pos_embeddings=16,
+                           num_conv_pos_embedding_groups=2, num_labels=2)
+    return T.WavLMForSequenceClassification(config), {"input_values": torch.randn(2, 4000)}, \
+        {"intermediate_dense", "output_dense"}
+
+
+@pytest.mark.parametrize("kind", ["vit", "albert", "deberta", "convnext", "wavlm"])
+def test_default_targets_cover_each_blocks_layers_and_every_adapter_trains(kind):
+    """Every default adapter sits on a layer the forward pass calls: after one backward pass each lora_B has a
+    gradient (WavLM's attention reads its projections' weights without calling them, so they are left out)."""
+    model, inputs, expected = _tiny(kind)
+    adapters = add_lora(model, parse_freeze({"lora": {"r": 2}}))
+    assert {target.rsplit(".", 1)[-1] for target in adapters.targets} == expected
+    model(**inputs, labels=torch.tensor([0, 1])).loss.backward()
+    dead = [n for n, p in model.named_parameters() if ".lora_B." in n and (p.grad is None or not p.grad.any())]
+    assert not dead, dead
+
+
+def test_naming_a_layer_the_model_never_calls_is_refused():
+    model, _, _ = _tiny("wavlm")
+    with pytest.raises(MtlError, match=r"target_modules: WavLMForSequenceClassification never calls \['q_proj'\]"):
+        add_lora(model, parse_freeze({"lora": {"target_modules": ["q_proj", "fc1"]}}))

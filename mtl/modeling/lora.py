@@ -39,11 +39,17 @@ from .locate import head_parameter_names
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_TARGETS = (("query", "key", "value", "dense"),
-                   ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2", "intermediate_dense", "output_dense"),
-                   ("q_lin", "k_lin", "v_lin", "out_lin", "lin1", "lin2"),
+DEFAULT_TARGETS = (("query", "key", "value", "dense", "ffn", "ffn_output"),  # BERT-like (ALBERT: ffn, ffn_output)
+                   ("q_proj", "k_proj", "v_proj", "out_proj", "intermediate_dense", "output_dense", "o_proj", "fc1",
+                    "fc2"),  # Whisper, wav2vec2, HuBERT, WavLM; ViT and Swin name their output o_proj
+                   ("q_lin", "k_lin", "v_lin", "out_lin", "lin1", "lin2"),  # DistilBERT
+                   ("query_proj", "key_proj", "value_proj", "dense"),  # DeBERTa-v2
                    ("q", "k", "v", "o", "dense"),
-                   ("conv_pw", "conv_pwl"))
+                   ("conv_pw", "conv_pwl"),  # timm's EfficientNets
+                   ("pwconv1", "pwconv2"))  # ConvNeXt's pointwise convolutions (linear layers)
+# layers whose weights a model's forward reads without calling them, so an adapter on them would never run:
+# WavLM's attention passes q_proj.weight etc. to F.multi_head_attention_forward
+NOT_CALLED = {"wavlm": ("q_proj", "k_proj", "v_proj", "out_proj")}
 DEFAULT_RANK = 8
 CONVOLUTION_RANK = 4  # when every adapted layer is a convolution
 
@@ -121,7 +127,16 @@ def lora_targets(model: nn.Module, spec: FreezeSpec) -> list[str]:
     _require_peft()
     settings = spec.lora or LoraSettings()
     layers = _adaptable_layers(model, head_parameter_names(model))
-    return _chosen(layers, settings.target_modules, type(model).__name__)
+    skipped = NOT_CALLED.get(getattr(getattr(model, "config", None), "model_type", ""), ())
+    named = [target for target in settings.target_modules or () if target in skipped]
+    if named:
+        raise MtlError(f"model.freeze.lora.target_modules: {type(model).__name__} never calls {named} (its attention "
+                       "reads their weights directly), so adapters there would never train; leave them out")
+    if skipped:
+        logger.info("lora: %s's attention reads %s's weights without calling them; adapting its other layers",
+                    type(model).__name__, "/".join(skipped))
+    layers = [layer for layer in layers if layer.rsplit(".", 1)[-1] not in skipped]
+    return _chosen(layers, settings.target_modules, type(model).__name__, skipped)
 
 
 def _with_rank(settings: LoraSettings, layers: list[nn.Module]) -> LoraSettings:
@@ -144,8 +159,10 @@ def _adaptable_layers(model: nn.Module, head: set[str]) -> list[str]:
     return found
 
 
-def _chosen(layers: list[str], wanted: tuple[str, ...] | None, model_name: str) -> list[str]:
-    """The layers named by ``wanted`` (names or name suffixes), or by the first default family that matches."""
+def _chosen(layers: list[str], wanted: tuple[str, ...] | None, model_name: str,
+            skipped: tuple[str, ...] = ()) -> list[str]:
+    """The layers named by ``wanted`` (names or name suffixes), or by the first default family whose first name
+    (``skipped`` names left out) matches."""
     def matching(target: str) -> list[str]:
         return [layer for layer in layers if layer == target or layer.endswith("." + target)]
 
@@ -157,7 +174,8 @@ def _chosen(layers: list[str], wanted: tuple[str, ...] | None, model_name: str) 
                            f"{model_name} outside its head; its layers are named {known}")
         return sorted({layer for target in wanted for layer in matching(target)})
     for family in DEFAULT_TARGETS:
-        if matching(family[0]):
+        family = tuple(target for target in family if target not in skipped)
+        if family and matching(family[0]):
             return sorted({layer for target in family for layer in matching(target)})
     known = sorted({layer.rsplit(".", 1)[-1] for layer in layers})
     raise MtlError(f"model.freeze.lora: no default layers to adapt in {model_name}; set target_modules to some of "
