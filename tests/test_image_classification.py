@@ -295,3 +295,16 @@ def test_16_bit_integer_and_float_arrays_read_like_the_8_bit_array():
     for array, message in ((grey.astype(np.int64) * 1000, "32-bit integer pixels"), (grey - 300.0, "float pixels")):
         with pytest.raises(DataError, match=message):
             to_rgb(array, "input 1")
+
+
+def test_a_last_training_batch_of_one_image_does_not_break_batch_norm(tmp_path):
+    """25 training images in batches of 8 leave one image over each epoch; MobileNetV2's last batch norm sees a
+    1x1 map there, which cannot train on one image: that single example sits out (another one each epoch)."""
+    from transformers import MobileNetV2Config, MobileNetV2ImageProcessor, MobileNetV2Model
+
+    folder = tmp_path / "mobilenet"
+    MobileNetV2Model(MobileNetV2Config(image_size=32, depth_multiplier=0.25, min_depth=4)).save_pretrained(folder)
+    MobileNetV2ImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(folder)
+    result = ImageClassification(folder).fit(colour_images(25, 0), colour_images(8, 1), epochs=2, batch_size=8,
+                                             learning_rate=1e-3, warmup_ratio=0.0)
+    assert [h["step"] for h in result.history if "accuracy" in h] == [3, 6]  # 3 full batches an epoch

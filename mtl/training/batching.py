@@ -122,11 +122,13 @@ class _Indexed(torch.utils.data.Dataset):
 def train_loader(dataset: Any, collate: Callable, batch_size: int, seed: int,
                  lengths: Sequence[int] | None, num_workers: int = 0) -> DataLoader:
     """Training batches: grouped by length when lengths are known, else shuffled; each read under its own
-    seeded random states (:class:`SeededBatches`)."""
+    seeded random states (:class:`SeededBatches`). A last batch of a single example is left out (another example
+    each epoch, as the order changes): batch norm cannot train on one example, and its step would be noise."""
     sampler = EpochLengthGroupedSampler(lengths, batch_size, seed) if lengths is not None else \
         EpochRandomSampler(len(dataset), seed)
+    single_last = batch_size > 1 and len(dataset) > batch_size and len(dataset) % batch_size == 1
     return DataLoader(SeededBatches(dataset, sampler, seed), batch_size=batch_size, sampler=sampler, collate_fn=collate,
-                      num_workers=num_workers, drop_last=False, pin_memory=torch.cuda.is_available())
+                      num_workers=num_workers, drop_last=single_last, pin_memory=torch.cuda.is_available())
 
 
 def eval_loader(dataset: Any, collate: Callable, batch_size: int, lengths: Sequence[int] | None,
