@@ -111,3 +111,31 @@ def test_the_choice_is_in_metrics_and_the_card(tiny_bert, tmp_path):
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert metrics["strategy"]["name"] in ("linear probe", "LP-FT", "LoRA") and metrics["strategy"]["reasons"]
     assert f"`train.strategy: auto` chose {metrics['strategy']['name']}" in (tmp_path / "out" / "README.md").read_text()
+
+
+def test_auto_without_cacheable_features_says_so_and_writes_no_nan(tiny_bert, tmp_path):
+    """RoBERTa's head reads the token states itself: nothing can be cached, so there is no race to report (before,
+    a race of one NaN, which strict JSON readers refuse, and a "best linear probe" that never ran)."""
+    import shutil
+
+    from transformers import RobertaConfig, RobertaModel
+
+    folder = tmp_path / "roberta"
+    RobertaModel(RobertaConfig(vocab_size=40, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                               intermediate_size=64, max_position_embeddings=70, pad_token_id=0)).save_pretrained(folder)
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        if (tiny_bert / name).exists():
+            shutil.copy(tiny_bert / name, folder / name)
+    rows = make_sentences(120, seed=5)
+    task = TextSentiment(folder, max_length=32)
+    task.fit(rows[:90], rows[90:], strategy="auto", time_budget=5, epochs=1, batch_size=16,
+             output_dir=tmp_path / "run")
+    choice = task.strategy_choice
+    assert choice.race == {} and "no probe race" in " ".join(choice.reasons)
+    assert not any("best linear probe" in reason for reason in choice.reasons)
+
+    def refuse(constant):
+        raise ValueError(f"not JSON: {constant}")
+
+    saved = json.loads((tmp_path / "run" / "strategy.json").read_text(), parse_constant=refuse)
+    assert saved["name"] == choice.name

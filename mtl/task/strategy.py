@@ -106,13 +106,23 @@ def choose_strategy(task: Any, train_set: Dataset, validation_set: Dataset, conf
     backbone_pass = feature_seconds * train_share
     # one more backbone pass kept in reserve, as before the features were reused (so the choice is unchanged)
     left = budget - (time.perf_counter() - started) - feature_seconds
-    full_epochs, lora_epochs = (math.floor(left / max(cost * backbone_pass, 1e-9)) for cost in (BACKWARD_COST, LORA_COST))
-    reasons = [f"{per_class} examples in the smallest class", f"one pass of the backbone over the training "
-               f"examples takes {backbone_pass:.0f} s; " +
-               (f"{left / 60:.1f} of {config.budget_minutes:g} minutes left after the race" if left > 0
-                else f"the race used all of the {config.budget_minutes:g} minutes"),
-               f"best linear probe: learning rate {rate:g}, validation {config.metric_for_best} "
-               f"{race[f'{rate:g}']:.4f} after {epochs} epochs"]
+    if race:
+        full_epochs, lora_epochs = (math.floor(left / max(cost * backbone_pass, 1e-9))
+                                    for cost in (BACKWARD_COST, LORA_COST))
+        reasons = [f"{per_class} examples in the smallest class", f"one pass of the backbone over the training "
+                   f"examples takes {backbone_pass:.0f} s; " +
+                   (f"{left / 60:.1f} of {config.budget_minutes:g} minutes left after the race" if left > 0
+                    else f"the race used all of the {config.budget_minutes:g} minutes"),
+                   f"best linear probe: learning rate {rate:g}, validation {config.metric_for_best} "
+                   f"{race[f'{rate:g}']:.4f} after {epochs} epochs"]
+        room = f"time for {full_epochs} full epochs"
+    else:  # nothing cached, nothing timed: the budget bounds the fine-tuning through max_seconds
+        full_epochs = lora_epochs = max(math.ceil(config.epochs), 2)
+        reasons = [f"{per_class} examples in the smallest class",
+                   f"no probe race: {type(task.model).__name__}'s head reads the token states, not one vector per "
+                   "example, so no features can be cached and no backbone pass was timed; the head-first stage "
+                   f"uses learning rate {rate:g}"]
+        room = f"training stops when the {config.budget_minutes:g}-minute budget is spent"
     probe_settings = dict(learning_rate=rate, head_learning_rate=None, epochs=max(3 * epochs, 5),
                           early_stopping_patience=5, head_first_epochs=0)
     wanted_epochs = max(math.ceil(config.epochs), 2)
@@ -133,7 +143,7 @@ def choose_strategy(task: Any, train_set: Dataset, validation_set: Dataset, conf
         settings = dict(**head_first, epochs=min(wanted_epochs, full_epochs), early_stopping_patience=patience,
                         max_seconds=max(left, 1.0))
         choice = StrategyChoice("LP-FT", "none", settings,
-                                reasons + [f"time for {full_epochs} full epochs: {probe_first}, then everything "
+                                reasons + [f"{room}: {probe_first}, then everything "
                                            f"for up to {settings['epochs']} epochs at learning rate "
                                            f"{config.learning_rate:g}, stopping after {patience} epochs without "
                                            "improvement"], race)
@@ -188,7 +198,7 @@ def _probe_race(task: Any, train_set: Dataset, validation_set: Dataset, config: 
     feature_seconds = time.perf_counter() - started
     if cached is None:  # the head reads more than one vector per example: no race, the recipe's head rate
         rate = config.head_learning_rate or config.learning_rate
-        return {f"{rate:g}": float("nan")}, rate, 1, feature_seconds
+        return {}, rate, 1, feature_seconds
     head = HeadOnly([task.model.get_submodule(name) for name in plan.modules])
     initial = {key: value.detach().clone() for key, value in head.state_dict().items()}
     race: dict[str, float] = {}
