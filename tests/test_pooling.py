@@ -137,18 +137,68 @@ def test_mean_pooled_mpnet_trains_on_cached_features_and_serves_in_plain_transfo
 
 
 def test_auto_warns_when_a_mean_trained_encoder_has_no_pooling_to_change(tmp_path, caplog):
-    """An encoder whose head reads features pooled inside the model (DistilBERT's first token) cannot be re-pooled."""
-    config = transformers.DistilBertConfig(vocab_size=64, dim=16, n_layers=1, n_heads=2, hidden_dim=32, num_labels=2)
-    model = transformers.DistilBertForSequenceClassification(config)
+    """An encoder whose pooler is fed one token's state (ALBERT's) cannot be re-pooled: a checkpoint trained to be
+    read as the mean keeps its pooler, with a warning."""
+    config = transformers.AlbertConfig(vocab_size=64, embedding_size=16, hidden_size=16, num_hidden_layers=1,
+                                       num_attention_heads=2, intermediate_size=32, num_labels=2)
+    model = transformers.AlbertForSequenceClassification(config)
     (tmp_path / "1_Pooling").mkdir()
     (tmp_path / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_mean_tokens": True}))
     with caplog.at_level(logging.WARNING, logger="mtl"):
         assert apply_pooling(model, "auto", tmp_path) == "pooler"
     assert "trained to be read as the mean of its token states" in caplog.text
-    assert "DistilBertForSequenceClassification" in caplog.text
-    with pytest.raises(MtlError, match="model.pooling: DistilBertForSequenceClassification reads its encoder's output "
+    assert "AlbertForSequenceClassification" in caplog.text
+    with pytest.raises(MtlError, match="model.pooling: AlbertForSequenceClassification reads its encoder's output "
                                        "in a way mtl cannot change"):
         apply_pooling(model, "mean", tmp_path)
+
+
+def build_tiny_distilbert(folder, mean_trained: bool = True):
+    """A 2-layer DistilBERT with the test words as vocabulary, marked as trained for mean pooling."""
+    from conftest import FILLER, NEGATIVE, POSITIVE
+
+    vocab = dict.fromkeys(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *POSITIVE, *NEGATIVE, *FILLER])
+    torch.manual_seed(0)
+    transformers.DistilBertModel(transformers.DistilBertConfig(
+        vocab_size=len(vocab), dim=32, n_layers=2, n_heads=2, hidden_dim=64, max_position_embeddings=64)
+    ).save_pretrained(folder)
+    transformers.DistilBertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)}).save_pretrained(folder)
+    if mean_trained:
+        (folder / "1_Pooling").mkdir()
+        (folder / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_mean_tokens": True}))
+    return folder
+
+
+def test_distilbert_reads_the_mean_of_real_tokens_in_its_first_tokens_place(tmp_path):
+    """DistilBERT's own forward takes states[:, 0]: the pooled vector is put there, padding left out."""
+    folder = build_tiny_distilbert(tmp_path / "distilbert")
+    model = build_classifier(transformers.AutoModelForSequenceClassification, folder, ["neg", "pos"]).eval()
+    input_ids = torch.tensor([[2, 5, 6, 7, 8, 3], [2, 9, 3, 0, 0, 0]])
+    attention_mask = (torch.arange(6) < torch.tensor([[6], [3]])).long()
+    states = model.distilbert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    assert apply_pooling(model, "auto", folder) == "mean"  # as its 1_Pooling says
+    seen = []
+    model.pre_classifier.register_forward_pre_hook(lambda module, args: seen.append(args[0].detach()))
+    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
+    mask = attention_mask.unsqueeze(-1).float()
+    assert torch.allclose(seen[0], (states * mask).sum(1) / mask.sum(1), atol=1e-5)
+    alone = model(input_ids=input_ids[1:, :3], attention_mask=attention_mask[1:, :3]).logits
+    assert torch.allclose(alone[0], logits[1], atol=1e-5)
+
+
+def test_mean_pooled_distilbert_trains_saves_and_serves_in_plain_transformers(tmp_path):
+    folder = build_tiny_distilbert(tmp_path / "distilbert")
+    frame = pd.DataFrame(make_sentences(160, seed=3))
+    task = TextSentiment(folder, max_length=32)
+    task.fit(frame[:128], frame[128:], epochs=2, batch_size=16, learning_rate=1e-3, warmup_ratio=0.0)
+    assert task.model.config.mtl_pooling == "mean"
+    saved = task.save(tmp_path / "model")
+    texts = [row["sentence"] for row in make_sentences(6, seed=11)]
+    ours = task.predict_proba(texts)
+    served = pipeline_top1("text-classification", saved, texts, trust_remote_code=True)
+    assert [p["label"] for p in served] == [task.label_names[i] for i in ours.argmax(-1)]
+    assert np.allclose([p["score"] for p in served], ours.max(-1), atol=1e-5)
+    assert np.allclose(TextSentiment.load(saved).predict_proba(texts), ours, atol=1e-6)
 
 
 def test_a_pooling_for_an_encoder_without_a_pooler_is_a_named_error(tmp_path):

@@ -1,7 +1,8 @@
 """Classification heads: the checkpoint's own linear layer, or the seeds' MLP (pooled features -> Dense -> classes);
 and token pooling for text encoders (the first token's state, or the mean over real tokens): in place of the
-pretrained pooler of BERT-like encoders, or fed to a head that reads the first token itself (MPNet, RoBERTa,
-ELECTRA ``*ClassificationHead``, DeBERTa's ``ContextPooler``).
+pretrained pooler of BERT-like encoders, fed to a head that reads the first token itself (MPNet, RoBERTa,
+ELECTRA ``*ClassificationHead``, DeBERTa's ``ContextPooler``), or put in the first token's place for a model whose
+own forward reads it (DistilBERT).
 
 This file imports nothing from mtl: a model saved with an MLP head or token pooling carries a verbatim copy of
 it as ``mtl_head.py`` and its config names it in ``auto_map``, so plain transformers loads the folder with
@@ -25,6 +26,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+import torch
 import transformers
 from torch import nn
 
@@ -89,10 +91,14 @@ def token_states_pooler(encoder: nn.Module | None) -> nn.Module | None:
     return pooler if isinstance(pooler, nn.Module) and not isinstance(pooler, nn.Linear) else None
 
 
+FIRST_TOKEN_IN_FORWARD = ("distilbert",)  # model types whose own forward takes the encoder's states[:, 0]
+
+
 def can_pool_tokens(model: nn.Module) -> bool:
     """Whether :func:`install_token_pooling` can change how ``model``'s head reads the token states."""
     encoder = getattr(model, getattr(model, "base_model_prefix", ""), None)
-    return token_states_pooler(encoder) is not None or first_token_reader(model) is not None
+    return token_states_pooler(encoder) is not None or first_token_reader(model) is not None or \
+        getattr(getattr(model, "config", None), "model_type", "").removeprefix(MODEL_TYPE_PREFIX) in FIRST_TOKEN_IN_FORWARD
 
 
 def install_token_pooling(model: nn.Module, mode: str) -> None:
@@ -103,6 +109,18 @@ def install_token_pooling(model: nn.Module, mode: str) -> None:
     pooler = TokenPooler(mode)
     if token_states_pooler(encoder) is not None:
         encoder.pooler = pooler
+    elif first_token_reader(model) is None and \
+            model.config.model_type.removeprefix(MODEL_TYPE_PREFIX) in FIRST_TOKEN_IN_FORWARD:
+
+        def pool_into_first(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
+            states = output[0]  # the model's forward reads states[:, 0] next: put the pooled vector there
+            states = torch.cat([pooler(states).unsqueeze(1), states[:, 1:]], dim=1)
+            if isinstance(output, tuple):
+                return (states, *output[1:])
+            output["last_hidden_state"] = states
+            return output
+
+        encoder.register_forward_hook(pool_into_first, with_kwargs=True)
     else:
         reader = first_token_reader(model)
         if reader is None:

@@ -60,8 +60,8 @@ def resolve_pooling(model: nn.Module, requested: str, checkpoint_folder: Path | 
     if requested != "pooler" and not poolable:
         raise MtlError(f"model.pooling: {type(model).__name__} reads its encoder's output in a way mtl cannot "
                        "change (mtl pools where a pooler is fed the token states, as in BERT, or where the head "
-                       "reads the first token itself, as in RoBERTa, ELECTRA, DeBERTa and MPNet; not ALBERT's or "
-                       "DistilBERT's, nor image or audio models); remove model.pooling or set it to auto")
+                       "reads the first token itself, as in RoBERTa, ELECTRA, DeBERTa, MPNet and DistilBERT; not "
+                       "ALBERT's, nor image or audio models); remove model.pooling or set it to auto")
     return requested
 
 
