@@ -51,9 +51,12 @@ def test_cache_is_the_heads_business_not_any_trainable_module(tiny_bert):
     assert head_module_name(model) is None  # only the pooler trains: caching its inputs would not train the head
 
 
-def test_a_head_that_reads_the_whole_sequence_trains_without_the_cache(tmp_path, caplog):
+def test_a_first_token_head_trains_on_the_cached_first_token_like_the_whole_model(tmp_path, caplog):
+    """RoBERTa's head reads the first of the token states itself: the backbone runs once, its first token is cached,
+    and (without dropout) the head ends as it ends when the backbone runs every epoch."""
     import logging
 
+    import numpy as np
     import pandas as pd
     from transformers import RobertaConfig, RobertaModel
 
@@ -61,12 +64,39 @@ def test_a_head_that_reads_the_whole_sequence_trains_without_the_cache(tmp_path,
 
     folder = build_tiny_bert(tmp_path / "roberta")  # the test vocabulary's tokenizer, then a RoBERTa body over it
     RobertaModel(RobertaConfig(vocab_size=40, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                               intermediate_size=64, max_position_embeddings=80, pad_token_id=0)).save_pretrained(folder)
+                               intermediate_size=64, max_position_embeddings=80, pad_token_id=0, hidden_dropout_prob=0.0,
+                               attention_probs_dropout_prob=0.0, classifier_dropout=0.0)).save_pretrained(folder)
+    frame = pd.DataFrame(make_sentences(48, seed=2))
+    options = dict(freeze="backbone", epochs=2, batch_size=8, learning_rate=1e-2, warmup_ratio=0.0, seed=5)
+    cached, direct = TextSentiment(folder, max_length=32), TextSentiment(folder, max_length=32)
+    with caplog.at_level(logging.INFO, logger="mtl.task.fitting"):
+        result = cached.fit(frame[:40], frame[40:], **options)
+    assert "the head (classifier) trains on its 1x32 inputs" in caplog.text and "runs every epoch" not in caplog.text
+    assert result.global_step == 10
+    direct.fit(frame[:40], frame[40:], feature_cache=False, **options)
+    for name in ("classifier.dense.weight", "classifier.out_proj.weight"):
+        assert np.allclose(cached.model.get_parameter(name).detach(), direct.model.get_parameter(name).detach(),
+                           atol=1e-5), name
+
+
+def test_a_head_the_cache_cannot_stand_in_for_trains_without_it(tmp_path, caplog):
+    """DistilBERT's head (pre_classifier, an activation inside the model's forward, classifier) is not one module
+    nor an affine projector over frames: the backbone runs every epoch and says so."""
+    import logging
+
+    import pandas as pd
+    from transformers import DistilBertConfig, DistilBertModel
+
+    from mtl.tasks import TextSentiment
+
+    folder = build_tiny_bert(tmp_path / "distilbert")
+    DistilBertModel(DistilBertConfig(vocab_size=40, dim=32, n_layers=1, n_heads=2, hidden_dim=64,
+                                     max_position_embeddings=80)).save_pretrained(folder)
     frame = pd.DataFrame(make_sentences(48, seed=2))
     task = TextSentiment(folder, max_length=32)
     with caplog.at_level(logging.INFO, logger="mtl.task.fitting"):
         result = task.fit(frame[:40], frame[40:], freeze="backbone", epochs=1, batch_size=8)
-    assert "the head (classifier) reads more than one vector per example" in caplog.text  # [batch, tokens, hidden]
+    assert "which cached vectors cannot stand in for; the frozen backbone runs every epoch" in caplog.text
     assert result.global_step == 5 and len(result.history) == 1
 
 

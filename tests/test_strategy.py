@@ -114,15 +114,16 @@ def test_the_choice_is_in_metrics_and_the_card(tiny_bert, tmp_path):
 
 
 def test_auto_without_cacheable_features_says_so_and_writes_no_nan(tiny_bert, tmp_path):
-    """RoBERTa's head reads the token states itself: nothing can be cached, so there is no race to report (before,
-    a race of one NaN, which strict JSON readers refuse, and a "best linear probe" that never ran)."""
+    """DeBERTa's head (a context pooler, then the classifier) cannot be trained on cached features: there is no race
+    to report (before, a race of one NaN, which strict JSON readers refuse, and a "best linear probe" that never
+    ran)."""
     import shutil
 
-    from transformers import RobertaConfig, RobertaModel
+    from transformers import DebertaV2Config, DebertaV2Model
 
-    folder = tmp_path / "roberta"
-    RobertaModel(RobertaConfig(vocab_size=40, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                               intermediate_size=64, max_position_embeddings=70, pad_token_id=0)).save_pretrained(folder)
+    folder = tmp_path / "deberta"
+    DebertaV2Model(DebertaV2Config(vocab_size=40, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                   intermediate_size=64)).save_pretrained(folder)
     for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
         if (tiny_bert / name).exists():
             shutil.copy(tiny_bert / name, folder / name)

@@ -23,6 +23,7 @@ from ..config.sections import TrainConfig
 from ..errors import MtlError
 from ..modeling.freezing import apply_freezing, gradual_stages, trainable_names
 from ..modeling.fusion import weights_key
+from ..modeling.heads import first_token_reader
 from ..modeling.lora import add_lora, lora_targets
 from ..training import FitResult, fit_loop, make_accelerator
 from ..training.feature_cache import CachePlan, CachedInputs, HeadOnly, cache_plan, collate_cached
@@ -169,8 +170,10 @@ class _NotTheExpectedShape(Exception):
     pass
 
 
-def _input_of_rank(rank: int) -> Callable[[torch.nn.Module, tuple[Any, ...]], None]:
+def _input_of_rank(rank: int | None) -> Callable[[torch.nn.Module, tuple[Any, ...]], None]:
     def check(module: torch.nn.Module, args: tuple[Any, ...]) -> None:
+        if rank is None:  # any shape will do
+            return
         shape = tuple(args[0].shape)
         if len(shape) != rank and not (len(shape) == rank + 1 and shape[1] == 1):  # [batch, 1 token, hidden] is one
             raise _NotTheExpectedShape(shape)
@@ -181,16 +184,17 @@ def _input_of_rank(rank: int) -> Callable[[torch.nn.Module, tuple[Any, ...]], No
 def cache_head_inputs(task: Any, train_set: Dataset, validation_set: Dataset, plan: CachePlan,
                       batch_size: int) -> tuple[CachedInputs, CachedInputs] | None:
     """The head's inputs over both splits, or None when caching cannot stand in for the head: a one-module head
-    that reads more than one vector per example (RoBERTa's reads [batch, tokens, hidden], and the token count
-    varies by batch; the first batch tells), or a cached head whose logits differ from the whole model's."""
+    that reads more than one vector per example (the first batch tells; a head that reads only the first token,
+    RoBERTa's, is cached as that token), or a cached head whose logits differ from the whole model's."""
     first = plan.modules[0]
-    guard = task.model.get_submodule(first).register_forward_pre_hook(_input_of_rank(3 if plan.over_frames else 2))
+    guard = task.model.get_submodule(first).register_forward_pre_hook(
+        _input_of_rank(None if _reads_first_token(task.model, plan) else 3 if plan.over_frames else 2))
     try:
         cached = tuple(cached_head_inputs(task, split, plan, batch_size, what)
                        for split, what in ((train_set, "train"), (validation_set, "validation")))
     except _NotTheExpectedShape as error:
-        logger.info("feature cache: the head (%s) reads more than one vector per example (%s); the frozen backbone "
-                    "runs every epoch", first, "x".join(map(str, error.args[0])))
+        logger.info("feature cache: the head (%s) reads inputs shaped %s, which cached vectors cannot stand in for; "
+                    "the frozen backbone runs every epoch", first, "x".join(map(str, error.args[0])))
         return None
     finally:
         guard.remove()
@@ -218,12 +222,27 @@ def _one_vector(inputs: torch.Tensor, output: Any, batch: dict[str, torch.Tensor
     return inputs[:, 0] if inputs.dim() == 3 and inputs.shape[1] == 1 else inputs
 
 
+def _first_token_only(inputs: torch.Tensor, output: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The first token's state as a sequence of one ([batch, 1, hidden]): all that a first-token head reads."""
+    return inputs[:, :1] if inputs.dim() == 3 else inputs
+
+
+def _reads_first_token(model: torch.nn.Module, plan: CachePlan) -> bool:
+    """Whether ``plan``'s head is one module that reads the first of the token states it is given (RoBERTa's,
+    ELECTRA's, XLM-R's classification head) at the checkpoint's own pooling."""
+    return not plan.over_frames and len(plan.modules) == 1 and not getattr(model.config, "mtl_pooling", None) and \
+        model.get_submodule(plan.modules[0]) is first_token_reader(model)
+
+
 def cached_head_inputs(task: Any, split: Dataset, plan: CachePlan, batch_size: int,
                        what: str) -> tuple[CachedInputs, torch.Tensor]:
-    """Run the frozen backbone once over ``split`` (no augmentation); keep what enters the head, and the logits."""
+    """Run the frozen backbone once over ``split`` (no augmentation); keep what enters the head (of a first-token
+    head, only the first token), and the logits."""
     started = time.perf_counter()
+    pool = _mean_over_frames if plan.over_frames else \
+        _first_token_only if _reads_first_token(task.model, plan) else _one_vector
     predicted = task.run_model(task.features(split), batch_size, capture=task.model.get_submodule(plan.modules[0]),
-                               pool=_mean_over_frames if plan.over_frames else _one_vector)
+                               pool=pool)
     logger.info("feature cache: the frozen backbone ran once over %d %s examples (%.0f s); the head (%s) trains "
                 "on its %s inputs%s without train-time augmentation", len(split), what,
                 time.perf_counter() - started, " + ".join(plan.modules),
