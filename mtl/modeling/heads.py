@@ -94,11 +94,18 @@ def token_states_pooler(encoder: nn.Module | None) -> nn.Module | None:
 FIRST_TOKEN_IN_FORWARD = ("distilbert",)  # model types whose own forward takes the encoder's states[:, 0]
 
 
+def reads_first_token_in_forward(model: nn.Module) -> bool:
+    """Whether ``model``'s own forward takes the first of its encoder's token states (DistilBERT), with no head
+    module to put a pooled vector in front of."""
+    model_type = getattr(getattr(model, "config", None), "model_type", "")
+    return model_type.removeprefix(MODEL_TYPE_PREFIX) in FIRST_TOKEN_IN_FORWARD and first_token_reader(model) is None
+
+
 def can_pool_tokens(model: nn.Module) -> bool:
     """Whether :func:`install_token_pooling` can change how ``model``'s head reads the token states."""
     encoder = getattr(model, getattr(model, "base_model_prefix", ""), None)
     return token_states_pooler(encoder) is not None or first_token_reader(model) is not None or \
-        getattr(getattr(model, "config", None), "model_type", "").removeprefix(MODEL_TYPE_PREFIX) in FIRST_TOKEN_IN_FORWARD
+        reads_first_token_in_forward(model)
 
 
 def install_token_pooling(model: nn.Module, mode: str) -> None:
@@ -109,8 +116,7 @@ def install_token_pooling(model: nn.Module, mode: str) -> None:
     pooler = TokenPooler(mode)
     if token_states_pooler(encoder) is not None:
         encoder.pooler = pooler
-    elif first_token_reader(model) is None and \
-            model.config.model_type.removeprefix(MODEL_TYPE_PREFIX) in FIRST_TOKEN_IN_FORWARD:
+    elif reads_first_token_in_forward(model):
 
         def pool_into_first(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
             states = output[0]  # the model's forward reads states[:, 0] next: put the pooled vector there

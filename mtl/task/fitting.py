@@ -170,10 +170,8 @@ class _NotTheExpectedShape(Exception):
     pass
 
 
-def _input_of_rank(rank: int | None) -> Callable[[torch.nn.Module, tuple[Any, ...]], None]:
+def _input_of_rank(rank: int) -> Callable[[torch.nn.Module, tuple[Any, ...]], None]:
     def check(module: torch.nn.Module, args: tuple[Any, ...]) -> None:
-        if rank is None:  # any shape will do
-            return
         shape = tuple(args[0].shape)
         if len(shape) != rank and not (len(shape) == rank + 1 and shape[1] == 1):  # [batch, 1 token, hidden] is one
             raise _NotTheExpectedShape(shape)
@@ -187,8 +185,8 @@ def cache_head_inputs(task: Any, train_set: Dataset, validation_set: Dataset, pl
     that reads more than one vector per example (the first batch tells; a head that reads only the first token,
     RoBERTa's, is cached as that token), or a cached head whose logits differ from the whole model's."""
     first = plan.modules[0]
-    guard = task.model.get_submodule(first).register_forward_pre_hook(
-        _input_of_rank(None if _reads_first_token(task.model, plan) else 3 if plan.over_frames else 2))
+    guard = None if _reads_first_token(task.model, plan) else \
+        task.model.get_submodule(first).register_forward_pre_hook(_input_of_rank(3 if plan.over_frames else 2))
     try:
         cached = tuple(cached_head_inputs(task, split, plan, batch_size, what)
                        for split, what in ((train_set, "train"), (validation_set, "validation")))
@@ -197,7 +195,8 @@ def cache_head_inputs(task: Any, train_set: Dataset, validation_set: Dataset, pl
                     "the frozen backbone runs every epoch", first, "x".join(map(str, error.args[0])))
         return None
     finally:
-        guard.remove()
+        if guard is not None:
+            guard.remove()
     inputs, logits = zip(*cached)
     head = HeadOnly([task.model.get_submodule(name) for name in plan.modules]).eval()
     accelerator = task._accelerator

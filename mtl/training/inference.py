@@ -44,9 +44,9 @@ def _predict(model: torch.nn.Module, loader: Any, accelerator: Accelerator, capt
              desc: str, pool: Callable[[torch.Tensor, Any, dict[str, torch.Tensor]], torch.Tensor] | None) -> Predictions:
     model.eval()
     seen: dict[str, Any] = {}
+    # with_kwargs: heads that call their base model with keywords only (DistilBERT, ALBERT) pass no positional input
     hook = capture.register_forward_hook(lambda module, args, kwargs, output: seen.update(
-        x=_first_input(args, kwargs), out=output), with_kwargs=True) if capture else None  # heads that call their
-    # base model with keywords only (DistilBERT, ALBERT) give no positional input
+        x=_first_input(args, kwargs), out=output), with_kwargs=True) if capture else None
     parts: dict[str, list[torch.Tensor]] = {"logits": [], "indices": [], "labels": [], "captured": []}
     try:
         for batch in tqdm(loader, desc=desc, unit="batch", leave=False,
