@@ -119,9 +119,8 @@ def choose_strategy(task: Any, train_set: Dataset, validation_set: Dataset, conf
     else:  # nothing cached, nothing timed: the budget bounds the fine-tuning through max_seconds
         full_epochs = lora_epochs = max(math.ceil(config.epochs), 2)
         reasons = [f"{per_class} examples in the smallest class",
-                   f"no probe race: {type(task.model).__name__}'s head reads the token states, not one vector per "
-                   "example, so no features can be cached and no backbone pass was timed; the head-first stage "
-                   f"uses learning rate {rate:g}"]
+                   f"no probe race: {type(task.model).__name__}'s head cannot be trained on cached features, so "
+                   f"no backbone pass was timed; the head-first stage uses learning rate {rate:g}"]
         room = f"training stops when the {config.budget_minutes:g}-minute budget is spent"
     probe_settings = dict(learning_rate=rate, head_learning_rate=None, epochs=max(3 * epochs, 5),
                           early_stopping_patience=5, head_first_epochs=0)
@@ -196,7 +195,7 @@ def _probe_race(task: Any, train_set: Dataset, validation_set: Dataset, config: 
     started = time.perf_counter()
     cached = cache_head_inputs_once(task, train_set, validation_set, plan, config.eval_batch) if plan else None
     feature_seconds = time.perf_counter() - started
-    if cached is None:  # the head reads more than one vector per example: no race, the recipe's head rate
+    if cached is None:  # the cache cannot stand in for this head: no race, the recipe's head rate
         rate = config.head_learning_rate or config.learning_rate
         return {}, rate, 1, feature_seconds
     head = HeadOnly([task.model.get_submodule(name) for name in plan.modules])
