@@ -42,7 +42,7 @@ def _predict(args: argparse.Namespace) -> int:
         raise MtlError(f"--batch-size must be at least 1, got {args.batch_size}")
     from .runner.inference import check_rows_output, collect_inputs, load_saved_task, predict_items, write_rows
 
-    check_rows_output(args.output, args.overwrite)  # before the model is loaded and the inputs are run
+    check_rows_output(args.output, args.overwrite, args.inputs)  # before the model is loaded and the inputs are run
     task = load_saved_task(args.model)
     rows = predict_items(task, collect_inputs(task, args.inputs, args.column), args.batch_size)
     write_rows(rows, args.output, args.overwrite)

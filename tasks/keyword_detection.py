@@ -13,6 +13,7 @@ Example::
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -166,6 +167,38 @@ def calibration_record(rows: list[dict[str, float]], settings: DetectorSettings,
             "thresholds": [r["threshold"] for r in rows],
             "false_alarms_per_hour": [round(r["false_alarms_per_hour"], 3) for r in rows],
             "recall": [round(r["recall"], 4) for r in rows]}
+
+
+def read_calibration(file: Path) -> dict[str, Any] | None:
+    """The calibration a model folder keeps (None when it has none); a damaged file is one error saying how to
+    make it again."""
+    if not file.is_file():
+        return None
+    try:
+        calibration = json.loads(file.read_text())
+    except (OSError, ValueError) as error:
+        calibration, problem = None, f"not readable JSON: {error}"
+    else:
+        problem = _calibration_problem(calibration)
+    if problem:
+        raise MtlError(f"{file} is damaged ({problem}); calibrate again: python -m mtl.detect {file.parent} "
+                       "--calibrate --overwrite")
+    return calibration
+
+
+def _calibration_problem(calibration: Any) -> str | None:
+    if not isinstance(calibration, dict):
+        return f"a JSON object was expected, it holds a {type(calibration).__name__}"
+    if not isinstance(calibration.get("detector"), dict):
+        return "no 'detector' settings"
+    columns = {key: calibration.get(key) for key in ("thresholds", "false_alarms_per_hour")}
+    for key, values in columns.items():
+        if not isinstance(values, list) or not values or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            return f"'{key}' is not a list of numbers"
+    if len(columns["thresholds"]) != len(columns["false_alarms_per_hour"]):
+        return "'thresholds' and 'false_alarms_per_hour' differ in length"
+    return None
 
 
 def calibration_warnings(calibration: dict[str, Any], keyword_clips: int) -> list[str]:

@@ -36,7 +36,7 @@ from mtl.task.decoding import decoded_inputs, is_decoded
 
 from .keyword_detection import (CALIBRATION_FILE, MIN_HOP, THRESHOLDS, Detection, DetectorSettings,
                                 calibrated_threshold, calibration_record, calibration_warnings, pick_events, plot_timeline,
-                                smooth_posteriors, sweep, window_starts)
+                                read_calibration, smooth_posteriors, sweep, window_starts)
 from .keyword_augment import (AudioOptions, augment_wave, load_noise, mask_spectrogram, noise_files,
                               streaming_negatives)
 from .keyword_stitching import Recording, labelled_rows, stitch_rows
@@ -96,8 +96,7 @@ class KeywordSpotting(Task):
     def load(cls, directory: str | Path, **options: Any) -> "KeywordSpotting":
         """The saved model, with its detection calibration when the folder holds one."""
         task = super().load(directory, **options)
-        file = Path(directory).expanduser() / CALIBRATION_FILE
-        task.calibration = json.loads(file.read_text()) if file.is_file() else None
+        task.calibration = read_calibration(Path(directory).expanduser() / CALIBRATION_FILE)
         return task
 
     # ---- features ---------------------------------------------------------------------------------------

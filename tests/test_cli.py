@@ -170,6 +170,25 @@ def test_predict_never_replaces_an_output_file_without_overwrite(saved_models, t
     assert [row["input"] for row in json.loads(output.read_text())] == ["a good film"]
 
 
+def test_predict_overwrite_never_replaces_an_input_or_a_model_file_and_texts_are_never_paths(saved_models, tmp_path,
+                                                                                              capsys):
+    table = tmp_path / "reviews.csv"
+    table.write_text("text\na good film\n")
+    model_files = {name: (saved_models[0] / name).read_bytes() for name in ("config.json", "tokenizer.json")}
+    for output, message in [(table, "is also an input of this command"),
+                            (saved_models[0] / "config.json", "is one of the files of the mtl output folder"),
+                            (saved_models[0] / "tokenizer.json", "is one of the files of the mtl output folder"),
+                            (tmp_path, "is a folder; give a file path")]:
+        code, _, err = predict(capsys, saved_models[0], table, "--output", output, "--overwrite")
+        assert_one_error(code, err, f"--output {output}", message)
+    assert table.read_text() == "text\na good film\n"
+    assert all((saved_models[0] / name).read_bytes() == data for name, data in model_files.items())
+    long_text, tilde = "a long and winding film " * 20, "~great film, really"  # not paths: no stat errors
+    code, out, err = predict(capsys, saved_models[0], long_text, tilde)
+    assert code == 0, err
+    assert list(pd.read_csv(io.StringIO(out))["input"]) == [long_text, tilde]
+
+
 def test_predict_names_inputs_that_are_not_utf8_text(saved_models, tmp_path, capsys):
     binary = tmp_path / "bin.dat"
     binary.write_bytes(bytes(range(128, 256)) * 16)

@@ -303,6 +303,7 @@ def test_detect_cli_prints_events_and_rejects_bad_input(trained, tmp_path, capsy
                           ((model, tmp_path), "is a folder; give one recording file"),
                           ((model, broken), "broken.wav): cannot be decoded (Format not recognised); replace"),
                           ((model, recording, "--output", tmp_path / "events.csv"), "already exists"),
+                          ((model, recording, "--output", tmp_path, "--overwrite"), "is a folder; give a file path"),
                           ((model, recording, "--timeline", tmp_path / "t.jpg"), "write to a .png file"),
                           ((model, recording, "--false_alarms_per_hour", "10"), "--calibrate"),
                           ((model, recording, "--minutes", "5"), "--minutes apply to --calibrate only"),
@@ -361,6 +362,16 @@ def test_calibrate_command_splits_the_runs_data_again(tones, tmp_path, isolated_
     assert json.loads((run / "detection_calibration.json").read_text()) == calibration
     assert main([str(run), "--calibrate", "--overwrite", "--data", str(tones[1])]) == 2  # other clips: another split
     assert "do not split as in the run" in capsys.readouterr().err
+    metrics = (run / "metrics.json").read_text()
+    for own in ("metrics.json", "detection_calibration.json"):  # --overwrite never replaces the run's own files
+        assert main([str(run), str(stitched(tmp_path)), "--output", str(run / own), "--overwrite"]) == 2
+        assert "is one of the files of the mtl output folder" in capsys.readouterr().err
+    assert (run / "metrics.json").read_text() == metrics
+    assert json.loads((run / "detection_calibration.json").read_text()) == calibration
+    (run / "detection_calibration.json").write_text("[1, 2]")
+    assert main([str(run), str(stitched(tmp_path)), "--false_alarms_per_hour", "10"]) == 2
+    err = capsys.readouterr().err
+    assert "detection_calibration.json is damaged (a JSON object was expected" in err and "--calibrate --overwrite" in err
 
 
 def test_csv_of_paths_and_hub_style_audio_columns(trained, tones, tmp_path):

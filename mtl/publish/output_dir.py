@@ -176,6 +176,17 @@ def note_written(directory: Path, *names: str) -> None:
     _update_marker(directory, lambda marker: sorted({*marker["contents"], *names}) if "contents" in marker else None)
 
 
+def output_owning(path: Path) -> Path | None:
+    """The mtl output folder that ``path`` is one of the own files of (a model file, a report, a calibration, the
+    marker itself), or None: such files are never replaced by another command's ``--output``, even with
+    ``--overwrite``. Files a user added to the folder later are not the folder's own."""
+    folder = Path(path).parent
+    if not (folder / MARKER_FILE).is_file():
+        return None
+    kept = (_read_marker(folder) or {}).get("contents")
+    return folder if path.name == MARKER_FILE or not isinstance(kept, list) or path.name in kept else None
+
+
 def _read_marker(directory: Path) -> dict[str, Any] | None:
     """``directory``'s marker as a dict; None when there is none or it is unreadable."""
     try:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -45,16 +46,17 @@ def collect_inputs(task: Any, arguments: Sequence[str], column: str | None = Non
     suffixes = task.spec.file_suffixes
     items: list[Input] = []
     for argument in arguments:
-        path = Path(argument).expanduser()
-        if path.is_dir():
+        path = user_path(argument)
+        kind = _kind(path)
+        if kind == "folder":
             found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
             if not found:
                 raise DataError(f"{path}: no input files ({', '.join(suffixes)}) in this folder")
             for file in found:
                 items += _from_file(task, file)
-        elif path.is_file() and path.suffix.lower() in TABLES:
+        elif kind == "file" and path.suffix.lower() in TABLES:
             items += _from_table(task, path, column)
-        elif path.is_file():
+        elif kind == "file":
             items += _from_file(task, path)
         elif (value := task.input_from_argument(argument)) is not None and not _looks_like_a_path(argument):
             items.append(Input(argument, value, f"input {argument!r}"))
@@ -63,6 +65,20 @@ def collect_inputs(task: Any, arguments: Sequence[str], column: str | None = Non
     if not items:
         raise DataError("no inputs: the files given hold nothing to predict")
     return items
+
+
+def user_path(argument: str | Path) -> Path:
+    """``argument`` as a path with ``~`` expanded where it names a home folder (text such as "~great film" stays
+    as it is, where ``Path.expanduser`` would raise)."""
+    return Path(os.path.expanduser(str(argument)))
+
+
+def _kind(path: Path) -> str | None:
+    """"folder", "file" or None (nothing there, or text too long or odd to be a file name at all)."""
+    try:
+        return "folder" if path.is_dir() else "file" if path.is_file() else None
+    except (OSError, ValueError):
+        return None
 
 
 def predict_items(task: Any, items: Sequence[Input], batch_size: int | None = None,
@@ -87,13 +103,14 @@ def predict_items(task: Any, items: Sequence[Input], batch_size: int | None = No
     return rows
 
 
-def check_rows_output(output: str | None, overwrite: bool = False) -> Path | None:
-    """The path of ``mtl.predict --output`` (None: stdout), refused before any work when it is no .csv or .json
-    file, its folder is missing, or it exists and ``overwrite`` is false."""
+def check_rows_output(output: str | None, overwrite: bool = False, inputs: Sequence[str | Path] = ()) -> Path | None:
+    """The path of ``mtl.predict --output`` (None: stdout), refused before any work when it is a folder or no .csv
+    or .json file, its folder is missing, or it exists and ``overwrite`` is false; even with ``overwrite`` it never
+    replaces one of the ``inputs`` or a file of an mtl output folder (the model's own files)."""
     if output is None:
         return None
-    path = Path(output).expanduser()
-    _check_new_file(path, "--output", ROWS_SUFFIXES, overwrite)
+    path = user_path(output)
+    _check_new_file(path, "--output", ROWS_SUFFIXES, overwrite, inputs)
     return path
 
 
@@ -116,7 +133,7 @@ def detect_file(model_dir: str | Path, recording: str | Path, *, output: str | P
                 timeline: str | Path | None = None, overwrite: bool = False, **options: Any) -> list[Any]:
     """Load the model in ``model_dir`` and find its labels in ``recording`` (tasks that can detect: keywords);
     write the events to ``output`` (.csv or .json) and a picture of them on the waveform to ``timeline`` (.png)."""
-    recording = Path(recording).expanduser()
+    recording = user_path(recording)
     if recording.is_dir():
         raise MtlError(f"recording {recording} is a folder; give one recording file (for a folder: "
                        f"for f in {recording}/*.wav; do python -m mtl.detect MODEL \"$f\"; done)")
@@ -125,15 +142,15 @@ def detect_file(model_dir: str | Path, recording: str | Path, *, output: str | P
     targets = {"--output": (output, (".csv", ".json")), "--timeline": (timeline, (".png",))}
     for flag, (path, suffixes) in targets.items():
         if path is not None:
-            _check_new_file(Path(path).expanduser(), flag, suffixes, overwrite)
+            _check_new_file(user_path(path), flag, suffixes, overwrite)
     task = _detecting_task(model_dir)
     if task.spec.file_suffixes and recording.suffix.lower() not in task.spec.file_suffixes:
         raise MtlError(f"recording {recording}: expected one of {', '.join(task.spec.file_suffixes)}")
     events = task.detect(str(recording), **options)
     if output is not None:
-        write_events(events, Path(output).expanduser())
+        write_events(events, user_path(output))
     if timeline is not None:
-        task.plot_detections(str(recording), events, Path(timeline).expanduser())
+        task.plot_detections(str(recording), events, user_path(timeline))
     return events
 
 
@@ -148,7 +165,7 @@ def calibrate_folder(model_dir: str | Path, *, data: str | None = None, noise: s
     from ..publish.reports import PREDICTIONS_FILE
     from ..recipe import load_recipe
 
-    folder = Path(model_dir).expanduser()
+    folder = user_path(model_dir)
     task = _detecting_task(folder)
     earlier = folder / task.calibration_file
     if earlier.is_file() and not overwrite:
@@ -204,13 +221,28 @@ def _last_two(path: str) -> str:
     return "/".join(Path(str(path)).parts[-2:])
 
 
-def _check_new_file(path: Path, flag: str, suffixes: Sequence[str], overwrite: bool) -> None:
+def _check_new_file(path: Path, flag: str, suffixes: Sequence[str], overwrite: bool,
+                    inputs: Sequence[str | Path] = ()) -> None:
+    from ..publish.output_dir import output_owning
+
+    if path.is_dir():
+        raise MtlError(f"{flag} {path} is a folder; give a file path, e.g. {path / ('results' + suffixes[0])}")
     if path.suffix.lower() not in suffixes:
         raise MtlError(f"{flag} {path}: write to a {' or '.join(suffixes)} file")
     if not path.parent.is_dir():
         raise MtlError(f"{flag} {path}: folder {path.parent} does not exist; create it or choose another path")
-    if path.exists() and not overwrite:
+    if not path.exists():
+        return
+    if not overwrite:
         raise MtlError(f"{flag} {path} already exists; choose another name or pass --overwrite")
+    for source in inputs:
+        source = user_path(source)
+        if _kind(source) == "file" and path.samefile(source):
+            raise MtlError(f"{flag} {path} is also an input of this command; --overwrite would replace what it "
+                           "reads: write the results to another file")
+    if (owner := output_owning(path)) is not None:
+        raise MtlError(f"{flag} {path} is one of the files of the mtl output folder {owner} (the model, its reports "
+                       "or calibration); --overwrite never replaces those: write the results to another file")
 
 
 def export_folder(model_dir: str | Path, *, opset: int | None = None, overwrite: bool = False) -> Any:
@@ -218,7 +250,7 @@ def export_folder(model_dir: str | Path, *, opset: int | None = None, overwrite:
     earlier export there is replaced only with ``overwrite``."""
     from ..publish.onnx import export_onnx
 
-    earlier = Path(model_dir).expanduser() / "onnx"
+    earlier = user_path(model_dir) / "onnx"
     if earlier.exists() and not overwrite:
         raise MtlError(f"{earlier} already holds an export; pass --overwrite to replace it")
     return export_onnx(load_saved_task(model_dir), model_dir, opset=opset)
