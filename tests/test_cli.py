@@ -92,6 +92,10 @@ def test_dry_run_names_a_wrong_candidate_before_ranking_and_warns_of_unused_sett
     assert main([str(recipe), "--dry-run", "model.checkpoint=auto", f"select.candidates=[{text}, {image}]"]) == 2
     err = capsys.readouterr().err
     assert f"select: candidate {image} is a vit checkpoint, which AutoModelForSequenceClassification cannot use" in err
+    out = yaml.safe_load(recipe.read_text())["output"]["dir"]
+    for inside in (out, f"{out}/ranking"):  # the run makes output.dir whole: a ranking in it would block the run
+        assert main([str(recipe), "--dry-run", "model.checkpoint=auto", f"select.report_dir={inside}"]) == 2
+        assert f"select.report_dir {inside} lies in output.dir {out}" in capsys.readouterr().err
     with caplog.at_level("WARNING", logger="mtl"):
         assert main([str(recipe), "--dry-run", "hub.repo_id=me/model", f"select.candidates=[{image}]"]) == 0
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]

@@ -82,7 +82,7 @@ def prepare_run(recipe: Recipe, *, overwrite: bool = False, resume: bool = False
     check_output_dir(out, overwrite=overwrite, resume=resume, protected=recipe_inputs(recipe))
     auto = recipe.model.checkpoint == AUTO
     if auto:
-        check_report_dir(report_dir(recipe), overwrite=overwrite or resume)
+        check_report_dir(report_dir(recipe), overwrite=overwrite or resume, output_dir=out)
     task = task_cls(None if auto else recipe.model.checkpoint, revision=recipe.model.revision,
                     options=recipe.preprocess)
     task.check_training_options()

@@ -110,9 +110,15 @@ def report_dir(recipe: Recipe) -> Path:
     return Path(recipe.select.report_dir or f"{recipe.output.dir.rstrip('/')}-selection").expanduser()
 
 
-def check_report_dir(folder: Path, *, overwrite: bool) -> None:
-    """Refuse a report folder that is a file or lies under one, and, unless ``overwrite``, one that holds an
-    earlier ranking (``ranking.csv`` / ``ranking.png``)."""
+def check_report_dir(folder: Path, *, overwrite: bool, output_dir: Path | None = None) -> None:
+    """Refuse a report folder that is a file or lies under one, one that is or lies in ``output_dir`` (the run's
+    output, which the run makes whole: with ``model.checkpoint: auto``), and, unless ``overwrite``, one that holds
+    an earlier ranking (``ranking.csv`` / ``ranking.png``)."""
+    if output_dir is not None and (folder.absolute() == output_dir.absolute()
+                                   or output_dir.absolute() in folder.absolute().parents):
+        raise MtlError(f"select.report_dir {folder} lies in output.dir {output_dir}, which the run writes as one "
+                       "folder of its own; give the ranking a folder beside it (unset select.report_dir for "
+                       f"{output_dir}-selection)")
     existing = next(p for p in (folder, *folder.parents) if p.exists())
     if not existing.is_dir():
         under = "" if existing == folder else f" lies under {existing}, which"
