@@ -78,6 +78,12 @@ def load_saved_task(folder: str | Path) -> Task:
     config = folder / "config.json"
     if not folder.exists():
         raise MtlError(f"{folder} does not exist; give the output.dir of a run")
+    if not config.is_file() and (folder / "checkpoints").is_dir():
+        previous = folder.with_name(folder.name + ".previous")  # what --overwrite set aside (mtl.publish.output_dir)
+        kept = (f"; the model it is replacing is kept in {previous} until then" if (previous / "config.json").is_file()
+                else "")
+        raise MtlError(f"{folder} holds a run that stopped before saving its model (checkpoints/ only): finish it with "
+                       f"python -m mtl.run {folder / 'recipe.yaml'} --resume{kept}")
     if not config.is_file():
         raise MtlError(f"{folder} is not a model folder (no config.json); give the output.dir of a run")
     try:

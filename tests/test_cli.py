@@ -219,6 +219,15 @@ def test_a_model_folder_without_weights_or_with_truncated_weights_is_one_message
     assert_one_error(code, err, f"{broken}: holds no model weights (model.safetensors); the folder is incomplete")
 
 
+def test_a_run_folder_without_its_model_yet_says_how_to_finish_the_run(saved_models, tmp_path, capsys):
+    run = tmp_path / "run"
+    (run / "checkpoints" / "step-8").mkdir(parents=True)  # what a run killed after --overwrite leaves
+    shutil.copytree(saved_models[0], tmp_path / "run.previous")
+    code, _, err = predict(capsys, run, "a good film")
+    assert_one_error(code, err, f"{run} holds a run that stopped before saving its model",
+                     f"python -m mtl.run {run / 'recipe.yaml'} --resume", f"kept in {tmp_path / 'run.previous'}")
+
+
 def test_loading_a_model_folder_with_another_tasks_class_names_both_tasks(saved_models):
     from mtl.errors import MtlError
     from mtl.tasks import TextSentiment
