@@ -193,6 +193,17 @@ def test_predict_overwrite_never_replaces_an_input_or_a_model_file_and_texts_are
     assert list(pd.read_csv(io.StringIO(out))["input"]) == [long_text, tilde]
 
 
+def test_predict_names_a_file_of_another_modality(saved_models, tmp_path, capsys):
+    (tmp_path / "photo.png").write_bytes(b"\x89PNG")
+    (tmp_path / "notes.txt").write_text("a good film\n")
+    code, _, err = predict(capsys, saved_models[0], tmp_path / "photo.png")
+    assert_one_error(code, err, "photo.png: .png files are read by image-classification models; this model is for "
+                     "text-sentiment and reads .txt files")
+    code, _, err = predict(capsys, saved_models[1], tmp_path / "notes.txt")
+    assert_one_error(code, err, "notes.txt: .txt files are read by text-sentiment models; this model is for "
+                     "image-classification")
+
+
 def test_predict_names_inputs_that_are_not_utf8_text(saved_models, tmp_path, capsys):
     binary = tmp_path / "bin.dat"
     binary.write_bytes(bytes(range(128, 256)) * 16)

@@ -120,6 +120,27 @@ def test_select_command_bad_candidates_exit_2_without_traceback(recipe, tmp_path
     assert done.returncode == 2 and "select: sample must be at least 10, got 3" in done.stderr
 
 
+def test_every_wrong_candidate_is_named_at_once_and_a_tie_at_the_top_is_a_warning(recipe, tmp_path, two_tiny_berts,
+                                                                                 caplog):
+    import shutil
+
+    from mtl.recipe import load_recipe
+    from mtl.runner import select_checkpoint
+
+    done = _select_cli(str(recipe), "--candidates", str(tmp_path / "nope-1"), two_tiny_berts[0], str(tmp_path / "nope-2"))
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "2 candidates cannot be ranked" in done.stderr
+    assert str(tmp_path / "nope-1") in done.stderr and str(tmp_path / "nope-2") in done.stderr
+    twin = tmp_path / "twin"  # the same weights under another name: the same scores
+    shutil.copytree(two_tiny_berts[0], twin)
+    with caplog.at_level("WARNING", logger="mtl"):
+        selection = select_checkpoint(load_recipe(recipe), candidates=[two_tiny_berts[0], str(twin)],
+                                      write_report=False)
+    assert selection.rows[0]["score"] == selection.rows[1]["score"]
+    assert any(f"{two_tiny_berts[0]} and {twin} tie on linear_probe" in r.getMessage() and "select.validation_sample"
+               in r.getMessage() for r in caplog.records)
+
+
 def test_auto_checkpoint_ranks_then_fine_tunes_the_winner_and_the_card_says_so(recipe, tmp_path, two_tiny_berts):
     done = run_cli(str(recipe))
     assert done.returncode == 0, done.stderr

@@ -24,7 +24,7 @@ from typing import Any, NamedTuple, Sequence
 from ..data.tables import check_row_widths, not_utf8
 from ..errors import DataError, MtlError, OutputExistsError
 from ..fs import write_text_atomic
-from ..registry import load_saved_task
+from ..registry import get_task, known_tasks, load_saved_task
 
 TABLES = (".csv", ".tsv", ".jsonl", ".json", ".parquet")  # files read as tables of inputs (a row each)
 ROWS_SUFFIXES = (".csv", ".json")  # what mtl.predict --output writes
@@ -57,6 +57,7 @@ def collect_inputs(task: Any, arguments: Sequence[str], column: str | None = Non
         elif kind == "file" and path.suffix.lower() in TABLES:
             items += _from_table(task, path, column)
         elif kind == "file":
+            _check_modality(task, path)
             items += _from_file(task, path)
         elif (value := task.input_from_argument(argument)) is not None and not _looks_like_a_path(argument):
             items.append(Input(argument, value, f"input {argument!r}"))
@@ -254,6 +255,17 @@ def export_folder(model_dir: str | Path, *, opset: int | None = None, overwrite:
     if earlier.exists() and not overwrite:
         raise MtlError(f"{earlier} already holds an export; pass --overwrite to replace it")
     return export_onnx(load_saved_task(model_dir), model_dir, opset=opset)
+
+
+def _check_modality(task: Any, path: Path) -> None:
+    """Refuse a file whose kind another task reads and this one does not (a photo given to a text model)."""
+    suffix = path.suffix.lower()
+    if suffix in task.spec.file_suffixes:
+        return
+    readers = [name for name in known_tasks() if suffix in get_task(name).spec.file_suffixes]
+    if readers:
+        raise DataError(f"{path}: {suffix} files are read by {' or '.join(readers)} models; this model is for "
+                        f"{task.name} and reads {', '.join(task.spec.file_suffixes)} files (or a table of them)")
 
 
 def _from_file(task: Any, path: Path) -> list[Input]:

@@ -96,6 +96,12 @@ def select_checkpoint(recipe: Recipe, candidates: list[str] | None = None, data:
                             score=recipe.select.score, sample=recipe.select.sample,
                             validation_sample=recipe.select.validation_sample, batch_size=recipe.train.eval_batch,
                             seed=recipe.train.seed, skip_unavailable=not chosen)
+    tied = [row.checkpoint for row in rows if row.score == rows[0].score]
+    if len(tied) > 1:
+        logger.warning("select: %s tie on %s (%.4f on %d validation examples): the first is taken by list order; "
+                       "rank on more validation examples (select.validation_sample) or by another score (--score)",
+                       " and ".join(tied), recipe.select.score, rows[0].score,
+                       min(len(data.splits["validation"]), recipe.select.validation_sample))
     selection = Selection(recipe.select.score, [row.to_dict() for row in rows], time.perf_counter() - started)
     if write_report:
         selection.report_dir = folder

@@ -99,17 +99,26 @@ def check_candidates(task_cls: type, candidates: Sequence[str], *, skip_unavaila
     """The distinct ``candidates``, each resolved (downloaded once where a mirror serves it) and checked to be a
     checkpoint of the task's kind before any is scored: a wrong one is named before minutes of ranking. With
     ``skip_unavailable``, one that cannot be found is left out with a warning."""
-    usable = []
+    usable, problems = [], []
     for checkpoint in dict.fromkeys(candidates):
         try:
             folder = resolve_checkpoint(checkpoint).path
         except CheckpointError as error:
             if not skip_unavailable:
-                raise
-            logger.warning("select: skipped %s: %s", checkpoint, str(error).split(". ")[0])
+                problems.append(error)
+            else:
+                logger.warning("select: skipped %s: %s", checkpoint, str(error).split(". ")[0])
             continue
-        check_candidate(task_cls, checkpoint, folder)
+        try:
+            check_candidate(task_cls, checkpoint, folder)
+        except MtlError as error:
+            problems.append(error)
+            continue
         usable.append(checkpoint)
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:  # every wrong candidate in one message
+        raise MtlError(f"{len(problems)} candidates cannot be ranked: " + " | ".join(str(p) for p in problems))
     return usable
 
 
@@ -122,8 +131,8 @@ def check_candidate(task_cls: type, checkpoint: str, folder: Path) -> None:
         raise CheckpointError(f"select: candidate {checkpoint}: cannot read its config.json ({error})") from None
     if type(config) not in auto_class._model_mapping:
         raise MtlError(f"select: candidate {checkpoint} is a {config.model_type} checkpoint, which "
-                       f"{task_cls.spec.model_class} cannot use; task {task_cls.name} needs a "
-                       f"{task_cls.spec.modality} checkpoint (e.g. {task_cls.spec.default_checkpoint})")
+                       f"{task_cls.spec.model_class} cannot use; task {task_cls.name} needs "
+                       f"{task_cls.spec.modality} checkpoints (e.g. {task_cls.spec.default_checkpoint})")
 
 
 def _score_candidate(task_cls: type, checkpoint: str, options: Any, train: Dataset, validation: Dataset,
