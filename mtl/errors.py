@@ -17,8 +17,10 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
 
         did_you_mean("epoch", ["epochs", "seed"])   # "; did you mean 'epochs'?"
     """
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
+    choices = list(choices)
+    by_case = {choice.lower(): choice for choice in choices}  # MEAN -> mean: case alone is the closest slip
+    close = difflib.get_close_matches(word.lower(), list(by_case), n=1, cutoff=0.6)
+    return f"; did you mean {by_case[close[0]]!r}?" if close else ""
 
 
 def first_few(items: Sequence[str], limit: int = 5, separator: str = ", ") -> str:

@@ -39,6 +39,12 @@ def test_wrong_type_names_the_expected_type():
         recipe_from_dict({**MINIMAL, "train": {"batch_size": "big"}})
     with pytest.raises(RecipeError, match=r"train.epochs: expected a number, got '3' \(str\); write the number without quotes"):
         recipe_from_dict({**MINIMAL, "train": {"epochs": "3"}})  # a quoted number, or fit(epochs="3"), is text
+    with pytest.raises(RecipeError, match=r"train.time_budget: expected a number, got 'inf' \(str\); give a finite"):
+        recipe_from_dict({**MINIMAL, "train": {"time_budget": "inf"}})  # what `train.time_budget=inf` gives
+    with pytest.raises(RecipeError, match=r"train.class_weights.pos: expected a number, got 'abc' \(str\)"):
+        recipe_from_dict({**MINIMAL, "train": {"class_weights": {"pos": "abc", "neg": 1}}})  # the entry, not "a mapping"
+    with pytest.raises(RecipeError, match=r"model.pooling: must be one of .*got 'MEAN' \(str\); did you mean 'mean'"):
+        recipe_from_dict({**MINIMAL, "model": {"pooling": "MEAN"}})
     with pytest.raises(RecipeError, match=r"data.label_names\[0\]: expected a string, got 1 \(int\)"):
         recipe_from_dict({**MINIMAL, "data": {**MINIMAL["data"], "label_names": [1, 0]}})
     with pytest.raises(RecipeError, match=r"label_names names 'neg' more than once; each label must be named once"):

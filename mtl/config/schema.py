@@ -13,6 +13,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -97,6 +98,9 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
                 return result
         if len(options) == 1:  # X | None: X's own problem says more (which list item is wrong, and why)
             return result
+        shaped = [option for option in options if _same_shape(option, value)]
+        if len(shaped) == 1:  # a mapping given where a mapping is one option: say which entry is wrong
+            return _convert(shaped[0], value, where)
         return _Problem(f"{where}: expected {' or '.join(_describe(o) for o in options)}, got {_show(value)}")
     if origin is Literal:
         if value in args:
@@ -128,9 +132,18 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
         return int(value)
     if isinstance(hint, type) and isinstance(value, hint) and not (hint is int and isinstance(value, bool)):
         return value
-    quoted = hint in (int, float) and isinstance(value, str) and _is_number(value)
-    return _Problem(f"{where}: expected {_describe(hint)}, got {_show(value)}"
-                    + ("; write the number without quotes" if quoted else ""))
+    hint_text = ""
+    if hint in (int, float) and isinstance(value, str) and _is_number(value):
+        hint_text = "; write the number without quotes" if math.isfinite(float(value)) else "; give a finite number"
+    return _Problem(f"{where}: expected {_describe(hint)}, got {_show(value)}{hint_text}")
+
+
+def _same_shape(hint: Any, value: Any) -> bool:
+    """Whether ``value`` is a mapping or a list and ``hint`` asks for that kind of value."""
+    origin = typing.get_origin(hint)
+    if isinstance(value, dict):
+        return origin is dict or dataclasses.is_dataclass(hint)
+    return isinstance(value, (list, tuple)) and origin in (list, tuple)
 
 
 def _is_number(text: str) -> bool:
