@@ -206,7 +206,8 @@ def calibration_warnings(calibration: dict[str, Any], keyword_clips: int) -> lis
     too few keyword clips, or no keyword found at ten false alarms per hour."""
     warnings, hours = [], calibration["hours"]
     if hours < 1:
-        warnings.append(f"calibration: {hours * 60:.0f} minutes of audio cannot resolve rates under "
+        length = f"{hours * 60:.0f} minutes" if hours * 60 >= 1 else f"{hours * 3600:.0f} seconds"
+        warnings.append(f"calibration: {length} of audio cannot resolve rates under "
                         f"{1 / hours:.0f} false alarms per hour (one false alarm in them is that rate); give more "
                         "minutes (--minutes) and more validation clips")
     if keyword_clips < 50:

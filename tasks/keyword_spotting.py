@@ -71,6 +71,7 @@ class KeywordSpotting(Task):
         super().__init__(checkpoint, revision=revision, **options)
         self._noise: list[np.ndarray] | None = None  # background-noise recordings, loaded once
         self.calibration: dict[str, Any] | None = None  # detection thresholds by false-alarm rate (calibrate)
+        self._calibration_damage: MtlError | None = None  # a damaged calibration file, raised when it is needed
 
     # ---- checkpoint ------------------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -96,7 +97,10 @@ class KeywordSpotting(Task):
     def load(cls, directory: str | Path, **options: Any) -> "KeywordSpotting":
         """The saved model, with its detection calibration when the folder holds one."""
         task = super().load(directory, **options)
-        task.calibration = read_calibration(Path(directory).expanduser() / CALIBRATION_FILE)
+        try:  # a damaged calibration stops only what needs it: predict and --calibrate --overwrite still work
+            task.calibration = read_calibration(Path(directory).expanduser() / CALIBRATION_FILE)
+        except MtlError as error:
+            task._calibration_damage = error
         return task
 
     # ---- features ---------------------------------------------------------------------------------------
@@ -221,8 +225,12 @@ class KeywordSpotting(Task):
             if threshold is not None:
                 raise DataError("detect: give threshold or false_alarms_per_hour, not both")
             saved = self.source is not None and "mtl_task" in saved_config(self.source.path)
+            if self._calibration_damage is not None:
+                raise self._calibration_damage
             threshold = calibrated_threshold(self.calibration, false_alarms_per_hour, settings,
                                              str(self.source.path) if saved else None)
+            logger.info("detect: threshold %g, the lowest calibrated for at most %g false alarms per hour", threshold,
+                        false_alarms_per_hour)
         threshold = 0.5 if threshold is None else threshold
         if not 0 < threshold <= 1:
             raise DataError(f"detect: threshold must be in (0, 1], got {threshold}")
@@ -287,6 +295,7 @@ class KeywordSpotting(Task):
                         "at least once", hours * 60, minutes)
         table = sweep(self.detect_recordings(recordings, settings)[0], [r.words for r in recordings], hours,
                       self.keywords)
+        self._calibration_damage = None
         self.calibration = calibration_record(table, settings, hours, f"{len(rows)} labelled clips stitched into "
                                               f"{len(recordings)} recordings (SNR 10-30 dB), seed {seed}")
         keyword_clips = sum(label in self.keywords for _, label in rows)

@@ -372,6 +372,8 @@ def test_calibrate_command_splits_the_runs_data_again(tones, tmp_path, isolated_
     assert main([str(run), str(stitched(tmp_path)), "--false_alarms_per_hour", "10"]) == 2
     err = capsys.readouterr().err
     assert "detection_calibration.json is damaged (a JSON object was expected" in err and "--calibrate --overwrite" in err
+    assert main([str(run), "--calibrate", "--overwrite", "--minutes", "0.2"]) == 0  # the damage blocks not its mend
+    assert json.loads((run / "detection_calibration.json").read_text())["detector"] == calibration["detector"]
 
 
 def test_csv_of_paths_and_hub_style_audio_columns(trained, tones, tmp_path):
