@@ -258,13 +258,14 @@ class KeywordSpotting(Task):
     def _check_hop(self, hop: float) -> None:
         DetectorSettings(hop=hop)  # a finite hop of at least MIN_HOP
         if hop > self.options.clip_seconds:
-            raise MtlError(f"detect: hop must be from {MIN_HOP} s to the model's window of "
+            raise MtlError(f"detector: hop (--hop) must be from {MIN_HOP} s to the model's window of "
                            f"{self.options.clip_seconds:g} s (a longer hop skips the audio between windows), got {hop}")
 
     def _recording(self, recording: Any, sampling_rate: int | None) -> np.ndarray:
         """A recording (a path, or an array at ``sampling_rate``) decoded once, mono, at the model's rate."""
         source = {"array": recording, "sampling_rate": sampling_rate} if sampling_rate else recording
-        return load_clip(source, self.sampling_rate, None, where="recording")
+        where = f"recording {recording}" if isinstance(recording, (str, Path)) else "recording"
+        return load_clip(source, self.sampling_rate, None, where=where)
 
     def _window_probabilities(self, audio: np.ndarray, hop: float, batch_size: int) -> tuple[list[float], np.ndarray]:
         rate, samples = self.sampling_rate, self._clip_samples()

@@ -297,7 +297,7 @@ def test_detect_cli_prints_events_and_rejects_bad_input(trained, tmp_path, capsy
                           ((model, recording, "--smooth", "0"), "smooth (--smooth) must be a whole number"),
                           ((model, recording, "--hop", "nan"), "hop (--hop) must be at least 0.01 seconds"),
                           ((model, recording, "--hop", "1e-6"), "hop (--hop) must be at least 0.01 seconds"),
-                          ((model, recording, "--hop", "5"), "hop must be from 0.01 s to the model's window of 1 s"),
+                          ((model, recording, "--hop", "5"), "hop (--hop) must be from 0.01 s to the model's window of 1 s"),
                           ((model, recording, "--refractory", "nan"), "refractory (--refractory) must be zero or"),
                           ((model, recording, "--false_alarms_per_hour", "nan"), "--false_alarms_per_hour must be"),
                           ((model, tmp_path), "is a folder; give one recording file"),
@@ -634,3 +634,17 @@ def test_a_background_noise_folder_without_audio_fails_before_the_data_is_read(t
                                "preprocess": {"background_noise": str(tmp_path / "noise")}})
     with pytest.raises(DataError, match=r"preprocess.background_noise: no audio files at .*noise; give a folder"):
         prepare_run(recipe)
+
+
+def test_audio_under_8_khz_is_named_once_as_unreliable(monkeypatch, caplog):
+    import mtl.data.audio as audio
+
+    monkeypatch.setattr(audio, "_low_rate_named", False)
+    tone = {"array": np.sin(np.arange(1000) / 3).astype(np.float32), "sampling_rate": 1000}
+    with caplog.at_level("WARNING", logger="mtl"):
+        first = audio.load_clip(tone, 16_000, None, where="recording phone.wav")
+        audio.load_clip(tone, 16_000, None, where="recording other.wav")
+        audio.load_clip({**tone, "sampling_rate": 8000}, 16_000, None, where="recording fine.wav")
+    named = [r.getMessage() for r in caplog.records if "speech needs" in r.getMessage()]
+    assert len(named) == 1 and named[0].startswith("recording phone.wav: sampled at 1000 Hz, under the 8000 Hz")
+    assert len(first) == 16_000  # still resampled and used

@@ -251,8 +251,24 @@ def load_clip(source: Any, rate: int, samples: int | None, where: str = "audio",
         raise DataError(f"{where}: the audio holds NaN or infinite samples; fix the recording or array")
     if source_rate is not None and source_rate < 1:
         raise DataError(f"{where}: sampling_rate must be a positive number of Hz, got {source_rate}")
+    if source_rate is not None and source_rate < MIN_SPEECH_RATE <= rate:
+        _warn_low_rate(where, source_rate, rate)
     audio = resample(audio, source_rate or rate, rate)
     return audio if samples is None else crop_clip(audio, samples, rng)
+
+
+MIN_SPEECH_RATE = 8_000  # Hz: telephone speech; below it words lose the consonants that tell them apart
+_low_rate_named = False
+
+
+def _warn_low_rate(where: str, source_rate: float, rate: int) -> None:
+    """Warn once a process that audio sampled under 8 kHz gives unreliable results (resampling adds no detail)."""
+    global _low_rate_named
+    if not _low_rate_named:
+        _low_rate_named = True
+        logger.warning("%s: sampled at %g Hz, under the %d Hz speech needs; resampled to %d Hz it gains no detail, "
+                       "so results on it are unreliable (other such audio is not named again)", where, source_rate,
+                       MIN_SPEECH_RATE, rate)
 
 
 def crop_clip(audio: np.ndarray, samples: int, rng: np.random.Generator | None = None) -> np.ndarray:
