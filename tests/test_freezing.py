@@ -78,6 +78,11 @@ def test_bad_specs_say_what_is_accepted(bad, message):
         parse_freeze(bad)
 
 
+@pytest.mark.parametrize("name", ["lora", "gradual"])
+def test_a_bare_strategy_name_means_its_defaults(name):
+    assert parse_freeze(name) == parse_freeze({name: {}}) and parse_freeze(name).mode == name
+
+
 def test_head_of_another_size_is_replaced_with_label_names(tmp_path):
     folder = build_tiny_bert(tmp_path / "three-labels", num_labels=3)
     model = build_classifier(AutoModelForSequenceClassification, folder, ["bad", "good"])

@@ -87,6 +87,8 @@ def parse_freeze(value: str | dict[str, Any] | FreezeSpec | None) -> FreezeSpec:
             return FreezeSpec(mode=value)
         if value in strategies:
             return FreezeSpec(mode=value, options=strategies[value].settings(None))
+        if value in ("lora", "gradual"):  # every key of theirs has a default: the bare name means {name: {}}
+            return parse_freeze({value: {}})
         raise ValueError(f"unknown freezing spec {value!r}; {accepted}")
     if isinstance(value, dict) and len(value) == 1:
         (key, arg), = value.items()
