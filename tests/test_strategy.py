@@ -96,6 +96,14 @@ def test_auto_fits_the_strategy_to_the_time_budget(tiny_bert, tmp_path, minutes,
         assert "head_first_epochs" not in small.strategy_choice.settings
         assert "head_first_learning_rate" not in small.strategy_choice.settings
         assert "the recipe's head-first stage (2 epochs), then everything" in small.strategy_choice.reasons[-1]
+        # a probe recipe's rate (freeze: backbone, 1e-3) is a head's: the backbone fine-tunes at 5e-5, the head at it
+        probe = TextSentiment(tiny_bert, max_length=32)
+        probe.fit(rows[:96], rows[96:120], strategy="auto", time_budget=minutes, batch_size=16, epochs=2,
+                  freeze="backbone", learning_rate=1e-3)
+        chosen = probe.strategy_choice
+        assert chosen.name == "LP-FT" and (chosen.settings["learning_rate"], chosen.settings["head_learning_rate"]) == \
+            (5e-5, 1e-3)
+        assert "at learning rate 5e-05 (the recipe's 0.001 is a linear probe's: the head keeps it)" in chosen.reasons[-1]
 
 
 def test_the_choice_is_in_metrics_and_the_card(tiny_bert, tmp_path):

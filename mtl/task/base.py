@@ -140,7 +140,7 @@ class Task(TaskHooks):
         try:
             if config.strategy == "auto":
                 self.strategy_choice = choose_strategy(self, train_set, validation_set, config, metrics,
-                                                       Path(output_dir) if output_dir else None)
+                                                       Path(output_dir) if output_dir else None, given=spec)
                 spec, config = self.strategy_choice.apply(config, given=spec)
             self.fit_result = fit_stages(self, train_set, validation_set, spec, config, metrics,
                                          Path(output_dir) if output_dir else None, resume)

@@ -8,7 +8,8 @@ smallest class and how many epochs of each strategy the rest of ``train.time_bud
 * too few examples per class (< 4), or no time for two epochs of anything else: the **linear probe**, trained on
   at its best rate;
 * time for at least two full epochs: **LP-FT** (the recipe's head-first stage, or where it sets none the race's
-  best probe, its epochs at its rate; then everything at the recipe's rates, the head's included. On sentiment the
+  best probe, its epochs at its rate; then everything at the recipe's rates, the head's included (a recipe
+  that freezes the backbone set its rate for a head: the backbone then trains at 5e-5). On sentiment the
   race's probe, 10 epochs at 0.01, ended 1.4 points under the recipe's 3 epochs at 1e-3: 84.96% against 86.4%; it
   matches or beats full fine-tuning from a random head, Kumar et al. 2022), for the recipe's epochs or at least
   :data:`MIN_STEPS` optimizer steps where the budget allows and validation has :data:`JUDGED_VALIDATION`
@@ -41,7 +42,7 @@ from typing import Any
 from datasets import Dataset
 
 from ..config.freeze import FreezeSpec, parse_freeze
-from ..config.sections import TrainConfig
+from ..config.sections import FINE_TUNING_RATE, TrainConfig
 from ..fs import write_json
 from ..metrics import is_better
 from ..modeling.freezing import apply_freezing
@@ -90,9 +91,10 @@ class StrategyChoice:
 
 
 def choose_strategy(task: Any, train_set: Dataset, validation_set: Dataset, config: TrainConfig,
-                    metrics: list[str], run_dir: Path | None) -> StrategyChoice:
+                    metrics: list[str], run_dir: Path | None, given: FreezeSpec | None = None) -> StrategyChoice:
     """Race linear probes on the frozen-feature cache, then choose a strategy that fits ``config.budget_minutes``
-    (``train.time_budget``)."""
+    (``train.time_budget``). ``given``: the recipe's freezing; with ``backbone`` its learning rate is a head's,
+    so a strategy that trains the backbone trains it at :data:`FINE_TUNING_RATE` and the head at that rate."""
     saved = run_dir / STRATEGY_FILE if run_dir else None
     if saved and saved.is_file():
         choice = StrategyChoice(**json.loads(saved.read_text()))
@@ -134,22 +136,28 @@ def choose_strategy(task: Any, train_set: Dataset, validation_set: Dataset, conf
                                                           head_first_learning_rate=rate)
     probe_first = (f"the recipe's head-first stage ({config.head_first_epochs} epochs)" if config.head_first_epochs
                    else "the probe first")
+    full_rate, rates = config.learning_rate, {}
+    if given is not None and given.mode == "backbone":  # a probe recipe: its rate is the head's, far too high for
+        full_rate = FINE_TUNING_RATE  # pretrained weights (MiniLM at 1e-3 forgets what it knew)
+        rates = dict(learning_rate=full_rate, head_learning_rate=config.head_learning_rate or config.learning_rate)
     if per_class < FEW_PER_CLASS:
         choice = StrategyChoice("linear probe", "backbone", probe_settings,
                                 reasons + [f"fewer than {FEW_PER_CLASS} examples per class: too few to move the "
                                            "backbone's weights"], race)
     elif full_epochs >= 2:
-        settings = dict(**head_first, epochs=min(wanted_epochs, full_epochs), early_stopping_patience=patience,
-                        max_seconds=max(left, 1.0))
+        settings = dict(**head_first, **rates, epochs=min(wanted_epochs, full_epochs),
+                        early_stopping_patience=patience, max_seconds=max(left, 1.0))
+        probe_rate = (f" (the recipe's {config.learning_rate:g} is a linear probe's: the head keeps it)"
+                      if rates else "")
         choice = StrategyChoice("LP-FT", "none", settings,
                                 reasons + [f"{room}: {probe_first}, then everything "
                                            f"for up to {settings['epochs']} epochs at learning rate "
-                                           f"{config.learning_rate:g}, stopping after {patience} epochs without "
+                                           f"{full_rate:g}{probe_rate}, stopping after {patience} epochs without "
                                            "improvement"], race)
     elif lora_epochs >= 2:
-        settings = dict(**head_first, learning_rate=lora_learning_rate(config.learning_rate),
-                        epochs=min(wanted_epochs, lora_epochs), early_stopping_patience=patience,
-                        max_seconds=max(left, 1.0))
+        settings = {**head_first, **rates, "learning_rate": lora_learning_rate(full_rate),
+                    "epochs": min(wanted_epochs, lora_epochs), "early_stopping_patience": patience,
+                    "max_seconds": max(left, 1.0)}
         choice = StrategyChoice("LoRA", {"lora": {}}, settings,
                                 reasons + [f"time for {lora_epochs} LoRA epochs but only {full_epochs} full ones"],
                                 race)
