@@ -80,8 +80,8 @@ class StrategyChoice:
         """The freezing spec and training config to run. What they replace is logged: the training settings,
         and, as a warning, a freezing spec ``given`` other than ``none`` (auto decides the freezing itself)."""
         spec, chosen = parse_freeze(self.freeze), dataclasses.replace(config, strategy="explicit", **self.settings)
-        changed = [f"train.{key}: {getattr(config, key)} -> {value}" for key, value in self.settings.items()
-                   if key != "max_seconds" and getattr(config, key) != value]
+        changed = [f"train.{key}: {_shown(getattr(config, key))} -> {_shown(value)}"
+                   for key, value in self.settings.items() if key != "max_seconds" and getattr(config, key) != value]
         if changed:
             logger.info("strategy auto set %s", "; ".join(changed))
         if given is not None and given.mode != "none" and given != spec:
@@ -174,6 +174,11 @@ def choose_strategy(task: Any, train_set: Dataset, validation_set: Dataset, conf
         saved.parent.mkdir(parents=True, exist_ok=True)
         write_json(saved, dataclasses.asdict(choice))
     return choice
+
+
+def _shown(value: Any) -> str:
+    """A setting as a recipe writes it: 30 epochs, not 30.0."""
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _epochs_for(steps: int, examples: int, config: TrainConfig, processes: int = 1) -> int:
