@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import os
 import pkgutil
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -72,6 +73,36 @@ def get_task(name: str) -> type[Task]:
     return REGISTERED[name]
 
 
+def _unfinished_run(folder: Path) -> str:
+    """What a folder holding a run's checkpoints but no model yet is, and what to do about it."""
+    from .publish.output_dir import MARKER_FILE, previous_output
+    from .training.state import checkpoint_folders
+
+    try:
+        pid = json.loads((folder / MARKER_FILE).read_text()).get("pid")
+    except (OSError, ValueError, AttributeError):
+        pid = None
+    if isinstance(pid, int) and pid != os.getpid() and _alive(pid):
+        return f"{folder} is still being written by a training run (process {pid}); wait until it saves its model"
+    previous = previous_output(folder.absolute())
+    kept = f"; the model it replaces is kept in {previous} until then" if (previous / "config.json").is_file() else ""
+    if not checkpoint_folders(folder / "checkpoints"):
+        return (f"{folder} holds a run that stopped before its first checkpoint, so there is no model and nothing to "
+                f"resume; run it again: python -m mtl.run {folder / 'recipe.yaml'} --overwrite{kept}")
+    return (f"{folder} holds a run that stopped before saving its model (checkpoints/ only): finish it with "
+            f"python -m mtl.run {folder / 'recipe.yaml'} --resume{kept}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists, owned by someone else
+        return True
+    return True
+
+
 def load_saved_task(folder: str | Path) -> Task:
     """The Task that saved ``folder`` (its config names the task), loaded with the fine-tuned model."""
     folder = Path(folder).expanduser()
@@ -79,11 +110,7 @@ def load_saved_task(folder: str | Path) -> Task:
     if not folder.exists():
         raise MtlError(f"{folder} does not exist; give the output.dir of a run")
     if not config.is_file() and (folder / "checkpoints").is_dir():
-        previous = folder.with_name(folder.name + ".previous")  # what --overwrite set aside (mtl.publish.output_dir)
-        kept = (f"; the model it is replacing is kept in {previous} until then" if (previous / "config.json").is_file()
-                else "")
-        raise MtlError(f"{folder} holds a run that stopped before saving its model (checkpoints/ only): finish it with "
-                       f"python -m mtl.run {folder / 'recipe.yaml'} --resume{kept}")
+        raise MtlError(_unfinished_run(folder))
     if not config.is_file():
         raise MtlError(f"{folder} is not a model folder (no config.json); give the output.dir of a run")
     try:

@@ -196,8 +196,12 @@ def _calibration_problem(calibration: Any) -> str | None:
         if not isinstance(values, list) or not values or not all(
                 isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
             return f"'{key}' is not a list of numbers"
-    if len(columns["thresholds"]) != len(columns["false_alarms_per_hour"]):
-        return "'thresholds' and 'false_alarms_per_hour' differ in length"
+    recall = calibration.get("recall")  # optional: calibrations made before it was kept have none
+    if recall is not None and (not isinstance(recall, list) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in recall)):
+        return "'recall' is not a list of numbers"
+    if len({len(values) for values in (*columns.values(), *([recall] if recall is not None else []))}) > 1:
+        return "'thresholds', 'false_alarms_per_hour' and 'recall' differ in length"
     return None
 
 

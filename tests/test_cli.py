@@ -180,11 +180,12 @@ def test_predict_overwrite_never_replaces_an_input_or_a_model_file_and_texts_are
     table.write_text("text\na good film\n")
     model_files = {name: (saved_models[0] / name).read_bytes() for name in ("config.json", "tokenizer.json")}
     for output, message in [(table, "is also an input of this command"),
-                            (saved_models[0] / "config.json", "is one of the files of the mtl output folder"),
-                            (saved_models[0] / "tokenizer.json", "is one of the files of the mtl output folder"),
+                            (saved_models[0] / "config.json", "lies in the mtl output folder"),
+                            (saved_models[0] / "tokenizer.json", "lies in the mtl output folder"),
                             (tmp_path, "is a folder; give a file path")]:
-        code, _, err = predict(capsys, saved_models[0], table, "--output", output, "--overwrite")
-        assert_one_error(code, err, f"--output {output}", message)
+        for overwrite in ("--overwrite", None):  # the same refusal without the flag: not "pass --overwrite"
+            code, _, err = predict(capsys, saved_models[0], table, "--output", output, *filter(None, [overwrite]))
+            assert_one_error(code, err, f"--output {output}", message)
     assert table.read_text() == "text\na good film\n"
     assert all((saved_models[0] / name).read_bytes() == data for name, data in model_files.items())
     long_text, tilde = "a long and winding film " * 20, "~great film, really"  # not paths: no stat errors
@@ -230,13 +231,18 @@ def test_a_model_folder_without_weights_or_with_truncated_weights_is_one_message
     assert_one_error(code, err, f"{broken}: holds no model weights (model.safetensors); the folder is incomplete")
 
 
-def test_a_run_folder_without_its_model_yet_says_how_to_finish_the_run(saved_models, tmp_path, capsys):
+def test_a_run_folder_without_its_model_yet_says_how_to_finish_the_run(saved_models, tmp_path, capsys,
+                                                                        monkeypatch):
     run = tmp_path / "run"
     (run / "checkpoints" / "step-8").mkdir(parents=True)  # what a run killed after --overwrite leaves
     shutil.copytree(saved_models[0], tmp_path / "run.previous")
     code, _, err = predict(capsys, run, "a good film")
     assert_one_error(code, err, f"{run} holds a run that stopped before saving its model",
                      f"python -m mtl.run {run / 'recipe.yaml'} --resume", f"kept in {tmp_path / 'run.previous'}")
+    (run / "checkpoints" / "step-8").rmdir()  # killed before its first checkpoint: nothing to resume
+    monkeypatch.chdir(run)  # the folder given as "." too
+    code, _, err = predict(capsys, ".", "a good film")
+    assert_one_error(code, err, ". holds a run that stopped before its first checkpoint", "recipe.yaml --overwrite")
 
 
 def test_loading_a_model_folder_with_another_tasks_class_names_both_tasks(saved_models):

@@ -365,7 +365,7 @@ def test_calibrate_command_splits_the_runs_data_again(tones, tmp_path, isolated_
     metrics = (run / "metrics.json").read_text()
     for own in ("metrics.json", "detection_calibration.json"):  # --overwrite never replaces the run's own files
         assert main([str(run), str(stitched(tmp_path)), "--output", str(run / own), "--overwrite"]) == 2
-        assert "is one of the files of the mtl output folder" in capsys.readouterr().err
+        assert "lies in the mtl output folder" in capsys.readouterr().err
     assert (run / "metrics.json").read_text() == metrics
     assert json.loads((run / "detection_calibration.json").read_text()) == calibration
     (run / "detection_calibration.json").write_text("[1, 2]")

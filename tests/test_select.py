@@ -137,8 +137,8 @@ def test_every_wrong_candidate_is_named_at_once_and_a_tie_at_the_top_is_a_warnin
         selection = select_checkpoint(load_recipe(recipe), candidates=[two_tiny_berts[0], str(twin)],
                                       write_report=False)
     assert selection.rows[0]["score"] == selection.rows[1]["score"]
-    assert any(f"{two_tiny_berts[0]} and {twin} tie on linear_probe" in r.getMessage() and "select.validation_sample"
-               in r.getMessage() for r in caplog.records)
+    assert any(f"{two_tiny_berts[0]} and {twin} tie on linear_probe" in r.getMessage() and "a larger validation split"
+               in r.getMessage() and "(select.score)" in r.getMessage() for r in caplog.records)
 
 
 def test_auto_checkpoint_ranks_then_fine_tunes_the_winner_and_the_card_says_so(recipe, tmp_path, two_tiny_berts):

@@ -103,7 +103,7 @@ def test_auto_fits_the_strategy_to_the_time_budget(tiny_bert, tmp_path, minutes,
         chosen = probe.strategy_choice
         assert chosen.name == "LP-FT" and (chosen.settings["learning_rate"], chosen.settings["head_learning_rate"]) == \
             (5e-5, 1e-3)
-        assert "at learning rate 5e-05 (the recipe's 0.001 is a linear probe's: the head keeps it)" in chosen.reasons[-1]
+        assert "at learning rate 5e-05 (the recipe's 0.001 is a linear probe's; the head trains at 0.001)" in chosen.reasons[-1]
 
 
 def test_the_choice_is_in_metrics_and_the_card(tiny_bert, tmp_path):

@@ -177,14 +177,17 @@ def note_written(directory: Path, *names: str) -> None:
 
 
 def output_owning(path: Path) -> Path | None:
-    """The mtl output folder that ``path`` is one of the own files of (a model file, a report, a calibration, the
-    marker itself), or None: such files are never replaced by another command's ``--output``, even with
-    ``--overwrite``. Files a user added to the folder later are not the folder's own."""
-    folder = Path(path).parent
-    if not (folder / MARKER_FILE).is_file():
-        return None
-    kept = (_read_marker(folder) or {}).get("contents")
-    return folder if path.name == MARKER_FILE or not isinstance(kept, list) or path.name in kept else None
+    """The mtl output folder ``path`` lies in among the files mtl wrote there (a model file, a report, a
+    calibration, a checkpoint, the marker itself), or None: such files are never replaced by another command's
+    ``--output``, even with ``--overwrite``. Files a user added to the folder later are not mtl's; in a folder
+    whose marker lists no contents (a run still training, or an output older than the list) every file is."""
+    path = Path(path).absolute()
+    for folder in path.parents:
+        if (folder / MARKER_FILE).is_file():
+            top = path.relative_to(folder).parts[0]  # the entry of the output folder the path lies in
+            kept = (_read_marker(folder) or {}).get("contents")
+            return folder if top == MARKER_FILE or not isinstance(kept, list) or top in kept else None
+    return None
 
 
 def _read_marker(directory: Path) -> dict[str, Any] | None:

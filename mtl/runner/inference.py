@@ -234,16 +234,17 @@ def _check_new_file(path: Path, flag: str, suffixes: Sequence[str], overwrite: b
         raise MtlError(f"{flag} {path}: folder {path.parent} does not exist; create it or choose another path")
     if not path.exists():
         return
-    if not overwrite:
-        raise MtlError(f"{flag} {path} already exists; choose another name or pass --overwrite")
     for source in inputs:
         source = user_path(source)
         if _kind(source) == "file" and path.samefile(source):
-            raise MtlError(f"{flag} {path} is also an input of this command; --overwrite would replace what it "
+            raise MtlError(f"{flag} {path} is also an input of this command; writing there would replace what it "
                            "reads: write the results to another file")
     if (owner := output_owning(path)) is not None:
-        raise MtlError(f"{flag} {path} is one of the files of the mtl output folder {owner} (the model, its reports "
-                       "or calibration); --overwrite never replaces those: write the results to another file")
+        raise MtlError(f"{flag} {path} lies in the mtl output folder {owner}, among the files mtl wrote there (the "
+                       "model, its reports, checkpoints or calibration), which no other command replaces, even with "
+                       "--overwrite: write the results to another file")
+    if not overwrite:
+        raise MtlError(f"{flag} {path} already exists; choose another name or pass --overwrite")
 
 
 def export_folder(model_dir: str | Path, *, opset: int | None = None, overwrite: bool = False) -> Any:
@@ -260,7 +261,7 @@ def export_folder(model_dir: str | Path, *, opset: int | None = None, overwrite:
 def _check_modality(task: Any, path: Path) -> None:
     """Refuse a file whose kind another task reads and this one does not (a photo given to a text model)."""
     suffix = path.suffix.lower()
-    if suffix in task.spec.file_suffixes:
+    if not task.spec.file_suffixes or suffix in task.spec.file_suffixes:  # a task that names none reads any file
         return
     readers = [name for name in known_tasks() if suffix in get_task(name).spec.file_suffixes]
     if readers:

@@ -98,10 +98,12 @@ def select_checkpoint(recipe: Recipe, candidates: list[str] | None = None, data:
                             seed=recipe.train.seed, skip_unavailable=not chosen)
     tied = [row.checkpoint for row in rows if row.score == rows[0].score]
     if len(tied) > 1:
+        scored = min(len(data.splits["validation"]), recipe.select.validation_sample)
+        more = ("a larger validation split" if scored == len(data.splits["validation"])
+                else "more validation examples (select.validation_sample)")
         logger.warning("select: %s tie on %s (%.4f on %d validation examples): the first is taken by list order; "
-                       "rank on more validation examples (select.validation_sample) or by another score (--score)",
-                       " and ".join(tied), recipe.select.score, rows[0].score,
-                       min(len(data.splits["validation"]), recipe.select.validation_sample))
+                       "rank on %s or by another score (select.score)", " and ".join(tied), recipe.select.score,
+                       rows[0].score, scored, more)
     selection = Selection(recipe.select.score, [row.to_dict() for row in rows], time.perf_counter() - started)
     if write_report:
         selection.report_dir = folder

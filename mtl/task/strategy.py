@@ -147,8 +147,8 @@ def choose_strategy(task: Any, train_set: Dataset, validation_set: Dataset, conf
     elif full_epochs >= 2:
         settings = dict(**head_first, **rates, epochs=min(wanted_epochs, full_epochs),
                         early_stopping_patience=patience, max_seconds=max(left, 1.0))
-        probe_rate = (f" (the recipe's {config.learning_rate:g} is a linear probe's: the head keeps it)"
-                      if rates else "")
+        probe_rate = (f" (the recipe's {config.learning_rate:g} is a linear probe's; the head trains at "
+                      f"{rates['head_learning_rate']:g})" if rates else "")
         choice = StrategyChoice("LP-FT", "none", settings,
                                 reasons + [f"{room}: {probe_first}, then everything "
                                            f"for up to {settings['epochs']} epochs at learning rate "
