@@ -10,6 +10,12 @@ import difflib
 from typing import Iterable, Sequence
 
 
+ALIASES = {"lr": "learning_rate", "num_train_epochs": "epochs", "num_epochs": "epochs", "bs": "batch_size",
+           "per_device_train_batch_size": "batch_size", "per_device_eval_batch_size": "eval_batch_size",
+           "lr_scheduler_type": "scheduler", "fp16": "mixed_precision",
+           "bf16": "mixed_precision", "patience": "early_stopping_patience", "model_name_or_path": "checkpoint"}
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """A ``"; did you mean 'x'?"`` suffix for the closest choice, or an empty string.
 
@@ -18,6 +24,8 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
         did_you_mean("epoch", ["epochs", "seed"])   # "; did you mean 'epochs'?"
     """
     choices = list(choices)
+    if ALIASES.get(word) in choices:  # names other libraries use for the same setting
+        return f"; did you mean {ALIASES[word]!r}?"
     by_case = {choice.lower(): choice for choice in choices}  # MEAN -> mean: case alone is the closest slip
     close = difflib.get_close_matches(word.lower(), list(by_case), n=1, cutoff=0.6)
     return f"; did you mean {by_case[close[0]]!r}?" if close else ""

@@ -111,6 +111,24 @@ def test_python_data_mistakes_are_named(tmp_path, tiny_bert):
         task.fit([])
 
 
+def test_in_memory_images_in_a_data_frame_load_and_a_column_of_mixed_kinds_is_named():
+    import numpy as np
+
+    from mtl.data.tables import to_dataset
+
+    images = [np.full((8, 8, 3), i, dtype=np.uint8) for i in range(4)]
+    table = to_dataset(pd.DataFrame({"image": images, "label": ["a", "b", "a", "b"]}), "train data")
+    assert len(table) == 4 and np.asarray(table[2]["image"]).shape == (8, 8, 3)
+    for data, column, first, other in [
+            ({"text": ["x", "y", "z"], "label": ["pos", 1, "neg"]}, "label", "row 1 holds a text", "row 2 a number"),
+            ([{"image": images[0], "label": 0}, {"image": images[1][..., 0], "label": 1}], "image",
+             "row 1 holds a 3-D array", "row 2 a 2-D array"),
+            ({"audio": [{"array": np.zeros(4), "sampling_rate": 8000}, {"array": np.zeros((2, 4)), "sampling_rate": 8000}],
+              "label": [0, 1]}, "audio", "row 1 holds a dict of array: a 1-D array", "row 2 a dict of array: a 2-D")]:
+        with pytest.raises(DataError, match=rf"train data: column '{column}' mixes kinds of values: {first}.*{other}"):
+            to_dataset(data, "train data")
+
+
 def test_empty_label_names_the_row(tmp_path):
     rows = make_sentences(10)
     rows[6]["sentiment"] = None

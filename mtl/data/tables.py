@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import numpy as np
+import pyarrow as pa
 from datasets import Dataset, DatasetDict, load_dataset
 
 from ..errors import DataError, describe, first_few
@@ -254,6 +256,39 @@ def _holds_images(folder: Path) -> bool:
     return any(p.suffix.lower() in IMAGE_SUFFIXES for p in folder.rglob("*") if p.is_file())
 
 
+def _from_columns(columns: dict[Any, Any], what: str) -> Dataset:
+    """``Dataset.from_dict``, with a column whose rows hold different kinds of values (text and numbers, a
+    grey and a colour image array, mono and stereo audio) named by its first row that differs."""
+    try:
+        return Dataset.from_dict(columns)
+    except (pa.ArrowException, TypeError, ValueError) as error:
+        for name, values in columns.items():
+            kinds = [(row, _value_kind(value)) for row, value in enumerate(values, 1) if value is not None]
+            other = next(((row, kind) for row, kind in kinds if kind != kinds[0][1]), None) if kinds else None
+            if other:
+                raise DataError(f"{what}: column {name!r} mixes kinds of values: row {kinds[0][0]} holds "
+                                f"{kinds[0][1]}, row {other[0]} {other[1]}; give every row of a column the same kind "
+                                "(labels all text or all numbers; images all PIL images or arrays with the same "
+                                "number of channels; audio all mono or all stereo)") from None
+        raise DataError(f"{what}: cannot make a table of it ({describe(error)}); give each column one kind of "
+                        "value: text, numbers, file paths, images or audio") from None
+
+
+def _value_kind(value: Any) -> str:
+    """How a value is described when a column mixes kinds: numbers are one kind, arrays go by dimensions."""
+    if isinstance(value, bool):
+        return "a true/false value"
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return "a number"
+    if isinstance(value, str):
+        return "a text"
+    if isinstance(value, np.ndarray):
+        return f"a {value.ndim}-D array"
+    if isinstance(value, Mapping):
+        return "a dict of " + ", ".join(f"{key}: {_value_kind(item)}" for key, item in value.items())
+    return f"a {type(value).__name__}"
+
+
 def _read_hub(source: str, config: str | None) -> DatasetDict:
     try:
         loaded = load_dataset(source, config)
@@ -287,7 +322,10 @@ def to_dataset(data: Any, what: str = "data") -> Dataset:
         import pandas as pd
 
         if isinstance(data, pd.DataFrame):
-            return Dataset.from_pandas(data, preserve_index=False)
+            try:
+                return Dataset.from_pandas(data, preserve_index=False)
+            except (pa.ArrowException, TypeError, ValueError):  # in-memory images or arrays: column by column
+                return _from_columns(data.to_dict("list"), what)
     except ImportError:  # pandas is optional for this path
         pass
     if isinstance(data, Mapping):
@@ -296,10 +334,12 @@ def to_dataset(data: Any, what: str = "data") -> Dataset:
             shown = ", ".join(f"{name}: {count}" for name, count in lengths.items())
             raise DataError(f"{what}: its columns have different lengths ({shown}); give every column one value per "
                             "example")
-        return Dataset.from_dict(dict(data))
+        return _from_columns(dict(data), what)
     if isinstance(data, (list, tuple)) and not data:
         raise DataError(f"{what}: got an empty {type(data).__name__}; pass at least one example")
     if isinstance(data, (list, tuple)) and isinstance(data[0], Mapping):
-        return Dataset.from_list(list(data))
+        names = list(dict.fromkeys(name for row in data if isinstance(row, Mapping) for name in row))
+        return _from_columns({name: [row.get(name) if isinstance(row, Mapping) else None for row in data]
+                              for name in names}, what)
     raise DataError(f"{what}: cannot use a {type(data).__name__}; pass a datasets.Dataset, a pandas DataFrame, "
                     "a dict of columns, a list of row dicts or a file path")

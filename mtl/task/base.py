@@ -188,6 +188,8 @@ class Task(TaskHooks):
                          batch_size: int = 64) -> list[CandidateScore]:
         """Rank candidate checkpoints (default: the task's list, ``spec.candidates``, skipping those out of reach)
         for ``train`` by frozen-feature scores on capped samples, best first (see :mod:`mtl.task.ranking`)."""
+        if isinstance(candidates, (str, os.PathLike)):  # one id or folder, not its characters
+            candidates = [str(candidates)]
         train_set, validation_set = self._labelled_pair(train, validation)
         return rank_checkpoints(type(self), train_set, validation_set, list(candidates or self.spec.candidates),
                                 options=self.options, score=score, sample=sample,
