@@ -39,5 +39,13 @@ def test_unknown_metric_without_hub_is_a_clear_error(monkeypatch):
         compute_metrics([0, 1], [0, 1], ["no_such_metric_xyz"])
 
 
+def test_fit_names_a_misspelt_metric_before_matching_metric_for_best(monkeypatch, tiny_bert):
+    from mtl.tasks import TextSentiment
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(MtlError, match="'accuracyy' is not built in; did you mean 'accuracy'"):
+        TextSentiment(tiny_bert).fit({"text": ["good", "bad"] * 10, "label": [1, 0] * 10}, metrics=["accuracyy"])
+
+
 def test_loss_is_lower_is_better():
     assert is_better("loss", 0.2, 0.3) and not is_better("accuracy", 0.2, 0.3) and is_better("accuracy", 0.1, None)

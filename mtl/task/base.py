@@ -35,7 +35,7 @@ from ..config.sections import FINE_TUNING_RATE, HEAD_ONLY_RATE, HeadConfig, Trai
 from ..data.labelled import labelled_split, require_trainable_labels
 from ..data.splits import hold_out
 from ..errors import CheckpointError, MtlError, describe
-from ..metrics import classification_details, scores_from_logits
+from ..metrics import classification_details, require_metrics, scores_from_logits
 from ..modeling import attach_mlp_head, build_classifier
 from ..modeling.fusion import has_foldable, inference_copy, weights_key
 from ..modeling.pooling import apply_pooling, current_pooling, resolve_pooling
@@ -115,6 +115,7 @@ class Task(TaskHooks):
         config = _train_config(config, train_options)
         head = _head_config(head)
         metrics = list(metrics or self.spec.metrics)
+        require_metrics(metrics)  # a misspelt metric is named as such, before metric_for_best is matched to it
         if config.metric_for_best not in {*metrics, "loss"}:
             raise MtlError(f"metric_for_best {config.metric_for_best!r} is not among the metrics {metrics}")
         try:
