@@ -288,3 +288,12 @@ def test_no_arguments_names_only_the_recipe_as_required(capsys):
         main([])
     assert stopped.value.code == 2
     assert capsys.readouterr().err.strip().endswith("error: the following arguments are required: recipe")
+
+
+def test_loading_a_pretrained_backbone_folder_is_refused_rather_than_predicting_with_a_random_head(tiny_bert):
+    from mtl.errors import CheckpointError
+    from mtl.tasks import TextSentiment
+
+    with pytest.raises(CheckpointError, match=r"holds no trained classification head \(classifier.bias, "
+                                              r"classifier.weight missing\): it is a pretrained checkpoint"):
+        TextSentiment.load(tiny_bert)

@@ -112,8 +112,15 @@ def _load_weights(model_class: Any, folder: Path) -> Any:
     if not any((folder / name).is_file() for name in WEIGHT_FILES):
         raise CheckpointError(f"{folder}: holds no model weights ({WEIGHT_FILES[0]}); the folder is incomplete: copy "
                               "the whole output folder of the run, or train again")
-    try:
-        return model_class.from_pretrained(str(folder), dtype=torch.float32)  # as training loads: fp32 weights
+    try:  # as training loads: fp32 weights
+        model, info = model_class.from_pretrained(str(folder), dtype=torch.float32, output_loading_info=True)
     except Exception as error:  # safetensors and torch errors of a truncated or damaged weight file
         raise CheckpointError(f"{folder}: cannot load its weights ({describe(error)}); the weight file is damaged or "
                               "truncated: copy it again from where the run saved it, or train again") from None
+    prefix = f"{model.base_model_prefix}."
+    untrained = [key for key in info.get("missing_keys") or () if not key.startswith(prefix)]
+    if untrained:  # a pretrained backbone's folder: its classifier would be random numbers
+        raise CheckpointError(f"{folder}: holds no trained classification head ({', '.join(sorted(untrained)[:4])} "
+                              "missing): it is a pretrained checkpoint, not a fine-tuned model. Fine-tune it first "
+                              "(task = Task(folder); task.fit(data); task.save(out)) and load that output")
+    return model

@@ -213,7 +213,8 @@ class Task(TaskHooks):
 
     @classmethod
     def load(cls, directory: str | os.PathLike, **options: Any) -> "Task":
-        """A task holding a fine-tuned model saved by :meth:`save` (or any classifier folder)."""
+        """A task holding a fine-tuned model saved by :meth:`save` (or any classifier folder; a pretrained backbone
+        without its classification head is refused: its head would be random)."""
         return read_task_folder(cls, directory, options)
 
     def prepare(self) -> None:
