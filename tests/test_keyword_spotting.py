@@ -655,3 +655,19 @@ def test_audio_under_8_khz_is_named_once_as_unreliable(monkeypatch, caplog):
     named = [r.getMessage() for r in caplog.records if "speech needs" in r.getMessage()]
     assert len(named) == 1 and named[0].startswith("recording phone.wav: sampled at 1000 Hz, under the 8000 Hz")
     assert len(first) == 16_000  # still resampled and used
+
+
+def test_a_sampling_rate_column_beside_bare_sample_arrays_is_their_rate():
+    from datasets import Dataset
+
+    from mtl.data.audio import load_clip
+    from mtl.data.labelled import standardize
+
+    clips = [np.sin(np.arange(8000) / 3).astype(np.float32), np.cos(np.arange(4000) / 3).astype(np.float32)]
+    split = standardize(Dataset.from_dict({"audio": clips, "sampling_rate": [8000, 4000], "label": ["a", "b"]}),
+                        input_name="audio", input_candidates=("audio",), where="train data")
+    assert [row["audio"]["sampling_rate"] for row in split] == [8000, 4000]
+    assert [len(load_clip(row["audio"], 16_000, None)) for row in split] == [16_000, 16_000]  # one second each
+    texts = standardize(Dataset.from_dict({"text": ["x", "y"], "sampling_rate": [1, 2], "label": ["a", "b"]}),
+                        input_name="text", input_candidates=("text",), where="train data")
+    assert texts["text"] == ["x", "y"]  # only arrays of numbers take the column

@@ -130,6 +130,10 @@ def standardize(split: Dataset, *, input_name: str, input_candidates: Sequence[s
     if need_label:
         keep[_find_column(split, label_column, LABEL_CANDIDATES, "label", where)] = "label"
     refuse_raw_json(split, list(keep), f"{where} ({file})" if file else where)
+    if RATE_COLUMN in split.column_names and RATE_COLUMN not in keep and _holds_bare_arrays(split, source_input):
+        split = split.map(lambda batch: {source_input: [{"array": samples, "sampling_rate": rate} for samples, rate
+                                                        in zip(batch[source_input], batch[RATE_COLUMN])]},
+                          batched=True)  # bare sample arrays with their rate in a column beside: read at that rate
     split = split.select_columns(list(keep))
     renames = {old: new for old, new in keep.items() if old != new}
     split = split.rename_columns(renames) if renames else split
@@ -139,6 +143,18 @@ def standardize(split: Dataset, *, input_name: str, input_candidates: Sequence[s
         check(split, input_name, f"{where} ({file})" if file else where)
     _STANDARDISED.add(split._fingerprint)
     return split
+
+
+RATE_COLUMN = "sampling_rate"  # a column of sampling rates beside bare audio sample arrays
+
+
+def _holds_bare_arrays(split: Dataset, column: str) -> bool:
+    """Whether ``column`` holds arrays of numbers (audio samples without their rate: mono or channels x samples)."""
+    feature = split.features[column]
+    while getattr(feature, "feature", None) is not None and not isinstance(feature, Value):
+        feature = feature.feature
+    return feature is not split.features[column] and isinstance(feature, Value) and feature.dtype not in (
+        "string", "large_string", "binary", "large_binary")
 
 
 def _find_column(split: Dataset, wanted: str | None, candidates: Sequence[str], role: str, where: str) -> str:
