@@ -191,17 +191,15 @@ def _calibration_problem(calibration: Any) -> str | None:
         return f"a JSON object was expected, it holds a {type(calibration).__name__}"
     if not isinstance(calibration.get("detector"), dict):
         return "no 'detector' settings"
-    columns = {key: calibration.get(key) for key in ("thresholds", "false_alarms_per_hour")}
+    # recall is optional: calibrations made before it was kept have none
+    columns = {key: calibration.get(key) for key in ("thresholds", "false_alarms_per_hour", "recall")
+               if key != "recall" or "recall" in calibration}
     for key, values in columns.items():
         if not isinstance(values, list) or not values or not all(
                 isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
             return f"'{key}' is not a list of numbers"
-    recall = calibration.get("recall")  # optional: calibrations made before it was kept have none
-    if recall is not None and (not isinstance(recall, list) or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in recall)):
-        return "'recall' is not a list of numbers"
-    if len({len(values) for values in (*columns.values(), *([recall] if recall is not None else []))}) > 1:
-        return "'thresholds', 'false_alarms_per_hour' and 'recall' differ in length"
+    if len({len(values) for values in columns.values()}) > 1:
+        return f"{', '.join(map(repr, columns))} differ in length"
     return None
 
 
