@@ -19,7 +19,7 @@ from datasets import Dataset
 from PIL import Image
 
 from mtl.data.images import IMAGE_SUFFIXES, MIN_SIDE, eight_bit, eight_bit_array, unreadable, verify_images
-from mtl.errors import DataError
+from mtl.errors import DataError, RecipeError, describe
 from mtl.task import Task, TaskSpec, register_task
 from mtl.task.decoding import decoded_inputs, is_decoded
 
@@ -144,6 +144,27 @@ class ImageClassification(Task):
     def load_processor(self, folder: Path) -> Any:
         processor = super().load_processor(folder)
         return with_image_size(processor, self.options.image_size) if self.options.image_size else processor
+
+    def check_model(self) -> None:
+        """A model with fixed position embeddings (ViT, DeiT, BEiT) takes only its own image size: a different
+        ``image_size`` is refused here, before training, with the size it takes."""
+        size = self.options.image_size
+        if not size:
+            return
+        training = self.model.training
+        self.model.eval()
+        try:
+            with torch.inference_mode():
+                self.model(pixel_values=torch.zeros(1, 3, size, size))
+        except (ValueError, RuntimeError) as error:
+            own = getattr(self.model.config, "image_size", None)
+            takes = f"it takes {own}-pixel images; " if isinstance(own, int) else ""
+            reason = describe(error).rstrip(".")
+            raise RecipeError([f"preprocess.image_size: checkpoint {self.checkpoint} cannot take {size}-pixel images "
+                               f"({reason}); {takes}leave image_size out to use the checkpoint's own size, or choose "
+                               "a convolutional checkpoint, which takes any size"]) from None
+        finally:
+            self.model.train(training)
 
     def write_model(self, directory: Path) -> Path:
         if _is_timm(self.processor):  # transformers rebuilds a timm processor from the model config's pretrained_cfg

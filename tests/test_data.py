@@ -121,12 +121,31 @@ def test_in_memory_images_in_a_data_frame_load_and_a_column_of_mixed_kinds_is_na
     assert len(table) == 4 and np.asarray(table[2]["image"]).shape == (8, 8, 3)
     for data, column, first, other in [
             ({"text": ["x", "y", "z"], "label": ["pos", 1, "neg"]}, "label", "row 1 holds a text", "row 2 a number"),
-            ([{"image": images[0], "label": 0}, {"image": images[1][..., 0], "label": 1}], "image",
-             "row 1 holds a 3-D array", "row 2 a 2-D array"),
+            ([{"image": images[0], "label": 0}, {"image": "photo.jpg", "label": 1}], "image",
+             "row 1 holds a 3-D array", "row 2 a text"),
             ({"audio": [{"array": np.zeros(4), "sampling_rate": 8000}, {"array": np.zeros((2, 4)), "sampling_rate": 8000}],
               "label": [0, 1]}, "audio", "row 1 holds a dict of array: a 1-D array", "row 2 a dict of array: a 2-D")]:
         with pytest.raises(DataError, match=rf"train data: column '{column}' mixes kinds of values: {first}.*{other}"):
             to_dataset(data, "train data")
+
+
+def test_a_column_of_grey_and_colour_arrays_and_pil_images_loads_as_images():
+    import numpy as np
+    from PIL import Image
+
+    from mtl.data.tables import to_dataset
+
+    colour = np.zeros((8, 8, 3), dtype=np.uint8)
+    colour[..., 0] = 200
+    grey = np.full((8, 8), 0.5)  # float pixels in 0..1
+    photo = Image.new("RGBA", (8, 8), (0, 0, 90, 255))
+    table = to_dataset({"image": [colour, grey, photo, None], "label": [0, 1, 0, 1]}, "train data")
+    decoded = [table[row]["image"] for row in range(3)]
+    assert [image.mode for image in decoded] == ["RGB", "L", "RGBA"]
+    assert np.asarray(decoded[0])[0, 0].tolist() == [200, 0, 0]
+    assert np.asarray(decoded[1])[0, 0] == 128 and table[3]["image"] is None
+    with pytest.raises(DataError, match=r"train data: column 'image', row 2: the float image holds values"):
+        to_dataset({"image": [colour, np.full((8, 8), -3.0)], "label": [0, 1]}, "train data")
 
 
 def test_empty_label_names_the_row(tmp_path):

@@ -206,6 +206,18 @@ def test_image_size_reaches_the_saved_processor(tmp_path):
     assert reloaded(colour_images(1, 0)["image"], return_tensors="pt")["pixel_values"].shape == (1, 3, 40, 40)
 
 
+def test_image_size_a_vit_cannot_take_is_refused_before_training_and_a_convnet_takes_any(tmp_path):
+    from mtl.errors import RecipeError
+
+    vit = ImageClassification(build_model("vit", tmp_path / "vit"), image_size=48)
+    with pytest.raises(RecipeError, match=r"image_size: checkpoint .*vit cannot take 48-pixel images .*it takes "
+                                          r"32-pixel images; leave image_size out"):
+        vit.fit(colour_images(16, 0), colour_images(8, 1), epochs=1, batch_size=8)
+    resnet = ImageClassification(build_model("resnet", tmp_path / "resnet"), image_size=48)
+    resnet.fit(colour_images(16, 0), colour_images(8, 1), epochs=1, batch_size=8)
+    assert resnet.transform({"image": colour_images(1, 0)["image"]}, train=False)["pixel_values"].shape[-1] == 48
+
+
 def count_backbone_examples(model) -> list[int]:
     seen = [0]
     backbone = getattr(model, model.base_model_prefix)

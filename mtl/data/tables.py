@@ -14,12 +14,13 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pyarrow as pa
 from datasets import Dataset, DatasetDict, load_dataset
+from PIL import Image
 
 from ..errors import DataError, describe, first_few
 from .audio import AUDIO_SUFFIXES, holds_audio, read_audio_folder, without_audio_decoding
 from .builtin import builtin_names, load_builtin
 from .idx import idx_pairs, read_idx_folder
-from .images import IMAGE_SUFFIXES
+from .images import IMAGE_SUFFIXES, eight_bit_array
 from .pixels import looks_like_pixel_csv, read_pixel_csv
 
 _READERS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -262,16 +263,40 @@ def _from_columns(columns: dict[Any, Any], what: str) -> Dataset:
     try:
         return Dataset.from_dict(columns)
     except (pa.ArrowException, TypeError, ValueError) as error:
+        mixed_images = {name: values for name, values in columns.items() if _grey_and_colour(values)}
+        if mixed_images:  # images become RGB later anyway: PIL images of their own mode make one column
+            return _from_columns({**columns, **{name: [_image_of(value, f"{what}: column {name!r}, row {row}")
+                                                       for row, value in enumerate(values, 1)]
+                                                for name, values in mixed_images.items()}}, what)
         for name, values in columns.items():
             kinds = [(row, _value_kind(value)) for row, value in enumerate(values, 1) if value is not None]
             other = next(((row, kind) for row, kind in kinds if kind != kinds[0][1]), None) if kinds else None
             if other:
                 raise DataError(f"{what}: column {name!r} mixes kinds of values: row {kinds[0][0]} holds "
                                 f"{kinds[0][1]}, row {other[0]} {other[1]}; give every row of a column the same kind "
-                                "(labels all text or all numbers; images all PIL images or arrays with the same "
-                                "number of channels; audio all mono or all stereo)") from None
+                                "(labels all text or all numbers; images all PIL images or all arrays; audio all "
+                                "mono or all stereo)") from None
         raise DataError(f"{what}: cannot make a table of it ({describe(error)}); give each column one kind of "
                         "value: text, numbers, file paths, images or audio") from None
+
+
+def _grey_and_colour(values: Any) -> bool:
+    """Whether a column mixes kinds of images: grey (H, W) and colour (H, W, 1|3|4) arrays, or arrays and PIL
+    images. Audio arrays are 1-D (mono) or 2-D (stereo), never 3-D, so a column of 2-D arrays stays as it is."""
+    items = [value for value in values if value is not None]
+    arrays = [value for value in items if isinstance(value, np.ndarray)]
+    if not arrays or not all(isinstance(value, (np.ndarray, Image.Image)) for value in items):
+        return False
+    if not all(value.ndim == 2 or (value.ndim == 3 and value.shape[-1] in (1, 3, 4)) for value in arrays):
+        return False
+    return len(arrays) < len(items) or {value.ndim for value in arrays} == {2, 3}
+
+
+def _image_of(value: np.ndarray | Image.Image | None, where: str) -> Image.Image | None:
+    if value is None or isinstance(value, Image.Image):
+        return value
+    pixels = eight_bit_array(value, where)
+    return Image.fromarray(pixels[..., 0] if pixels.ndim == 3 and pixels.shape[-1] == 1 else pixels)
 
 
 def _value_kind(value: Any) -> str:

@@ -295,6 +295,7 @@ class Task(TaskHooks):
                 raise CheckpointError(f"checkpoint {self.checkpoint}: cannot load its weights ({describe(error)}); "
                                       "the weight file is damaged or truncated: download or save it again") from None
             apply_pooling(self.model, pooling, self.source.path)
+            self.check_model()
             if head.type == "mlp":
                 logger.info("head: MLP %s -> %d labels (%s, dropout %.2f) replaces %s", head.hidden,
                             len(label_names), head.activation, head.dropout, attach_mlp_head(self.model, head))
