@@ -109,6 +109,9 @@ def test_python_data_mistakes_are_named(tmp_path, tiny_bert):
         task.fit({"text": ["a", "b", "c"], "label": [0, 1]})
     with pytest.raises(DataError, match=r"train data: got an empty list; pass at least one example"):
         task.fit([])
+    with pytest.raises(DataError, match=r"train data: a list of 3 inputs holds no labels; .*\{'text': texts, "
+                                        r"'label': labels\}"):
+        task.fit(["good", "bad", "fine"], [1, 0, 1])
 
 
 def test_in_memory_images_in_a_data_frame_load_and_a_column_of_mixed_kinds_is_named():

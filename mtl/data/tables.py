@@ -366,5 +366,9 @@ def to_dataset(data: Any, what: str = "data") -> Dataset:
         names = list(dict.fromkeys(name for row in data if isinstance(row, Mapping) for name in row))
         return _from_columns({name: [row.get(name) if isinstance(row, Mapping) else None for row in data]
                               for name in names}, what)
+    if isinstance(data, (list, tuple)):  # the inputs alone, as predict() takes them
+        raise DataError(f"{what}: a {type(data).__name__} of {len(data)} inputs holds no labels; pass the inputs and "
+                        "their labels as a dict of columns, e.g. {'text': texts, 'label': labels} (or 'image' / "
+                        "'audio'), or a list of row dicts")
     raise DataError(f"{what}: cannot use a {type(data).__name__}; pass a datasets.Dataset, a pandas DataFrame, "
                     "a dict of columns, a list of row dicts or a file path")
