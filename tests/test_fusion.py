@@ -128,3 +128,56 @@ def test_predictions_follow_the_weights_after_they_change(tmp_path):
     with torch.no_grad():  # the weights change in place, as an optimizer step changes them
         task.model.timm_model.classifier.bias[rare] += 50.0
     assert (task.predict_proba(images).argmax(axis=1) == rare).all()
+
+
+def _speech_classifiers() -> dict[str, nn.Module]:
+    """Tiny random Whisper (a 1-second encoder) and wav2vec2 classifiers; wav2vec2 reads an attention mask."""
+    import transformers as t
+
+    torch.manual_seed(0)
+    whisper = t.WhisperForAudioClassification(t.WhisperConfig(
+        num_mel_bins=16, d_model=32, encoder_layers=2, encoder_attention_heads=2, encoder_ffn_dim=64,
+        max_source_positions=50, num_labels=3))
+    wav2vec2 = t.Wav2Vec2ForSequenceClassification(t.Wav2Vec2Config(
+        hidden_size=48, num_hidden_layers=2, num_attention_heads=3, intermediate_size=64, conv_dim=(16, 16, 16),
+        conv_kernel=(10, 3, 3), conv_stride=(5, 4, 4), num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2,
+        classifier_proj_size=16, mask_time_prob=0.0, feat_extract_norm="layer", num_labels=3))
+    return {"whisper": whisper.eval(), "wav2vec2": wav2vec2.eval()}
+
+
+@pytest.mark.parametrize("kind", ["whisper", "wav2vec2"])
+def test_speech_self_attention_is_fused_in_the_copy_with_the_same_logits(kind):
+    from mtl.modeling.fused_attention import FusedSelfAttention
+
+    model = _speech_classifiers()[kind]
+    generator = torch.Generator().manual_seed(1)
+    if kind == "whisper":
+        probe = {"input_features": torch.randn(4, 16, 100, generator=generator)}
+    else:  # a padded batch: the second clip's last 600 samples are padding, masked out
+        mask = torch.ones(4, 1600, dtype=torch.long)
+        mask[1, 1000:] = 0
+        probe = {"input_values": torch.randn(4, 1600, generator=generator), "attention_mask": mask}
+    fast = inference_copy(model, probe)
+    fused = [module for module in fast.modules() if isinstance(module, FusedSelfAttention)]
+    assert len(fused) == 2 and not any(isinstance(module, FusedSelfAttention) for module in model.modules())
+    with torch.no_grad():
+        expected, got = model(**probe).logits, fast(**probe).logits
+    assert torch.allclose(got, expected, atol=1e-5, rtol=1e-5)
+    assert fused[0].out_proj is model.get_submodule(next(name for name, module in fast.named_modules()
+                                                         if module is fused[0])).out_proj  # shared, not copied
+
+
+def test_only_plain_bidirectional_self_attention_is_fused():
+    from transformers.models.whisper.modeling_whisper import WhisperAttention
+
+    from mtl.modeling.fused_attention import is_fusable_attention, plain_self_attention_call
+
+    assert is_fusable_attention(WhisperAttention(32, 2))
+    assert not is_fusable_attention(WhisperAttention(32, 2, is_decoder=True))  # causal, with a cache
+    assert not is_fusable_attention(nn.MultiheadAttention(32, 2))
+    hidden = torch.zeros(1, 5, 32)
+    assert plain_self_attention_call((), {"hidden_states": hidden, "attention_mask": None, "use_cache": True})
+    assert plain_self_attention_call((hidden,), {"attention_mask": torch.zeros(1, 1, 5, 5)})
+    assert not plain_self_attention_call((), {"hidden_states": hidden, "output_attentions": True})
+    assert not plain_self_attention_call((), {"hidden_states": hidden, "key_value_states": hidden})  # cross attention
+    assert not plain_self_attention_call((), {"hidden_states": hidden, "attention_mask": torch.ones(1, 5)})

@@ -37,7 +37,7 @@ from ..data.splits import hold_out
 from ..errors import CheckpointError, MtlError, describe
 from ..metrics import classification_details, require_metrics, scores_from_logits
 from ..modeling import attach_mlp_head, build_classifier
-from ..modeling.fusion import has_foldable, inference_copy, weights_key
+from ..modeling.fusion import has_inference_rewrites, inference_copy, weights_key
 from ..modeling.pooling import apply_pooling, current_pooling, resolve_pooling
 from .strategy import choose_strategy
 from ..publish.model_folder import read_task_folder, push_task, save_task, write_model_files
@@ -254,9 +254,10 @@ class Task(TaskHooks):
         return predict_loader(fast, accelerator.prepare(loader), accelerator, capture, pool=pool)
 
     def _inference_copy(self, model: torch.nn.Module, loader: Any, device: torch.device) -> torch.nn.Module:
-        """``model`` with its batch norms folded (:func:`~mtl.modeling.fusion.inference_copy`), checked on two
+        """``model``'s inference copy (:func:`~mtl.modeling.fusion.inference_copy`: batch norms folded, attention
+        fused), checked on two
         examples of the loader's first batch; made again only after the weights change."""
-        if not has_foldable(model) or len(loader) == 0:
+        if not has_inference_rewrites(model) or len(loader) == 0:
             return model
         key = weights_key(model)
         if self._folded is not None and self._folded[0] == key:
