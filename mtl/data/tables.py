@@ -263,7 +263,7 @@ def _from_columns(columns: dict[Any, Any], what: str) -> Dataset:
     try:
         return Dataset.from_dict(columns)
     except (pa.ArrowException, TypeError, ValueError) as error:
-        mixed_images = {name: values for name, values in columns.items() if _grey_and_colour(values)}
+        mixed_images = {name: values for name, values in columns.items() if _mixed_images_column(values)}
         if mixed_images:  # images become RGB later anyway: PIL images of their own mode make one column
             return _from_columns({**columns, **{name: [_image_of(value, f"{what}: column {name!r}, row {row}")
                                                        for row, value in enumerate(values, 1)]
@@ -280,7 +280,7 @@ def _from_columns(columns: dict[Any, Any], what: str) -> Dataset:
                         "value: text, numbers, file paths, images or audio") from None
 
 
-def _grey_and_colour(values: Any) -> bool:
+def _mixed_images_column(values: Any) -> bool:
     """Whether a column mixes kinds of images: grey (H, W) and colour (H, W, 1|3|4) arrays, or arrays and PIL
     images. Audio arrays are 1-D (mono) or 2-D (stereo), never 3-D, so a column of 2-D arrays stays as it is."""
     items = [value for value in values if value is not None]

@@ -255,8 +255,7 @@ class Task(TaskHooks):
 
     def _inference_copy(self, model: torch.nn.Module, loader: Any, device: torch.device) -> torch.nn.Module:
         """``model``'s inference copy (:func:`~mtl.modeling.fusion.inference_copy`: batch norms folded, attention
-        fused), checked on two
-        examples of the loader's first batch; made again only after the weights change."""
+        fused), checked on two examples of the loader's first batch; made again only after the weights change."""
         if not has_inference_rewrites(model) or len(loader) == 0:
             return model
         key = weights_key(model)
