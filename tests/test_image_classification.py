@@ -88,6 +88,35 @@ def test_image_folder_with_and_without_split_folders(tmp_path):
     assert sum(len(s) for s in flat.splits.values()) == 24 and flat.label_names == ["dark", "red"]
 
 
+def test_other_files_in_an_image_folder_change_no_split_and_output_folders_are_not_data(tmp_path):
+    options = dict(input_name="image", input_candidates=ImageClassification.spec.input_candidates)
+    for layout, splits in (("flat", [""]), ("split", ["train", "test"])):
+        write_folder(tmp_path / layout, splits)
+        label_folder = tmp_path / layout / (splits[0] or "") / "red"
+        (label_folder / "test_notes.csv").write_text("who,when\nme,today\n")  # names of datasets' split patterns
+        (label_folder / "train_log.jsonl").write_text('{"step": 1}\n')
+        data = load_labelled(DataConfig(source=str(tmp_path / layout), validation_size=0.25, test_size=0.25), **options)
+        assert sum(len(split) for split in data.splits.values()) == 24 * len(splits)  # every image, nothing else
+        assert data.label_names == ["dark", "red"]
+        if layout == "split":
+            assert len(data.splits["test"]) == 24
+    write_folder(tmp_path / "one", ["train"])
+    for image in (tmp_path / "one" / "train" / "dark").iterdir():
+        image.rename(tmp_path / "one" / "train" / "red" / f"d{image.name}")
+    (tmp_path / "one" / "train" / "dark").rmdir()
+    with pytest.raises(DataError, match=r"every image lies in one label folder \(red\); a classifier needs at least "
+                                        r"two labels"):
+        load_labelled(DataConfig(source=str(tmp_path / "one")), **options)
+    run = tmp_path / "flat" / "outputs" / "run1"
+    run.mkdir(parents=True)
+    (run / ".mtl-output").write_text("{}\n")
+    Image.new("RGB", (16, 16)).save(run / "confusion_matrix.png")
+    for source, message in ((tmp_path / "flat", r"holds mtl output folders \(outputs/run1: trained models, not data\)"),
+                            (run, r"run1 is an mtl output folder \(a trained model, not data\)")):
+        with pytest.raises(DataError, match=message):
+            load_labelled(DataConfig(source=str(source)), **options)
+
+
 def test_evaluation_is_deterministic_and_training_is_augmented(tmp_path):
     task = ImageClassification(build_model("vit", tmp_path / "m"), rotation=20, horizontal_flip=True)
     task.prepare()

@@ -14,9 +14,11 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pyarrow as pa
 from datasets import Dataset, DatasetDict, load_dataset
+from datasets.data_files import DataFilesDict, get_data_patterns
 from PIL import Image
 
 from ..errors import DataError, describe, first_few
+from ..publish.output_dir import MARKER_FILE
 from .audio import AUDIO_SUFFIXES, holds_audio, read_audio_folder, without_audio_decoding
 from .builtin import builtin_names, load_builtin
 from .idx import idx_pairs, read_idx_folder
@@ -203,6 +205,8 @@ def read_source(source: str, config: str | None = None) -> DatasetDict:
     if path.is_dir():
         found = {p.stem.lower(): p for p in sorted(path.iterdir()) if p.suffix.lower() in _READERS}
         files = {stem: found[stem] for stem in SPLIT_FILE_STEMS if stem in found}
+        if not files:
+            _refuse_mtl_outputs(path)
         if not files and idx_pairs(path):
             return read_idx_folder(path)  # MNIST's IDX files
         if not files and _holds_images(path):
@@ -218,17 +222,37 @@ def read_source(source: str, config: str | None = None) -> DatasetDict:
     return _read_hub(source, config)
 
 
+def _refuse_mtl_outputs(folder: Path) -> None:
+    """A DataError when ``folder`` is, or holds, a folder mtl wrote (a model, a selection report): its plots and
+    recordings are not the user's data."""
+    runs = sorted(str(marker.parent.relative_to(folder)) for marker in folder.rglob(MARKER_FILE))
+    if runs == ["."]:
+        raise DataError(f"data.source: {folder} is an mtl output folder (a trained model, not data); point "
+                        "data.source at your own data")
+    if runs:
+        raise DataError(f"data.source: {folder} holds mtl output folders ({first_few(runs, 3)}: trained models, not "
+                        "data); point data.source at your own data, or move the outputs out of it")
+
+
 def _image_folder(folder: Path) -> DatasetDict:
     """``<label>/x.jpg`` or ``<split>/<label>/x.jpg``: the label is the folder right above each image (datasets'
     imagefolder). Images at other depths, or a layout where that folder is not the label (``<label>/<batch>/x.jpg``),
     are an error showing the layout wanted."""
     images = sorted(p.relative_to(folder) for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in
                     IMAGE_SUFFIXES and not any(part.startswith((".", "__")) for part in p.relative_to(folder).parts))
-    loaded = load_dataset("imagefolder", data_dir=str(folder))
     wanted = "lay them out as <label>/<image> or <split>/<label>/<image> (split folders named train, validation or " \
              "test, in lower case), every image one folder below its label's"
+    try:
+        loaded = load_dataset("imagefolder", data_files=_image_files(folder, images))
+    except Exception as error:  # datasets' own checks of a folder it cannot read as images with labels
+        raise DataError(f"data.source: {folder}: cannot read it as an image folder ({describe(error)}); {wanted}") \
+            from None
     if not all("label" in split.column_names for split in loaded.values()):
         depths = sorted({len(p.parts) - 1 for p in images})
+        labels = sorted({p.parts[-2] for p in images if len(p.parts) > 1})
+        if depths in ([1], [2]) and len(labels) == 1:
+            raise DataError(f"data.source: {folder}: every image lies in one label folder ({labels[0]}); a classifier "
+                            f"needs at least two labels: add a folder of images for each other label")
         raise DataError(f"data.source: {folder}: cannot take labels from its folders (images lie "
                         f"{' or '.join(map(str, depths))} folders deep, e.g. {images[0]}); {wanted}")
     if any(folder.rglob("metadata.*")):  # labels from a metadata file, not from folder names
@@ -244,6 +268,23 @@ def _image_folder(folder: Path) -> DatasetDict:
                             f"{shown}: the folders above are not all split names, so the labels would be wrong; "
                             f"{wanted}")
     return loaded
+
+
+def _image_files(folder: Path, images: Sequence[Path]) -> dict[str, list[str]]:
+    """``{split: image paths}`` as datasets' imagefolder splits ``folder`` (``train/``, ``test/`` ... folders or
+    file names), but of the image files alone: another file whose name holds a split's name (``test_notes.csv``)
+    would otherwise make that split's pattern, and images that no pattern matched would be left out silently.
+    When the patterns do not cover every image, all of them are one split (``train``; mtl holds out the rest)."""
+    everything = {str(folder / image) for image in images}
+    try:
+        found = DataFilesDict.from_patterns(get_data_patterns(str(folder)), base_path=str(folder))
+    except Exception:  # datasets finds no pattern it knows: no split layout
+        found = {}
+    splits = {str(split): sorted(set(files) & everything) for split, files in found.items()}
+    splits = {split: files for split, files in splits.items() if files}
+    if set().union(*splits.values()) != everything:
+        return {"train": sorted(everything)}
+    return splits
 
 
 def _split_folder(name: str) -> bool:
