@@ -181,3 +181,18 @@ def test_only_plain_bidirectional_self_attention_is_fused():
     assert not plain_self_attention_call((), {"hidden_states": hidden, "output_attentions": True})
     assert not plain_self_attention_call((), {"hidden_states": hidden, "key_value_states": hidden})  # cross attention
     assert not plain_self_attention_call((), {"hidden_states": hidden, "attention_mask": torch.ones(1, 5)})
+
+
+def test_a_fused_layer_passes_a_call_for_attention_weights_to_the_original():
+    from mtl.modeling.fused_attention import FusedSelfAttention
+
+    model = _speech_classifiers()["whisper"]
+    model.config._attn_implementation = "eager"  # sdpa gives no attention weights
+    probe = {"input_features": torch.randn(2, 16, 100, generator=torch.Generator().manual_seed(2))}
+    fast = inference_copy(model, probe)
+    with torch.no_grad():
+        weights = fast(**probe, output_attentions=True).attentions
+        plain = fast(**probe).logits
+    assert any(isinstance(module, FusedSelfAttention) for module in fast.modules())
+    assert len(weights) == 2 and weights[0].shape == (2, 2, 50, 50)  # computed by the original layers
+    assert torch.allclose(plain, model(**probe).logits, atol=1e-5)

@@ -61,10 +61,12 @@ def plain_self_attention_call(args: tuple, kwargs: dict[str, Any]) -> bool:
 
 class FusedSelfAttention(nn.Module):
     """``attention`` (a module :func:`is_fusable_attention` accepts) with its query, key and value projections run
-    as one linear layer; its output projection is the original's own module."""
+    as one linear layer; its output projection is the original's own module. A call that is not plain
+    self-attention (attention weights asked for, a cache) is passed to the original module."""
 
     def __init__(self, attention: nn.Module):
         super().__init__()
+        self.original = attention
         self.num_heads, self.head_dim = attention.num_heads, attention.head_dim
         query, key, value = attention.q_proj, attention.k_proj, attention.v_proj
         with torch.no_grad():
@@ -77,11 +79,15 @@ class FusedSelfAttention(nn.Module):
         self.out_proj = attention.out_proj
 
     def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                **kwargs: Any) -> tuple[torch.Tensor, None]:
+                **kwargs: Any) -> tuple[torch.Tensor, Any]:
+        if not plain_self_attention_call((hidden_states,), {"attention_mask": attention_mask, **kwargs}):
+            return self.original(hidden_states, attention_mask=attention_mask, **kwargs)
         batch, length, _ = hidden_states.shape
         projected = F.linear(hidden_states, self.weight, self.bias).view(batch, length, 3, self.num_heads,
                                                                         self.head_dim)
         query, key, value = projected.permute(2, 0, 3, 1, 4).unbind(0)
         mask = None if attention_mask is None else attention_mask[..., : key.shape[-2]]
+        if mask is not None and mask.is_floating_point() and mask.dtype != query.dtype:  # under autocast
+            mask = mask.to(query.dtype)
         attended = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, scale=1.0)
         return self.out_proj(attended.transpose(1, 2).reshape(batch, length, -1)), None
