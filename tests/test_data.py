@@ -320,7 +320,9 @@ def test_images_nested_below_their_label_folders_are_one_error_showing_the_layou
             Image.new("RGB", (16, 16)).save(tmp_path / "splits" / split / label / "0.png")
     assert sorted(read_source(str(tmp_path / "splits"))) == ["test", "train"]
     (tmp_path / "splits" / "testing").rename(tmp_path / "splits" / "Testing")  # datasets would merge it into train
-    with pytest.raises(DataError, match="images labelled 'cat' .* lie in Testing/cat, train/cat"):
+    with pytest.raises(DataError, match=r"2 images lie outside its split folders \(train\), e.g. Testing/cat/0.png; "
+                                        r"move every image into <split>/<label>/ \(split folders are named train, "
+                                        r"validation or test, in lower case\)"):
         read_source(str(tmp_path / "splits"))
     for place in ("cifar_train/animals", "cifar_test/animals", "__MACOSX/cifar_train/animals", "cifar_train/.cache"):
         for label in ("cat", "dog"):  # split names after a prefix, deeper labels, hidden and __ folders: all fine

@@ -88,18 +88,25 @@ def test_image_folder_with_and_without_split_folders(tmp_path):
     assert sum(len(s) for s in flat.splits.values()) == 24 and flat.label_names == ["dark", "red"]
 
 
-def test_other_files_in_an_image_folder_change_no_split_and_output_folders_are_not_data(tmp_path):
+def test_other_files_in_an_image_folder_change_no_split_and_output_folders_are_not_data(tmp_path, monkeypatch):
     options = dict(input_name="image", input_candidates=ImageClassification.spec.input_candidates)
+    monkeypatch.chdir(tmp_path)
     for layout, splits in (("flat", [""]), ("split", ["train", "test"])):
         write_folder(tmp_path / layout, splits)
         label_folder = tmp_path / layout / (splits[0] or "") / "red"
         (label_folder / "test_notes.csv").write_text("who,when\nme,today\n")  # names of datasets' split patterns
         (label_folder / "train_log.jsonl").write_text('{"step": 1}\n')
-        data = load_labelled(DataConfig(source=str(tmp_path / layout), validation_size=0.25, test_size=0.25), **options)
+        source = layout if layout == "split" else str(tmp_path / layout)  # a relative path keeps its splits too
+        data = load_labelled(DataConfig(source=source, validation_size=0.25, test_size=0.25), **options)
         assert sum(len(split) for split in data.splits.values()) == 24 * len(splits)  # every image, nothing else
         assert data.label_names == ["dark", "red"]
         if layout == "split":
             assert len(data.splits["test"]) == 24
+    (tmp_path / "split" / "extra" / "red").mkdir(parents=True)  # datasets would drop it without a word
+    Image.new("RGB", (16, 16)).save(tmp_path / "split" / "extra" / "red" / "stray.png")
+    with pytest.raises(DataError, match=r"1 images lie outside its split folders \(test, train\), e.g. "
+                                        r"extra/red/stray.png; move every image into <split>/<label>/ \(split"):
+        load_labelled(DataConfig(source="split"), **options)
     write_folder(tmp_path / "one", ["train"])
     for image in (tmp_path / "one" / "train" / "dark").iterdir():
         image.rename(tmp_path / "one" / "train" / "red" / f"d{image.name}")

@@ -244,6 +244,8 @@ def _image_folder(folder: Path) -> DatasetDict:
              "test, in lower case), every image one folder below its label's"
     try:
         loaded = load_dataset("imagefolder", data_files=_image_files(folder, images))
+    except DataError:
+        raise
     except Exception as error:  # datasets' own checks of a folder it cannot read as images with labels
         raise DataError(f"data.source: {folder}: cannot read it as an image folder ({describe(error)}); {wanted}") \
             from None
@@ -275,16 +277,24 @@ def _image_files(folder: Path, images: Sequence[Path]) -> dict[str, list[str]]:
     file names), but of the image files alone: another file whose name holds a split's name (``test_notes.csv``)
     would otherwise make that split's pattern, and images that no pattern matched would be left out silently.
     When the patterns do not cover every image, all of them are one split (``train``; mtl holds out the rest)."""
-    everything = {str(folder / image) for image in images}
+    root = folder.resolve()  # datasets gives absolute paths, whatever form ``folder`` takes
+    everything = {str(root / image) for image in images}
     try:
-        found = DataFilesDict.from_patterns(get_data_patterns(str(folder)), base_path=str(folder))
+        found = DataFilesDict.from_patterns(get_data_patterns(str(root)), base_path=str(root))
     except Exception:  # datasets finds no pattern it knows: no split layout
         found = {}
     splits = {str(split): sorted(set(files) & everything) for split, files in found.items()}
     splits = {split: files for split, files in splits.items() if files}
-    if set().union(*splits.values()) != everything:
-        return {"train": sorted(everything)}
-    return splits
+    outside = sorted(everything - set().union(*splits.values()))
+    if not outside:
+        return splits
+    split_folders = sorted({image.parts[0] for image in images if len(image.parts) > 2 and _split_folder(image.parts[0])})
+    if split_folders:  # pooling them would put the user's test images into training
+        raise DataError(f"data.source: {folder}: {len(outside)} images lie outside its split folders "
+                        f"({', '.join(split_folders)}), e.g. {Path(outside[0]).relative_to(root)}; move every image "
+                        "into <split>/<label>/ (split folders are named train, validation or test, in lower case), "
+                        "or use no split folders at all")
+    return {"train": sorted(everything)}
 
 
 def _split_folder(name: str) -> bool:
