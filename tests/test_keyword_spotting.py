@@ -537,6 +537,23 @@ def test_a_keyword_with_no_clips_is_named_with_the_closest_label(tmp_path, caplo
     assert any(m.startswith("data.keywords: no clips are labelled 'stop' (the data's labels") for m in warnings)
 
 
+def test_keywords_read_a_csv_of_paths_and_keywords_none_of_the_data_has_are_one_error(tmp_path):
+    rng = np.random.default_rng(4)
+    rows = []
+    for word in ("affirm", "deny", "halt", "other"):
+        for i in range(4):
+            sf.write(tmp_path / f"{word}{i}.wav", tone("high", rng), RATE)
+            rows.append(f"{word}{i}.wav,{word}")
+    (tmp_path / "clips.csv").write_text("path,label\n" + "\n".join(rows) + "\n")  # datasets: large_string labels
+    options = dict(input_name="audio", input_candidates=KeywordSpotting.spec.input_candidates)
+    data = load_labelled(DataConfig(source=str(tmp_path / "clips.csv"), keywords=["affirm", "deny", "halt"],
+                                    validation_size=0.25, test_size=0.25), **options)
+    assert data.label_names == ["_unknown_", "affirm", "deny", "halt"]
+    with pytest.raises(DataError, match=r"data.keywords: none of the keywords \(yes, no\) is a label of the data \(its "
+                                        r"labels: affirm, deny, halt, other\); .*data.keywords=\[affirm,deny,halt\]"):
+        load_labelled(DataConfig(source=str(tmp_path / "clips.csv"), keywords=["yes", "no"]), **options)
+
+
 def test_onnx_export_of_an_audio_model_matches_pytorch(trained, tones, tmp_path):
     pytest.importorskip("onnxruntime")
     from mtl.publish.onnx import export_onnx

@@ -23,6 +23,7 @@ import torch
 from datasets import Audio, Dataset, DatasetDict, Value
 
 from ..errors import DataError, did_you_mean
+from .columns import holds_text
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +102,11 @@ def check_keywords(splits: DatasetDict, keywords: Sequence[str], column: str = "
         names = getattr(split.features[column], "names", None)
         present.update(names if names is not None else map(str, split.unique(column)))
     words = sorted(present - {SILENCE, UNKNOWN})
+    if words and not set(keywords) & present:
+        shown = ", ".join(words[:10]) + (f" and {len(words) - 10} more" if len(words) > 10 else "")
+        raise DataError(f"data.keywords: none of the keywords ({', '.join(keywords)}) is a label of the data (its "
+                        f"labels: {shown}); every clip would be _unknown_. Set data.keywords to the words to "
+                        f"recognise (e.g. data.keywords=[{','.join(words[:3])}]), or to null to keep every label")
     for keyword in (keyword for keyword in keywords if keyword not in present):
         logger.warning("data.keywords: no clips are labelled %r%s (the data's labels: %s); the model will not know "
                        "it: fix its spelling (a misspelt keyword turns its clips into _unknown_), add its clips, or "
@@ -110,7 +116,7 @@ def check_keywords(splits: DatasetDict, keywords: Sequence[str], column: str = "
 def relabel_keywords(dataset: Dataset, keywords: Sequence[str], column: str = "label") -> Dataset:
     """Every label that is not a keyword (nor ``_silence_``) becomes ``_unknown_``; string labels only."""
     keep = {*keywords, SILENCE, UNKNOWN}
-    if getattr(dataset.features[column], "dtype", None) != "string":
+    if not holds_text(dataset.features[column]):
         names = getattr(dataset.features[column], "names", None)
         if names is None:
             raise DataError(f"data.keywords: the {column} column holds numbers; keywords need label names")
@@ -311,7 +317,7 @@ def find_unreadable(sources: Iterable[Any], limit: int = 10) -> list[str]:
 
 def check_readable(dataset: Dataset, column: str, where: str) -> None:
     """Raise one DataError naming the unreadable audio files of ``column`` (before any training starts)."""
-    if getattr(dataset.features[column], "dtype", None) != "string":
+    if not holds_text(dataset.features[column]):
         return  # arrays or undecoded Audio bytes: decoding errors name the row when it is read
     bad = find_unreadable(dataset[column])
     if bad:

@@ -20,6 +20,7 @@ from datasets import ClassLabel, Dataset, DatasetDict, Value
 from ..config.sections import DataConfig
 from ..errors import DataError
 from .audio import check_keywords, relabel_keywords
+from .columns import TEXT_TYPES, holds_text
 from .splits import STANDARDISED as _STANDARDISED, complete_splits, limit_per_class, warn_shared_inputs
 from .tables import (SOURCE_FILES, holds_raw_json, paths_from_table_folder, read_files, read_source, refuse_raw_json,
                      to_dataset)
@@ -137,7 +138,7 @@ def standardize(split: Dataset, *, input_name: str, input_candidates: Sequence[s
     split = split.select_columns(list(keep))
     renames = {old: new for old, new in keep.items() if old != new}
     split = split.rename_columns(renames) if renames else split
-    if file and getattr(split.features[input_name], "dtype", None) in ("string", "large_string"):
+    if file and holds_text(split.features[input_name]):
         split = paths_from_table_folder(split, input_name, Path(file))  # as mtl.predict reads a table's paths
     if check is not None:  # e.g. every image or audio file is opened before training starts
         check(split, input_name, f"{where} ({file})" if file else where)
@@ -154,7 +155,7 @@ def _holds_bare_arrays(split: Dataset, column: str) -> bool:
     while getattr(feature, "feature", None) is not None and not isinstance(feature, Value):
         feature = feature.feature
     return feature is not split.features[column] and isinstance(feature, Value) and feature.dtype not in (
-        "string", "large_string", "binary", "large_binary")
+        *TEXT_TYPES, "binary", "large_binary")
 
 
 def _find_column(split: Dataset, wanted: str | None, candidates: Sequence[str], role: str, where: str) -> str:

@@ -26,6 +26,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from datasets import Audio, Dataset
 
+from .columns import holds_text
+
 logger = logging.getLogger(__name__)
 
 MARKER = "_nohash_"
@@ -48,7 +50,7 @@ def speaker_groups(dataset: Dataset, column: str | None = None) -> list[str] | N
     """
     if column is None:
         column = next((name for name, feature in dataset.features.items() if name != "label"
-                       and (getattr(feature, "dtype", None) == "string" or isinstance(feature, Audio))), None)
+                       and (holds_text(feature) or isinstance(feature, Audio))), None)
     if column is None or column not in dataset.column_names or not len(dataset):
         return None
     values = dataset.with_format("arrow")[column]

@@ -25,6 +25,7 @@ from typing import Any
 import datasets
 from datasets import Dataset
 
+from ..data.columns import holds_text
 from ..sources.cache import cache_root
 
 logger = logging.getLogger(__name__)
@@ -83,7 +84,7 @@ def _covering_table(identities: list[str]) -> tuple[Dataset, dict[str, int]] | N
 
 def _key(task: Any, dataset: Dataset, column: str) -> tuple[str, list[str]]:
     feature = dataset.features[column]
-    if isinstance(feature, (datasets.Image, datasets.Audio)) or getattr(feature, "dtype", None) == "string":
+    if isinstance(feature, (datasets.Image, datasets.Audio)) or holds_text(feature):
         identities = [_identity(value) for value in _undecoded(dataset.select_columns([column]))[column]]
     else:  # arrays held in the table: the table's fingerprint names them
         identities = [f"row:{dataset._fingerprint}:{row}" for row in range(len(dataset))]
