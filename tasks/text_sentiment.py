@@ -12,6 +12,8 @@ import numpy as np
 from datasets import Dataset
 from transformers import DataCollatorWithPadding
 
+from mtl.data.audio import AUDIO_SUFFIXES
+from mtl.data.images import IMAGE_SUFFIXES
 from mtl.errors import CheckpointError, DataError, first_few
 from mtl.task import Task, TaskSpec, register_task
 
@@ -57,6 +59,24 @@ class TextOptions:
     def __post_init__(self) -> None:
         if self.max_length is not None and self.max_length < 8:
             raise ValueError(f"max_length must be at least 8 tokens, got {self.max_length}")
+
+
+MEDIA = {"image": (IMAGE_SUFFIXES, "images", "an image task (ImageClassification, recipes/flowers.yaml)"),
+         "audio": (AUDIO_SUFFIXES, "audio clips", "the keyword-spotting task (KeywordSpotting, recipes/keywords.yaml)")}
+
+
+def _refuse_media(texts: Sequence[Any], where: str) -> None:
+    """A DataError when the input column holds images or audio (decoded, or nine in ten of its first 1,000 values
+    file paths ending like them) rather than texts: a model trained on file names learns nothing it can use."""
+    sample = texts[:1000]
+    for kind, (suffixes, plural, task) in MEDIA.items():
+        files = [text for text in sample if isinstance(text, str) and text.strip().lower().endswith(suffixes)]
+        decoded = [text for text in sample if isinstance(text, dict) and ("bytes" in text or "array" in text)]
+        if sample and (len(files) >= 0.9 * len(sample) or (decoded and kind == "image" and "bytes" in decoded[0])
+                       or (decoded and kind == "audio" and "array" in decoded[0])):
+            example = files[0] if files else (decoded[0].get("path") or f"a decoded {kind}")
+            raise DataError(f"{where}: the input column holds {plural} ({example}, ...), not texts; text-sentiment "
+                            f"classifies text: for {plural} use {task}, or set data.input_column to the text column")
 
 
 @register_task("text-sentiment")
@@ -111,6 +131,7 @@ class TextSentiment(Task):
         """Every text is non-empty, as :meth:`inputs_to_dataset` requires at predict time: empty, blank or
         missing texts are one DataError naming the first rows (counted from 1, as label errors count them)."""
         texts = split.with_format("arrow")[:][column].to_pylist()  # fast on 100k rows, unlike split[column]
+        _refuse_media(texts, where)
         blank = [row for row, text in enumerate(texts, start=1) if _is_blank(text)]
         if not blank:
             return

@@ -56,6 +56,8 @@ def world(tmp_path_factory, tiny_bert):
         for i in range(3):
             sf.write(clips / label / f"s{i}_nohash_0.wav", np.zeros(1600, np.float32), 16_000)
     sf.write(clips / "no" / "silent_nohash_9.wav", np.zeros(0, np.float32), 16_000)
+    pd.DataFrame({"path": [f"clips/{label}/s{i}_nohash_0.wav" for label in ("yes", "no") for i in range(3)],
+                  "label": [0, 0, 0, 1, 1, 1]}).to_csv(root / "clip-numbers.csv", index=False)
     recipe = {"task": "text-sentiment", "model": {"checkpoint": str(tiny_bert)}, "data": {"source": str(root / "reviews.csv")},
               "preprocess": {"max_length": 32}, "train": {"epochs": 1, "batch_size": 16},
               "output": {"dir": str(root / "out")}}
@@ -146,10 +148,15 @@ RUN_CASES = [  # (extra arguments, fragments of the one message); "{w}" is the w
     (["{w}/recipe.yaml", "preprocess.max_len=32"], ["did you mean 'max_length'"]),
     (["{w}/recipe.yaml", "task=image-classification", "model.checkpoint=null", "data.source={w}/images",
       "preprocess={}"], ["dot.png", "images need at least 8x8"]),
+    (["{w}/recipe.yaml", "data.source={w}/images", "data.input_column=image"],
+     ["the input column holds images (", "not texts", "ImageClassification, recipes/flowers.yaml"]),
+    (["{w}/recipe.yaml", "data.source={w}/clips", "data.input_column=audio"], ["the input column holds audio clips"]),
     (["{w}/recipe.yaml", "task=keyword-spotting", "data.source={w}/clips", "preprocess={}"],
      ["silent_nohash_9.wav", "audio files cannot be read"]),
-    (["{w}/recipe.yaml", "task=keyword-spotting", "data.source={w}/int-labels.csv", "data.keywords=[yes]",
-      "data.input_column=sentence", "preprocess={}"], ["keywords"]),
+    (["{w}/recipe.yaml", "task=keyword-spotting", "data.source={w}/clip-numbers.csv", "data.keywords=[yes]",
+      "preprocess={}"], ["data.keywords: the label column holds numbers; keywords need label names"]),
+    (["{w}/recipe.yaml", "task=keyword-spotting", "data.source={w}/int-labels.csv", "data.input_column=sentence",
+      "preprocess={}"], ["audio files cannot be read: good"]),
 ]
 
 

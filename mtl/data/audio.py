@@ -100,6 +100,8 @@ def check_keywords(splits: DatasetDict, keywords: Sequence[str], column: str = "
     present: set[str] = set()
     for split in splits.values():
         names = getattr(split.features[column], "names", None)
+        if names is None and not holds_text(split.features[column]):
+            return  # numbers, not label names: relabel_keywords says so
         present.update(names if names is not None else map(str, split.unique(column)))
     words = sorted(present - {SILENCE, UNKNOWN})
     if words and not set(keywords) & present:
