@@ -208,6 +208,7 @@ def test_predict_command_rejects(world, saved_text_model, capsys):
     (world / "tabs.tsv").write_text('text\n"a gorgeous\tmoving film"\n')  # TSV: quotes are text, as training reads
     fails_cleanly(capsys, main, [saved_text_model, world / "tabs.tsv"], "a TSV file is read GLUE-style")
     fails_cleanly(capsys, main, [saved_text_model, world / "images"], "no input files")
+    fails_cleanly(capsys, main, [saved_text_model, "good", ""], "input 2: an empty argument (an unset shell variable?)")
     config = json.loads((saved_text_model / "config.json").read_text())
     assert config["mtl_task"] == "text-sentiment"
 

@@ -45,7 +45,10 @@ def collect_inputs(task: Any, arguments: Sequence[str], column: str | None = Non
     """The inputs in files, folders, tables and arguments the task accepts as inputs, in the order given."""
     suffixes = task.spec.file_suffixes
     items: list[Input] = []
-    for argument in arguments:
+    for position, argument in enumerate(arguments, 1):
+        if not str(argument).strip():  # Path("") is the working folder: never predict it by accident
+            raise DataError(f"input {position}: an empty argument (an unset shell variable?); give a text, a file "
+                            "or a folder, e.g. . for the working folder")
         path = user_path(argument)
         kind = _kind(path)
         if kind == "folder":
