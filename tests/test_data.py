@@ -158,6 +158,15 @@ def test_empty_label_names_the_row(tmp_path):
         load_labelled(DataConfig(source=str(write(rows, tmp_path / "r.csv"))), **TEXT)
 
 
+def test_fractional_number_labels_are_classes_named_as_written(tmp_path):
+    rows = [{"sentence": f"review {i}", "score": [0.0, 1.0, 0.5][i % 3]} for i in range(30)]
+    data = load_labelled(DataConfig(source=str(write(rows, tmp_path / "r.csv")), label_column="score",
+                                    validation_size=0.2, test_size=0.2), **TEXT)
+    assert data.label_names == ["0", "0.5", "1"]
+    train = data.splits["train"]
+    assert {data.label_names[label] for label in train["label"]} == {"0", "0.5", "1"}
+
+
 def test_label_unseen_in_train_names_split_and_row(tmp_path):
     train = write(make_sentences(20), tmp_path / "train.csv")
     test_rows = make_sentences(5)

@@ -201,8 +201,10 @@ def encode_labels(splits: DatasetDict, label_names: Sequence[str] | None = None,
         ordered = sorted({int(v) for v in train_values})
         names = [str(v) for v in ordered]
         lookup = {v: i for i, v in enumerate(ordered)}
-    else:
-        names = sorted(str(v) for v in train_values)
+    else:  # text labels, or numbers that are not all whole (0, 0.5, 1): named as _index reads them
+        numbers = all(isinstance(v, (int, float, np.integer, np.floating)) for v in train_values)
+        names = [_label_text(v) for v in sorted(train_values, key=float if numbers else str)]
+        names = list(dict.fromkeys(names)) if numbers else sorted(set(names))
         lookup = {n: i for i, n in enumerate(names)}
     if label_names is None and not all_int:
         _check_near_duplicates(names, train_key)
@@ -271,9 +273,13 @@ def _is_whole(value: Any) -> bool:
 def _index(value: Any, lookup: dict[Any, int]) -> int | None:
     """The class index of a label value: by its text first (label 5 is the name "5", 1.0 the name "1"), else
     an integer as an index into the names given (data.label_names for labels 0..n-1); None when unknown."""
-    whole = _is_whole(value)
-    text = str(int(value)) if whole else str(value)
-    return lookup[text] if text in lookup else lookup.get(int(value) if whole else value)
+    text = _label_text(value)
+    return lookup[text] if text in lookup else lookup.get(int(value) if _is_whole(value) else value)
+
+
+def _label_text(value: Any) -> str:
+    """A label value's name: whole numbers without their fraction (1.0 is "1"), anything else as ``str`` gives."""
+    return str(int(value)) if _is_whole(value) else str(value)
 
 
 def _label_values(split: Dataset, split_name: str) -> list[Any]:
