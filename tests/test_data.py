@@ -167,6 +167,31 @@ def test_fractional_number_labels_are_classes_named_as_written(tmp_path):
     assert {data.label_names[label] for label in train["label"]} == {"0", "0.5", "1"}
 
 
+def test_split_files_are_found_by_name_and_a_folder_of_nothing_readable_says_what_it_holds(tmp_path):
+    named = tmp_path / "named"
+    named.mkdir()
+    write(make_sentences(20), named / "imdb_train.csv")
+    write(make_sentences(8, seed=1), named / "Test_Data.csv")
+    data = load_labelled(DataConfig(source=str(named), validation_size=0.25), **TEXT)
+    assert len(data.splits["test"]) == 8 and len(data.splits["train"]) + len(data.splits["validation"]) == 20
+    one = tmp_path / "one"
+    one.mkdir()
+    write(make_sentences(20), one / "reviews.csv")
+    assert sum(map(len, load_labelled(DataConfig(source=str(one)), **TEXT).splits.values())) == 20
+    write(make_sentences(8), named / "test-2.csv")
+    with pytest.raises(DataError, match=r"holds 2 test files \(Test_Data.csv, test-2.csv\); keep one per split"):
+        load_labelled(DataConfig(source=str(named)), **TEXT)
+    write(make_sentences(8), one / "more.csv")
+    with pytest.raises(DataError, match=r"holds tables \(more.csv, reviews.csv\) but no train file by name"):
+        load_labelled(DataConfig(source=str(one)), **TEXT)
+    phone = tmp_path / "phone"
+    (phone / "yes").mkdir(parents=True)
+    (phone / "yes" / "clip.m4a").write_bytes(b"\0" * 64)
+    with pytest.raises(DataError, match=r"holds nothing mtl reads \(it holds only .m4a files\); .* or audio "
+                                        r"\(.wav, .flac"):
+        load_labelled(DataConfig(source=str(phone)), **TEXT)
+
+
 def test_label_unseen_in_train_names_split_and_row(tmp_path):
     train = write(make_sentences(20), tmp_path / "train.csv")
     test_rows = make_sentences(5)

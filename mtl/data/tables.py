@@ -6,6 +6,7 @@ Local files are read with ``datasets``' own builders, so every later ``map`` is 
 from __future__ import annotations
 
 import csv
+import logging
 import re
 import sys
 from pathlib import Path
@@ -24,6 +25,8 @@ from .builtin import builtin_names, load_builtin
 from .idx import idx_pairs, read_idx_folder
 from .images import IMAGE_SUFFIXES, eight_bit_array
 from .pixels import looks_like_pixel_csv, read_pixel_csv
+
+logger = logging.getLogger(__name__)
 
 _READERS: dict[str, tuple[str, dict[str, Any]]] = {
     ".csv": ("csv", {}),
@@ -213,10 +216,7 @@ def read_source(source: str, config: str | None = None) -> DatasetDict:
             return _image_folder(path)
         if not files and holds_audio(path):
             return read_audio_folder(path)  # <split>/<label>/x.wav or <label>/x.wav, audio kept as paths
-        if not files:
-            raise DataError(f"data.source: folder {path} holds no train/validation/test files "
-                            f"({', '.join(_READERS)}); name them train.csv, test.csv, ...")
-        return read_files(files)
+        return read_files(files or _tables_named_by_split(path, list(found.values())))
     if source.startswith((".", "/", "~")) or Path(source).suffix.lower() in _READERS:
         raise DataError(f"data.source: {source} does not exist (looked in {path.resolve().parent}); check the path")
     return _read_hub(source, config)
@@ -297,11 +297,50 @@ def _image_files(folder: Path, images: Sequence[Path]) -> dict[str, list[str]]:
     return {"train": sorted(everything)}
 
 
+SPLIT_WORDS = {"train": "train", "training": "train", "validation": "validation", "valid": "validation",
+               "dev": "validation", "val": "validation", "test": "test", "testing": "test", "eval": "test",
+               "evaluation": "test"}
+
+
+def _split_named(name: str) -> str | None:
+    """The split a file or folder ``name`` names (train, validation or test): one of datasets' split words at its
+    start or after a separator (``cifar_test``, ``imdb-train``, ``train_data``), in lower case; else None."""
+    found = re.fullmatch(rf"(?:.*[-_. ])?({'|'.join(SPLIT_WORDS)})(?:[-_. ].*)?", name)
+    return SPLIT_WORDS[found.group(1)] if found else None
+
+
 def _split_folder(name: str) -> bool:
-    """Whether datasets' imagefolder reads folder ``name`` as a split: train, training, dev, test, eval, ... at its
-    start or after a separator (``cifar_test``), in lower case (it merges a ``Test`` folder into train)."""
-    return re.fullmatch(r"(.*[-_. ])?(train|training|validation|valid|dev|val|test|testing|eval|evaluation)([-_. ].*)?",
-                        name) is not None
+    """Whether datasets' imagefolder reads folder ``name`` as a split (it merges a ``Test`` folder into train)."""
+    return _split_named(name) is not None
+
+
+def _tables_named_by_split(folder: Path, tables: Sequence[Path]) -> dict[str, Path]:
+    """``{split: table}`` for a folder of tables named like ``imdb_train.csv`` / ``test_data.csv``; a DataError
+    naming what the folder holds when no name says its split, or two say the same one."""
+    by_split: dict[str, list[Path]] = {}
+    for table in tables:
+        if split := _split_named(table.stem.lower()):
+            by_split.setdefault(split, []).append(table)
+    if "train" in by_split and all(len(named) == 1 for named in by_split.values()):
+        logger.info("data.source: split files by name: %s", ", ".join(f"{split} {named[0].name}"
+                                                                      for split, named in by_split.items()))
+        return {split: named[0] for split, named in by_split.items()}
+    example = "data.files={train: ..., test: ...}"
+    if any(len(named) > 1 for named in by_split.values()):
+        split, named = next((split, named) for split, named in by_split.items() if len(named) > 1)
+        raise DataError(f"data.source: folder {folder} holds {len(named)} {split} files "
+                        f"({first_few([p.name for p in named], 3)}); keep one per split, or name them with {example}")
+    if len(tables) == 1 and not by_split:  # one table: all the data, as when data.source names the file
+        logger.info("data.source: the folder's one table %s holds all the data", tables[0].name)
+        return {"train": tables[0]}
+    if tables:
+        raise DataError(f"data.source: folder {folder} holds tables ({first_few([p.name for p in tables], 3)}) "
+                        f"but no train file by name; name them train.csv, test.csv, ... or give {example}")
+    others = sorted({p.suffix.lower() for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")})
+    held = f"it holds only {first_few(others, 6)} files" if others else "it is empty"
+    raise DataError(f"data.source: folder {folder} holds nothing mtl reads ({held}); mtl reads tables named "
+                    f"train.csv, test.csv, ... ({', '.join(_READERS)}), or images ({', '.join(IMAGE_SUFFIXES)}) "
+                    f"or audio ({', '.join(AUDIO_SUFFIXES)}) in <label>/ folders")
 
 
 def _holds_images(folder: Path) -> bool:
