@@ -24,7 +24,7 @@ import torch
 from datasets import Dataset
 
 from mtl.data.audio import (AUDIO_SUFFIXES, SILENCE, UNKNOWN, check_readable, crop_clip, fit_length,
-                            from_pcm16, load_clip, to_pcm16)
+                            from_pcm16, load_clip, named_source, to_pcm16)
 from mtl.data.labelled import labelled_split
 from mtl.errors import DataError, MtlError, OutputExistsError
 from mtl.fs import write_json
@@ -108,7 +108,7 @@ class KeywordSpotting(Task):
         """Whole recordings at the extractor's rate: int16 when read from files (lossless for 16-bit PCM),
         float32 when given as arrays (kept exact)."""
         rate = self.sampling_rate
-        waves = [load_clip(source, rate, None, where="audio") for source in batch["audio"]]
+        waves = [load_clip(source, rate, None, where=named_source(source)) for source in batch["audio"]]
         files = all(isinstance(s, (str, bytes)) or (isinstance(s, dict) and s.get("array") is None
                                                     and s.get("raw") is None) for s in batch["audio"])
         clips = [to_pcm16(wave) if files else wave for wave in waves]

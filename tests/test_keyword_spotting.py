@@ -174,6 +174,11 @@ def test_unreadable_files_are_named_before_training(tones, tmp_path):
     with pytest.raises(DataError, match=r"1 audio files cannot be read: .*broken_nohash_0.wav"):
         task.fit(rows, rows, epochs=1)
     assert task.fit_result is None
+    samples = np.zeros(RATE, np.float32)
+    samples[100] = np.nan
+    sf.write(broken, samples, RATE, subtype="FLOAT")  # opens, but its samples are not numbers
+    with pytest.raises(DataError, match=r"audio \(.*broken_nohash_0.wav\): the audio holds NaN or infinite samples"):
+        task.fit(rows, rows, epochs=1)
 
 
 def test_augmentation_only_while_training(tones, tmp_path):

@@ -249,6 +249,12 @@ def fit_length(samples: np.ndarray, length: int, offset: int | None = None) -> n
     return samples[start:start + length]
 
 
+def named_source(source: Any, where: str = "audio") -> str:
+    """``where`` with the file an audio source comes from (a path, or a ``{"path"}`` dict), for its messages."""
+    path = source.get("path") if isinstance(source, dict) else source if isinstance(source, str) else None
+    return f"{where} ({path})" if path else where
+
+
 def load_clip(source: Any, rate: int, samples: int | None, where: str = "audio",
               rng: np.random.Generator | None = None) -> np.ndarray:
     """Decode, mono, resample to ``rate`` and pad/crop to ``samples`` (a random crop when ``rng`` is given)."""
