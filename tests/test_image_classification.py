@@ -88,7 +88,7 @@ def test_image_folder_with_and_without_split_folders(tmp_path):
     assert sum(len(s) for s in flat.splits.values()) == 24 and flat.label_names == ["dark", "red"]
 
 
-def test_other_files_in_an_image_folder_change_no_split_and_output_folders_are_not_data(tmp_path, monkeypatch):
+def test_other_files_in_an_image_folder_change_no_split_and_output_folders_are_not_data(tmp_path, monkeypatch, caplog):
     options = dict(input_name="image", input_candidates=ImageClassification.spec.input_candidates)
     monkeypatch.chdir(tmp_path)
     for layout, splits in (("flat", [""]), ("split", ["train", "test"])):
@@ -107,6 +107,12 @@ def test_other_files_in_an_image_folder_change_no_split_and_output_folders_are_n
     with pytest.raises(DataError, match=r"1 images lie outside its split folders \(test, train\), e.g. "
                                         r"extra/red/stray.png; move every image into <split>/<label>/ \(split"):
         load_labelled(DataConfig(source="split"), **options)
+    (tmp_path / "flat" / "tulip").mkdir()
+    (tmp_path / "flat" / "tulip" / "notes.txt").write_text("to do: photograph tulips")
+    with caplog.at_level("WARNING", logger="mtl"):
+        assert load_labelled(DataConfig(source=str(tmp_path / "flat")), **options).label_names == ["dark", "red"]
+    assert any("folder tulip holds no images (.jpg" in r.getMessage() and "its label will not be in the data"
+               in r.getMessage() for r in caplog.records)
     write_folder(tmp_path / "one", ["train"])
     for image in (tmp_path / "one" / "train" / "dark").iterdir():
         image.rename(tmp_path / "one" / "train" / "red" / f"d{image.name}")

@@ -213,13 +213,29 @@ def read_source(source: str, config: str | None = None) -> DatasetDict:
         if not files and idx_pairs(path):
             return read_idx_folder(path)  # MNIST's IDX files
         if not files and _holds_images(path):
+            _warn_empty_label_folders(path, IMAGE_SUFFIXES, "images")
             return _image_folder(path)
         if not files and holds_audio(path):
+            _warn_empty_label_folders(path, AUDIO_SUFFIXES, "audio files")
             return read_audio_folder(path)  # <split>/<label>/x.wav or <label>/x.wav, audio kept as paths
         return read_files(files or _tables_named_by_split(path, list(found.values())))
     if source.startswith((".", "/", "~")) or Path(source).suffix.lower() in _READERS:
         raise DataError(f"data.source: {source} does not exist (looked in {path.resolve().parent}); check the path")
     return _read_hub(source, config)
+
+
+def _warn_empty_label_folders(folder: Path, suffixes: Sequence[str], kind: str) -> None:
+    """Warn about folders without subfolders that hold none of ``suffixes`` (an empty ``rose/``, or one holding
+    only notes and .DS_Store): their labels silently drop out of the data otherwise."""
+    empty = sorted(str(sub.relative_to(folder)) for sub in folder.rglob("*") if sub.is_dir()
+                   and not any(part.startswith((".", "__")) for part in sub.relative_to(folder).parts)
+                   and not any(entry.is_dir() or entry.suffix.lower() in suffixes for entry in sub.iterdir()))
+    if len(empty) == 1:
+        logger.warning("data.source: folder %s holds no %s (%s): its label will not be in the data; add %s or "
+                       "remove the folder", empty[0], kind, ", ".join(suffixes), kind)
+    elif empty:
+        logger.warning("data.source: folders %s hold no %s (%s): their labels will not be in the data; add %s or "
+                       "remove the folders", first_few(empty, 5), kind, ", ".join(suffixes), kind)
 
 
 def _refuse_mtl_outputs(folder: Path) -> None:
