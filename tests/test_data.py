@@ -192,6 +192,14 @@ def test_split_files_are_found_by_name_and_a_folder_of_nothing_readable_says_wha
         load_labelled(DataConfig(source=str(phone)), **TEXT)
 
 
+def test_labels_alike_but_for_case_and_spaces_are_a_warning(tmp_path, caplog):
+    rows = [{"sentence": f"review {i}", "sentiment": ["pos", "POS ", "neg"][i % 3]} for i in range(30)]
+    with caplog.at_level("WARNING", logger="mtl"):
+        load_labelled(DataConfig(source=str(write(rows, tmp_path / "r.csv"))), **TEXT)
+    assert any("labels 'POS ' and 'pos' differ only in letter case and spaces" in r.getMessage()
+               for r in caplog.records), caplog.text
+
+
 def test_label_unseen_in_train_names_split_and_row(tmp_path):
     train = write(make_sentences(20), tmp_path / "train.csv")
     test_rows = make_sentences(5)

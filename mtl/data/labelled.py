@@ -299,9 +299,10 @@ def _check_near_duplicates(names: Sequence[str], train_key: str) -> None:
         raise DataError(f"{train_key}: labels that differ only in spaces before or after them: {shown}; they would "
                         "be trained as different classes. Strip the label column (e.g. df['label'] = "
                         "df['label'].str.strip() in pandas)")
-    for group in _alike(names, str.casefold):
-        logger.warning("data: labels %s differ only in letter case and are trained as different classes; if they "
-                       "are one class, write them alike", " and ".join(map(repr, group)))
+    for group in _alike(names, lambda name: name.strip().casefold()):
+        logger.warning("data: labels %s differ only in letter case%s and are trained as different classes; if they "
+                       "are one class, write them alike", " and ".join(map(repr, group)),
+                       " and spaces" if any(name != name.strip() for name in group) else "")
 
 
 def _alike(names: Sequence[str], key: Callable[[str], str]) -> list[list[str]]:
