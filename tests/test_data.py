@@ -200,6 +200,20 @@ def test_labels_alike_but_for_case_and_spaces_are_a_warning(tmp_path, caplog):
                for r in caplog.records), caplog.text
 
 
+def test_a_split_column_of_one_table_is_its_splits(tmp_path, caplog):
+    rows = [{**row, "Split": ["train", "train", "Test ", "dev"][i % 4]} for i, row in enumerate(make_sentences(40))]
+    data = load_labelled(DataConfig(source=str(write(rows, tmp_path / "r.csv"))), **TEXT)
+    assert {name: len(split) for name, split in data.splits.items()} == {"train": 20, "test": 10, "validation": 10}
+    assert "Split" not in data.splits["train"].column_names
+    assert sorted(data.splits["test"]["text"]) == sorted(row["sentence"] for row in rows[2::4])
+    rows[5]["Split"] = "holdout"
+    with caplog.at_level("WARNING", logger="mtl"):
+        data = load_labelled(DataConfig(source=str(write(rows, tmp_path / "r.csv"))), **TEXT)
+    assert sum(map(len, data.splits.values())) == 40
+    assert any("column 'Split' holds values other than train, validation and test (holdout)" in r.getMessage()
+               for r in caplog.records)
+
+
 def test_label_unseen_in_train_names_split_and_row(tmp_path):
     train = write(make_sentences(20), tmp_path / "train.csv")
     test_rows = make_sentences(5)

@@ -204,7 +204,7 @@ def read_source(source: str, config: str | None = None) -> DatasetDict:
         return builtin
     path = Path(source).expanduser()
     if path.is_file():
-        return read_files({"train": path})
+        return _split_by_column(read_files({"train": path}), path)
     if path.is_dir():
         found = {p.stem.lower(): p for p in sorted(path.iterdir()) if p.suffix.lower() in _READERS}
         files = {stem: found[stem] for stem in SPLIT_FILE_STEMS if stem in found}
@@ -236,6 +236,31 @@ def _warn_empty_label_folders(folder: Path, suffixes: Sequence[str], kind: str) 
     elif empty:
         logger.warning("data.source: folders %s hold no %s (%s): their labels will not be in the data; add %s or "
                        "remove the folders", first_few(empty, 5), kind, ", ".join(suffixes), kind)
+
+
+def _split_by_column(tables: DatasetDict, path: Path) -> DatasetDict:
+    """One table with a ``split`` column of train / validation / test (dev, val, testing ...) values becomes those
+    splits, so that the rows its author held out for the test are never trained on. Other values: a warning, and
+    the column is left as data."""
+    table = tables["train"]
+    column = next((name for name in table.column_names if name.strip().lower() == "split"), None)
+    if column is None or len(tables) != 1:
+        return tables
+    values = table[column]
+    named = {value: SPLIT_WORDS.get(str(value).strip().lower()) for value in set(values)}
+    if None in named.values():
+        odd = sorted(str(value) for value, split in named.items() if split is None)
+        logger.warning("%s: column %r holds values other than train, validation and test (%s), so mtl does not "
+                       "split by it and holds out its own splits", path.name, column, first_few(odd, 3))
+        return tables
+    rows: dict[str, list[int]] = {}
+    for row, value in enumerate(values):
+        rows.setdefault(named[value], []).append(row)
+    splits = DatasetDict({split: table.select(indices).remove_columns(column) for split, indices in rows.items()})
+    SOURCE_FILES.update({split._fingerprint: str(path) for split in splits.values()})
+    logger.info("%s: split by its column %r: %s (rows are counted within each split)", path.name, column,
+                ", ".join(f"{split} {len(indices):,}" for split, indices in rows.items()))
+    return splits
 
 
 def _refuse_mtl_outputs(folder: Path) -> None:
