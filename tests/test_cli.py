@@ -297,3 +297,11 @@ def test_loading_a_pretrained_backbone_folder_is_refused_rather_than_predicting_
     with pytest.raises(CheckpointError, match=r"holds no trained classification head \(classifier.bias, "
                                               r"classifier.weight missing\): it is a pretrained checkpoint"):
         TextSentiment.load(tiny_bert)
+
+
+def test_predict_finds_a_table_column_named_in_another_letter_case(saved_models, tmp_path, capsys):
+    table = tmp_path / "reviews.jsonl"
+    table.write_text('{"ID": 7, "Text": "a wonderful film"}\n{"ID": 8, "Text": "dull and bad"}\n')
+    code, out, err = predict(capsys, saved_models[0], table)
+    assert code == 0, err
+    assert [line.split(",")[0] for line in out.splitlines()] == ["input", "a wonderful film", "dull and bad"]

@@ -158,6 +158,13 @@ def _holds_bare_arrays(split: Dataset, column: str) -> bool:
         *TEXT_TYPES, "binary", "large_binary")
 
 
+def column_named(columns: Sequence[str], candidates: Sequence[str]) -> str | None:
+    """The first of ``columns`` named like one of ``candidates`` (in their order), ignoring letter case: the
+    input column of ``Text,Label`` is ``Text``; None when no column is."""
+    lowered = {str(column).lower(): column for column in reversed(list(columns))}
+    return next((lowered[candidate.lower()] for candidate in candidates if candidate.lower() in lowered), None)
+
+
 def _find_column(split: Dataset, wanted: str | None, candidates: Sequence[str], role: str, where: str) -> str:
     columns = split.column_names
     if wanted is not None:
@@ -165,10 +172,9 @@ def _find_column(split: Dataset, wanted: str | None, candidates: Sequence[str], 
             raise DataError(f"data.{role}_column: {where} has no column {wanted!r} (columns: {', '.join(columns)}); "
                             f"set data.{role}_column to the one holding the {role}s")
         return wanted
-    lowered = {c.lower(): c for c in columns}
-    for candidate in candidates:
-        if candidate in lowered:
-            return lowered[candidate]
+    found = column_named(columns, candidates)
+    if found is not None:
+        return found
     raise DataError(f"{where}: cannot tell which column is the {role} (columns: {', '.join(columns)}; "
                     f"looked for {', '.join(candidates)}). Set data.{role}_column in the recipe; in Python, rename "
                     f"the column, e.g. df.rename(columns={{'YOUR_COLUMN': {candidates[0]!r}}}).")

@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any, NamedTuple, Sequence
 
+from ..data.labelled import column_named
 from ..data.tables import check_row_widths, not_utf8
 from ..errors import DataError, MtlError, OutputExistsError
 from ..fs import write_text_atomic
@@ -296,7 +297,7 @@ def _from_table(task: Any, path: Path, column: str | None) -> list[Input]:
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError, TypeError, OSError, ImportError) as error:
         raise DataError(f"{path}: cannot read the table ({str(error).splitlines()[0]}); check its format") from None
     candidates = _input_columns(task, column)
-    found = next((c for c in candidates if c in table.columns), None)
+    found = column if column in table.columns else column_named(table.columns, candidates)
     if found is None:
         wanted = f"named {column!r}" if column else f"({', '.join(candidates)})"
         raise DataError(f"{path}: no input column {wanted}; its columns are {', '.join(table.columns)}; "
