@@ -214,6 +214,13 @@ def test_a_split_column_of_one_table_is_its_splits(tmp_path, caplog):
                for r in caplog.records)
 
 
+def test_split_files_whose_label_kinds_differ_are_named(tmp_path):
+    write([{"sentence": f"film {i}", "label": i % 2} for i in range(10)], tmp_path / "train.csv")
+    write([{"sentence": f"film {i}", "label": ["neg", "pos"][i % 2]} for i in range(4)], tmp_path / "test.csv")
+    with pytest.raises(DataError, match=r"column 'label' holds numbers in train.csv, text in test.csv; write it alike"):
+        load_labelled(DataConfig(source=str(tmp_path)), **TEXT)
+
+
 def test_label_unseen_in_train_names_split_and_row(tmp_path):
     train = write(make_sentences(20), tmp_path / "train.csv")
     test_rows = make_sentences(5)

@@ -20,6 +20,7 @@ from PIL import Image
 
 from ..errors import DataError, describe, first_few
 from ..publish.output_dir import MARKER_FILE
+from .columns import holds_text
 from .audio import AUDIO_SUFFIXES, holds_audio, read_audio_folder, without_audio_decoding
 from .builtin import builtin_names, load_builtin
 from .idx import idx_pairs, read_idx_folder
@@ -66,9 +67,30 @@ def read_files(files: Mapping[str, str | Path]) -> DatasetDict:
         names = ", ".join(str(p) for p in paths.values())
         if "codec can't decode" in f"{error} {error.__cause__} {error.__context__}":
             raise DataError(not_utf8(Path(names))) from None
+        if len(paths) > 1:
+            _refuse_differing_columns(paths, builder, options)
         raise DataError(f"cannot read {names}: {describe(error)}; check the file's format and delimiter") from None
     SOURCE_FILES.update({split._fingerprint: str(paths[name]) for name, split in loaded.items()})
     return loaded
+
+
+def _refuse_differing_columns(paths: Mapping[str, Path], builder: str, options: dict[str, Any]) -> None:
+    """A DataError naming the column whose kind of values differs between split files (labels 0/1 in train.csv,
+    neg/pos in test.csv), found by reading each file alone; nothing when each file alone fails too."""
+    kinds: dict[str, dict[str, str]] = {}
+    for path in paths.values():
+        try:
+            table = load_dataset(builder, data_files=str(path), **options)["train"]
+        except Exception:
+            return
+        for column, feature in table.features.items():
+            kind = "text" if holds_text(feature) else str(getattr(feature, "dtype", type(feature).__name__))
+            kinds.setdefault(column, {})[path.name] = "numbers" if kind.startswith(("int", "float")) else kind
+    for column, by_file in kinds.items():
+        if len(set(by_file.values())) > 1:
+            shown = ", ".join(f"{kind} in {name}" for name, kind in by_file.items())
+            raise DataError(f"column {column!r} holds {shown}; write it alike in every split file (all label names "
+                            "or all numbers)")
 
 
 def holds_raw_json(split: Dataset, column: str) -> bool:
