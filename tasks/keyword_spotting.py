@@ -163,7 +163,27 @@ class KeywordSpotting(Task):
             return
         if not is_decoded(self, split, column):
             check_readable(split, column, where)
-            decoded_inputs(self, split, column)
+        self._warn_long_clips(decoded_inputs(self, split, column), split[column], where)  # from the cache: no file
+
+    def _warn_long_clips(self, decoded: Dataset, sources: Sequence[Any], where: str) -> None:
+        """One warning when clips run well past the model's window: training reads one window of each, so a word
+        elsewhere in the clip is trained as if that window held it."""
+        import pyarrow.compute as pc
+
+        table = decoded.with_format("arrow")[:]
+        widths = np.where(np.asarray(table["clip_dtype"].to_pylist()) == "int16", 2, 4)
+        seconds = np.asarray(pc.binary_length(table["clip"]).to_numpy()) / widths / self.sampling_rate
+        window = self.options.clip_seconds
+        long = np.flatnonzero(seconds > 1.5 * window)
+        if len(long):
+            longest = long[np.argmax(seconds[long])]
+            source = sources[int(longest)]
+            name = source.get("path") if isinstance(source, dict) else source if isinstance(source, str) else None
+            logger.warning("%s: %d of %d clips are longer than %g s (the longest %.1f s, %s); training reads %g s "
+                           "of each (its middle; a random window when augmenting), so a word outside that window is "
+                           "trained as if it were there: cut clips to their word (python -m mtl.detect finds "
+                           "keywords in long recordings)", where, len(long), len(seconds), 1.5 * window,
+                           seconds[longest], f"row {longest + 1}, {name}" if name else f"row {longest + 1}", window)
 
     def sample_inputs(self, count: int = 4, seed: int = 0) -> list[Any]:
         """Tones of rising pitch over faint noise, one clip each, at the extractor's rate."""

@@ -181,6 +181,23 @@ def test_unreadable_files_are_named_before_training(tones, tmp_path):
         task.fit(rows, rows, epochs=1)
 
 
+def test_clips_much_longer_than_the_window_are_one_warning(tmp_path, caplog):
+    from datasets import Dataset
+
+    rng = np.random.default_rng(5)
+    paths = []
+    for i, seconds in enumerate((1.0, 0.8, 4.0, 1.0)):
+        paths.append(str(tmp_path / f"c{i}.wav"))
+        sf.write(paths[-1], tone("high", rng, seconds=seconds), RATE)
+    task = KeywordSpotting(build_model("whisper", tmp_path / "whisper"))
+    with caplog.at_level("WARNING", logger="mtl"):
+        task.check_inputs(Dataset.from_dict({"audio": paths}), "audio", "train")
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and warnings[0].startswith("train: 1 of 4 clips are longer than 1.5 s (the longest "
+                                                         "4.0 s, row 3, ")
+    assert "c2.wav); training reads 1 s of each" in warnings[0]
+
+
 def test_augmentation_only_while_training(tones, tmp_path):
     noise = tmp_path / "noise.wav"
     sf.write(noise, np.random.default_rng(0).standard_normal(3 * RATE).astype(np.float32) * 0.1, RATE)
