@@ -77,7 +77,11 @@ def recipe_from_dict(raw: Any, overrides: list[str] | tuple[str, ...] = (), sour
 
 
 def _blame_override(problem: str, overrides: list[str] | tuple[str, ...]) -> str:
-    """``problem`` with the command-line override it comes from named, when it is about an overridden key."""
+    """``problem`` with the command-line override it comes from named, when it is about an overridden key; in a
+    section's list of problems ("train: a; b"), each one with its own."""
+    section, sep, listed = problem.partition(": ")
+    if sep and "." not in section and " " not in section and "; " in listed:
+        return f"{section}: " + "; ".join(_blame_part(section, part, overrides) for part in listed.split("; "))
     path, _, said = problem.partition(":")
     below = []  # overrides of keys inside the section the problem names (model.head.dropout for model.head)
     for override in reversed(overrides):
@@ -91,6 +95,16 @@ def _blame_override(problem: str, overrides: list[str] | tuple[str, ...]) -> str
     if below:  # the one whose key the message names, else the last
         return f"{problem} (from the command line: {max(below, key=lambda pair: pair[0])[1]})"
     return problem
+
+
+def _blame_part(section: str, part: str, overrides: list[str] | tuple[str, ...]) -> str:
+    """One problem of a section's list, with the override of the key it starts with named, if any."""
+    for override in reversed(overrides):
+        key = override.partition("=")[0].strip()
+        leaf = key.removeprefix(f"{section}.")
+        if key.startswith(f"{section}.") and part.startswith((f"{leaf} ", f"{leaf}:")):
+            return f"{part} (from the command line: {override})"
+    return part
 
 
 def _apply_override(raw: dict[str, Any], override: str, problems: list[str]) -> None:

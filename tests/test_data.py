@@ -156,6 +156,9 @@ def test_empty_label_names_the_row(tmp_path):
     rows[6]["sentiment"] = None
     with pytest.raises(DataError, match="train row 7: the label is empty"):
         load_labelled(DataConfig(source=str(write(rows, tmp_path / "r.csv"))), **TEXT)
+    rows[9]["sentiment"] = None
+    with pytest.raises(DataError, match=r"train rows 7, 10: the label is empty \(2 of 10 rows\)"):
+        load_labelled(DataConfig(source=str(write(rows, tmp_path / "r.csv"))), **TEXT)
 
 
 def test_fractional_number_labels_are_classes_named_as_written(tmp_path):
@@ -219,6 +222,18 @@ def test_split_files_whose_label_kinds_differ_are_named(tmp_path):
     write([{"sentence": f"film {i}", "label": ["neg", "pos"][i % 2]} for i in range(4)], tmp_path / "test.csv")
     with pytest.raises(DataError, match=r"column 'label' holds numbers in train.csv, text in test.csv; write it alike"):
         load_labelled(DataConfig(source=str(tmp_path)), **TEXT)
+
+
+def test_a_missing_image_in_a_table_of_paths_is_named_by_table_and_row(tmp_path):
+    from PIL import Image
+
+    from mtl.data.images import verify_images
+
+    Image.new("RGB", (16, 16)).save(tmp_path / "a.png")
+    (tmp_path / "photos.csv").write_text("path,label\na.png,cat\na.png,dog\ngone.png,cat\n")
+    with pytest.raises(DataError, match=r"train \(.*photos.csv\) row 3 \(.*gone.png\) does not exist; check the path"):
+        load_labelled(DataConfig(source=str(tmp_path / "photos.csv")), input_name="image",
+                      input_candidates=("image", "path"), check=verify_images)
 
 
 def test_label_unseen_in_train_names_split_and_row(tmp_path):

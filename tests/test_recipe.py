@@ -106,6 +106,15 @@ def test_a_problem_from_an_override_names_the_override_not_only_the_file():
     assert caught.value.problems[0].startswith("train.epochs: ") and "command line" not in str(caught.value)
 
 
+def test_each_problem_of_a_section_names_its_own_override():
+    with pytest.raises(RecipeError) as caught:
+        recipe_from_dict({**MINIMAL, "train": {"warmup_ratio": 2.0}}, ["train.batch_size=0", "train.epochs=-1"])
+    message = caught.value.problems[0]
+    assert "batch_size must be at least 1, got 0 (from the command line: train.batch_size=0)" in message
+    assert "epochs must be a positive number, got -1.0 (from the command line: train.epochs=-1)" in message
+    assert "warmup_ratio must be in [0, 1), got 2.0" in message and message.count("command line") == 2
+
+
 def test_mlp_settings_on_a_linear_head_are_an_error_not_ignored():
     with pytest.raises(RecipeError) as caught:
         recipe_from_dict(MINIMAL, ["model.head.hidden=[512]"])

@@ -11,6 +11,7 @@ from datasets import Dataset, Image as ImageFeature
 from PIL import Image
 
 from ..errors import DataError, first_few
+from .columns import holds_text
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 MIN_SIDE = 8  # pixels: smaller images (1x1 placeholders, broken thumbnails) are errors, not inputs
@@ -20,9 +21,13 @@ SIXTEEN_BIT_MAX = 65535  # integer-mode (I;16*, I) pixels are 16-bit: 0..65535 m
 def verify_images(split: Dataset, column: str, where: str) -> None:
     """Raise :class:`DataError` naming the rows (and files, when known) whose image cannot be decoded or is too
     small: the first few, with each one's reason, then a count."""
-    if not isinstance(split.features.get(column), ImageFeature):
+    feature = split.features.get(column)
+    if isinstance(feature, ImageFeature):
+        encoded = split.cast_column(column, ImageFeature(decode=False))[column]
+    elif holds_text(feature):  # paths read from a table
+        encoded = [{"path": path, "bytes": None} for path in split[column]]
+    else:
         return
-    encoded = split.cast_column(column, ImageFeature(decode=False))[column]
     bad = [(row, item, problem) for row, item in enumerate(encoded, start=1) if (problem := _problem(item))]
     if bad:
         named = first_few([f"row {row}{_file_of(item)} {problem}" for row, item, problem in bad], separator="; ")

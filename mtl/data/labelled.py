@@ -18,7 +18,7 @@ import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict, Value
 
 from ..config.sections import DataConfig
-from ..errors import DataError
+from ..errors import DataError, first_few
 from .audio import check_keywords, relabel_keywords
 from .columns import TEXT_TYPES, holds_text
 from .splits import STANDARDISED as _STANDARDISED, complete_splits, limit_per_class, warn_shared_inputs
@@ -291,8 +291,11 @@ def _label_text(value: Any) -> str:
 def _label_values(split: Dataset, split_name: str) -> list[Any]:
     values = split.unique("label")
     if any(v is None or (isinstance(v, float) and np.isnan(v)) for v in values):
-        row = _first_row(split, None)
-        raise DataError(f"{split_name} row {row}: the label is empty; fill it in or remove the row")
+        rows = [row for row, label in enumerate(split["label"], 1) if label is None or label != label]
+        if len(rows) == 1:
+            raise DataError(f"{split_name} row {rows[0]}: the label is empty; fill it in or remove the row")
+        raise DataError(f"{split_name} rows {first_few([str(row) for row in rows])}: the label is empty ({len(rows)} "
+                        f"of {len(split)} rows); fill them in or remove those rows")
     return values
 
 
