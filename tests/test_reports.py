@@ -241,3 +241,16 @@ def test_a_scratch_run_its_budget_cut_short_is_reported():
     warnings = budget_warnings(table)
     assert len(warnings) == 1 and "scratch run on 50% of the labels trained only 1 epoch in its budget" in warnings[0]
     assert "compare.scratch_time_multiple" in warnings[0]
+
+
+def test_quality_warnings_name_a_baseline_model_and_a_test_split_too_small_to_trust():
+    from mtl.runner.summary import quality_warnings
+
+    labels = ["neg", "pos"]
+    assert quality_warnings({"confusion_matrix": [[90, 10], [12, 88]], "macro_f1": 0.89}, labels) == []
+    small = quality_warnings({"confusion_matrix": [[10, 0], [0, 10]], "macro_f1": 1.0}, labels)
+    assert small == ["The test split holds only 20 examples: test accuracy 100.0% is known only to within 84%-100% "
+                     "(95% interval); hold out more examples (data.test_size) for a number to trust."]
+    majority = quality_warnings({"confusion_matrix": [[150, 0], [50, 0]], "macro_f1": 0.43}, labels)
+    assert majority[0].startswith("The model is no better than always answering the commonest label 'neg' (75.0%")
+    assert majority[1] == "100% of the test predictions are 'neg': the model collapsed onto one label."

@@ -48,9 +48,13 @@ def build_summary(recipe: Any, task: Any, data: Any, fit: Any, test: dict[str, A
     }
 
 
+SMALL_TEST = 100  # fewer test examples than this: the accuracy's 95% interval is wider than about +-10 points
+
+
 def quality_warnings(test: dict[str, Any], label_names: Sequence[str], backbone_frozen: bool = False) -> list[str]:
-    """Why the test results say the model learned nothing useful: no better than always answering the commonest
-    label, or nearly every prediction on one label. Empty when the model beats that baseline."""
+    """Why the test results say the model learned nothing useful (no better than always answering the commonest
+    label, or nearly every prediction on one label) or too little to tell (a test split of under
+    :data:`SMALL_TEST` examples). Empty when the model beats that baseline on enough examples."""
     matrix = np.asarray(test.get("confusion_matrix") or [[0]])
     total = matrix.sum()
     if total == 0 or len(label_names) < 2:
@@ -64,6 +68,13 @@ def quality_warnings(test: dict[str, Any], label_names: Sequence[str], backbone_
                         f"test split): test accuracy {accuracy:.1%}, macro-F1 {test.get('macro_f1', float('nan')):.3f}. "
                         + ("Train longer or at a higher learning rate, or balance the labels." if backbone_frozen else
                            "Train longer, freeze the backbone, or balance the labels."))
+    if total < SMALL_TEST:
+        from scipy.stats import binomtest
+
+        interval = binomtest(int(np.trace(matrix)), int(total)).proportion_ci(method="wilson")
+        warnings.append(f"The test split holds only {total} examples: test accuracy {accuracy:.1%} is known only to "
+                        f"within {interval.low:.0%}-{interval.high:.0%} (95% interval); hold out more examples "
+                        "(data.test_size) for a number to trust.")
     if predicted.max() >= 0.95 * total and truth.max() < 0.95 * total:
         top = label_names[int(predicted.argmax())]
         warnings.append(f"{predicted.max() / total:.0%} of the test predictions are {top!r}: the model collapsed "
