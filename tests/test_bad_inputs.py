@@ -27,6 +27,7 @@ def world(tmp_path_factory, tiny_bert):
     root = tmp_path_factory.mktemp("world")
     pd.DataFrame(make_sentences(80)).to_csv(root / "reviews.csv", index=False)
     (root / "empty.csv").write_text("")
+    (root / "no-header.tsv").write_text("a gorgeous, moving film\t1\nflat and dull\t0\n")
     (root / "header-only.csv").write_text("sentence,sentiment\n")
     (root / "semicolons.csv").write_text("sentence;sentiment\ngood film;pos\nbad, dull film;neg\nfine;pos\n")
     (root / "unquoted.csv").write_text("sentence,sentiment\n" + "".join(f"{r['sentence']}, really,{r['sentiment']}\n"
@@ -121,6 +122,8 @@ RUN_CASES = [  # (extra arguments, fragments of the one message); "{w}" is the w
                                                              "sep=';'"]),
     (["{w}/recipe.yaml", "data.source={w}/unquoted.csv"], ["unquoted.csv: 40 rows hold more fields than the header's 2",
                                                            "row 1 (line 2) has 3", "must be quoted"]),
+    (["{w}/recipe.yaml", "data.source={w}/no-header.tsv"], ["no-header.tsv: its first line ('a gorgeous, moving film",
+                                                             "looks like an example, not a header", "text<TAB>label"]),
     (["{w}/recipe.yaml", "data.source={w}/mixed.jsonl"], ["mixed.jsonl): column 'label' mixes value types"]),
     (["{w}/recipe.yaml", "data.label_names=[neg, neg]"], ["label_names names 'neg' more than once"]),
     (["{w}/recipe.yaml", "data.source={w}/one-class.csv"], ["only one label ('pos')"]),

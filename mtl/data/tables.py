@@ -181,7 +181,20 @@ def check_table_layout(path: Path) -> None:
         raise DataError(f"{path}: its header is separated by {names[found]}, but a {path.suffix.lower()} file is read "
                         f"with {names[wanted]}; save it with {names[wanted]} (e.g. pandas.read_csv(path, "
                         f"sep={found!r}).to_csv(new_path, index=False)){rename}")
+    names = [name.strip().strip('"') for name in header.rstrip("\r\n").split(wanted)]
+    if _looks_like_data(names):
+        raise DataError(f"{path}: its first line ({header.strip()[:80]!r}) looks like an example, not a header of "
+                        f"column names; add a header line first (e.g. text{'<TAB>' if wanted == chr(9) else wanted}"
+                        "label, with the file's columns)")
     check_row_widths(path)
+
+
+def _looks_like_data(names: Sequence[str]) -> bool:
+    """Whether a table's first line is an example rather than a header: a cell that is a number (a label such as
+    0 or 1) beside a cell of several words (a sentence)."""
+    number = any(re.fullmatch(r"-?\d+(\.\d+)?", name) for name in names)
+    sentence = any(len(name.split()) >= 4 for name in names)
+    return number and sentence
 
 
 def check_row_widths(path: Path) -> None:
