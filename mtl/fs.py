@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 STAGING_PREFIX = ".tmp-mtl-"  # every temporary file or folder mtl leaves beside a target starts with this
+MARKER_FILE = ".mtl-output"  # written first into every folder mtl creates; --overwrite replaces only such folders
 _ASIDE = "old"
 _RENAME_EXCHANGE = 2  # linux/fs.h
 

@@ -20,7 +20,7 @@ from datasets import DatasetDict, load_dataset
 from datasets.data_files import DataFilesDict, get_data_patterns
 
 from ..errors import DataError, describe, first_few
-from ..publish.output_dir import MARKER_FILE
+from ..fs import MARKER_FILE
 from .audio import AUDIO_SUFFIXES
 from .images import IMAGE_SUFFIXES
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..errors import MtlError, OutputExistsError, first_few
-from ..fs import remove_folder, write_text_atomic
+from ..fs import MARKER_FILE, remove_folder, write_text_atomic
 from ..training.state import checkpoint_folders
 
 RECIPE_FILE = "recipe.yaml"
@@ -26,7 +26,6 @@ PREVIOUS_SUFFIX = ".previous"  # --overwrite keeps the replaced output beside th
 logger = logging.getLogger(__name__)
 
 
-MARKER_FILE = ".mtl-output"  # written first into every folder mtl creates; --overwrite replaces only such folders
 WRITE_PROBE = ".mtl-write-check-"  # prefix of the folder made and removed to test that output.dir is writable
 
 
