@@ -28,6 +28,10 @@ def world(tmp_path_factory, tiny_bert):
     pd.DataFrame(make_sentences(80)).to_csv(root / "reviews.csv", index=False)
     (root / "empty.csv").write_text("")
     (root / "no-header.tsv").write_text("a gorgeous, moving film\t1\nflat and dull\t0\n")
+    (root / "label-lists.jsonl").write_text("".join(json.dumps({"text": r["sentence"], "label": [i % 2]})
+                                                    + "\n" for i, r in enumerate(make_sentences(20))))
+    (root / "columnar.json").write_text(json.dumps({"text": [r["sentence"] for r in make_sentences(20)],
+                                                    "label": [r["sentiment"] for r in make_sentences(20)]}))
     (root / "header-only.csv").write_text("sentence,sentiment\n")
     (root / "semicolons.csv").write_text("sentence;sentiment\ngood film;pos\nbad, dull film;neg\nfine;pos\n")
     (root / "unquoted.csv").write_text("sentence,sentiment\n" + "".join(f"{r['sentence']}, really,{r['sentiment']}\n"
@@ -124,6 +128,10 @@ RUN_CASES = [  # (extra arguments, fragments of the one message); "{w}" is the w
                                                            "row 1 (line 2) has 3", "must be quoted"]),
     (["{w}/recipe.yaml", "data.source={w}/no-header.tsv"], ["no-header.tsv: its first line ('a gorgeous, moving film",
                                                              "looks like an example, not a header", "text<TAB>label"]),
+    (["{w}/recipe.yaml", "data.source={w}/label-lists.jsonl"], ["the label column 'label' holds lists (e.g. [0])",
+                                                                "give each row one label"]),
+    (["{w}/recipe.yaml", "data.source={w}/columnar.json"], ["one record whose every value is a list",
+                                                            "orient='records'"]),
     (["{w}/recipe.yaml", "data.source={w}/mixed.jsonl"], ["mixed.jsonl): column 'label' mixes value types"]),
     (["{w}/recipe.yaml", "data.label_names=[neg, neg]"], ["label_names names 'neg' more than once"]),
     (["{w}/recipe.yaml", "data.source={w}/one-class.csv"], ["only one label ('pos')"]),

@@ -130,7 +130,10 @@ def standardize(split: Dataset, *, input_name: str, input_candidates: Sequence[s
     keep = {source_input: input_name}
     if need_label:
         keep[_find_column(split, label_column, LABEL_CANDIDATES, "label", where)] = "label"
-    refuse_raw_json(split, list(keep), f"{where} ({file})" if file else where)
+    named = f"{where} ({file})" if file else where
+    refuse_raw_json(split, list(keep), named)
+    if need_label:
+        _refuse_label_lists(split, next(old for old, new in keep.items() if new == "label"), named)
     if RATE_COLUMN in split.column_names and RATE_COLUMN not in keep and _holds_bare_arrays(split, source_input):
         split = split.map(lambda batch: {source_input: [{"array": samples, "sampling_rate": rate} for samples, rate
                                                         in zip(batch[source_input], batch[RATE_COLUMN])]},
@@ -147,6 +150,20 @@ def standardize(split: Dataset, *, input_name: str, input_candidates: Sequence[s
 
 
 RATE_COLUMN = "sampling_rate"  # a column of sampling rates beside bare audio sample arrays
+
+
+def _refuse_label_lists(split: Dataset, column: str, where: str) -> None:
+    """A DataError when the label column holds lists: several labels per example (multi-label data), or a JSON
+    file written column by column (one record whose every value is a list)."""
+    feature = split.features[column]
+    if isinstance(feature, (ClassLabel, Value)) or not hasattr(feature, "feature") and not isinstance(feature, list):
+        return
+    if len(split) == 1 and all(not isinstance(f, (ClassLabel, Value)) for f in split.features.values()):
+        raise DataError(f"{where}: one record whose every value is a list: the file is written column by column; "
+                        "write one record per example (pandas: df.to_json(path, orient='records', lines=True))")
+    raise DataError(f"{where}: the label column {column!r} holds lists (e.g. {split[0][column]!r}): mtl trains "
+                    "classifiers of one label per example; give each row one label (several labels per example need a "
+                    "multi-label model, which mtl does not train)")
 
 
 def _holds_bare_arrays(split: Dataset, column: str) -> bool:
