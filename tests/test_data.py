@@ -184,6 +184,11 @@ def test_split_files_are_found_by_name_and_a_folder_of_nothing_readable_says_wha
     write(make_sentences(8), named / "test-2.csv")
     with pytest.raises(DataError, match=r"holds 2 test files \(Test_Data.csv, test-2.csv\); keep one per split"):
         load_labelled(DataConfig(source=str(named)), **TEXT)
+    run = one / "outputs" / "run1"  # a run's output folder written inside the data folder: not read, not refused
+    run.mkdir(parents=True)
+    (run / ".mtl-output").write_text("{}\n")
+    (run / "confusion_matrix.png").write_bytes(b"\x89PNG")
+    assert sum(map(len, load_labelled(DataConfig(source=str(one)), **TEXT).splits.values())) == 20
     write(make_sentences(8), one / "more.csv")
     with pytest.raises(DataError, match=r"holds tables \(more.csv, reviews.csv\) but no train file by name"):
         load_labelled(DataConfig(source=str(one)), **TEXT)

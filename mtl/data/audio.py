@@ -34,11 +34,6 @@ SPLIT_FOLDERS = ("train", "validation", "valid", "dev", "val", "test")
 _FRAGMENT = re.compile(r"^(?P<path>.+)#t=(?P<start>[0-9.]+),(?P<end>[0-9.]+)$")
 
 
-def holds_audio(folder: Path) -> bool:
-    """Whether ``folder`` (recursively) holds audio files soundfile can read."""
-    return any(p.suffix.lower() in AUDIO_SUFFIXES for p in folder.rglob("*") if p.is_file())
-
-
 def audio_files(folder: Path) -> list[Path]:
     """The audio files under ``folder``, sorted."""
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)

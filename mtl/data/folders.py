@@ -41,10 +41,15 @@ def warn_empty_label_folders(folder: Path, suffixes: Sequence[str], kind: str) -
                        "remove the folders", first_few(empty, 5), kind, ", ".join(suffixes), kind)
 
 
-def refuse_mtl_outputs(folder: Path) -> None:
-    """A DataError when ``folder`` is, or holds, a folder mtl wrote (a model, a selection report): its plots and
-    recordings are not the user's data."""
-    runs = sorted(str(marker.parent.relative_to(folder)) for marker in folder.rglob(MARKER_FILE))
+def mtl_output_folders(folder: Path) -> list[Path]:
+    """The folders below ``folder`` (or ``folder`` itself) that mtl wrote: a model, a selection report."""
+    return sorted(marker.parent for marker in folder.rglob(MARKER_FILE))
+
+
+def refuse_mtl_outputs(folder: Path, outputs: Sequence[Path]) -> None:
+    """A DataError when ``folder`` is, or holds beside the user's images or audio, one of the mtl ``outputs``: its
+    plots and recordings are not the user's data."""
+    runs = [str(output.relative_to(folder)) for output in outputs]
     if runs == ["."]:
         raise DataError(f"data.source: {folder} is an mtl output folder (a trained model, not data); point "
                         "data.source at your own data")
@@ -163,5 +168,7 @@ def tables_named_by_split(folder: Path, tables: Sequence[Path], table_suffixes: 
                     f"or audio ({', '.join(AUDIO_SUFFIXES)}) in <label>/ folders")
 
 
-def holds_images(folder: Path) -> bool:
-    return any(p.suffix.lower() in IMAGE_SUFFIXES for p in folder.rglob("*") if p.is_file())
+def holds_media(folder: Path, suffixes: Sequence[str], leave_out: Sequence[Path] = ()) -> bool:
+    """Whether ``folder`` (recursively, but for the folders in ``leave_out``) holds a file ending in ``suffixes``."""
+    return any(p.suffix.lower() in suffixes and p.is_file() and not any(out in p.parents for out in leave_out)
+               for p in folder.rglob("*"))

@@ -19,10 +19,10 @@ from PIL import Image
 
 from ..errors import DataError, describe, first_few
 from .columns import holds_text
-from .audio import AUDIO_SUFFIXES, holds_audio, read_audio_folder, without_audio_decoding
+from .audio import AUDIO_SUFFIXES, read_audio_folder, without_audio_decoding
 from .builtin import builtin_names, load_builtin
-from .folders import (SPLIT_WORDS, holds_images, read_image_folder, refuse_mtl_outputs, tables_named_by_split,
-                      warn_empty_label_folders)
+from .folders import (SPLIT_WORDS, holds_media, mtl_output_folders, read_image_folder, refuse_mtl_outputs,
+                      tables_named_by_split, warn_empty_label_folders)
 from .idx import idx_pairs, read_idx_folder
 from .images import IMAGE_SUFFIXES, eight_bit_array
 from .pixels import looks_like_pixel_csv, read_pixel_csv
@@ -243,17 +243,21 @@ def read_source(source: str, config: str | None = None) -> DatasetDict:
     if path.is_dir():
         found = {p.stem.lower(): p for p in sorted(path.iterdir()) if p.suffix.lower() in _READERS}
         files = {stem: found[stem] for stem in SPLIT_FILE_STEMS if stem in found}
-        if not files:
-            refuse_mtl_outputs(path)
-        if not files and idx_pairs(path):
+        if files:
+            return read_files(files)
+        outputs = mtl_output_folders(path)  # a model's plots and clips are not data
+        if idx_pairs(path):
             return read_idx_folder(path)  # MNIST's IDX files
-        if not files and holds_images(path):
+        if holds_media(path, IMAGE_SUFFIXES, outputs):
+            refuse_mtl_outputs(path, outputs)
             warn_empty_label_folders(path, IMAGE_SUFFIXES, "images")
             return read_image_folder(path)
-        if not files and holds_audio(path):
+        if holds_media(path, AUDIO_SUFFIXES, outputs):
+            refuse_mtl_outputs(path, outputs)
             warn_empty_label_folders(path, AUDIO_SUFFIXES, "audio files")
             return read_audio_folder(path)  # <split>/<label>/x.wav or <label>/x.wav, audio kept as paths
-        return read_files(files or tables_named_by_split(path, list(found.values()), list(_READERS)))
+        refuse_mtl_outputs(path, [output for output in outputs if output == path])
+        return read_files(tables_named_by_split(path, list(found.values()), list(_READERS)))
     if source.startswith((".", "/", "~")) or Path(source).suffix.lower() in _READERS:
         raise DataError(f"data.source: {source} does not exist (looked in {path.resolve().parent}); check the path")
     return _read_hub(source, config)
