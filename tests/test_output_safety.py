@@ -112,6 +112,18 @@ def test_a_run_killed_before_its_first_checkpoint_runs_again_without_a_flag(tmp_
         prepare_output_dir(out, overwrite=False, resume=False)
 
 
+def test_of_two_runs_started_into_one_new_folder_only_the_first_writes(tmp_path, monkeypatch):
+    import mtl.publish.output_dir as output_dir
+
+    target = tmp_path / "out"
+    first = prepare_output_dir(target, overwrite=False, resume=False)
+    assert first.created and (target / MARKER_FILE).is_file()
+    monkeypatch.setattr(output_dir, "check_output_dir", lambda *args, **kwargs: False)  # checked before the first
+    with pytest.raises(OutputExistsError, match="another run started writing there a moment ago"):
+        prepare_output_dir(target, overwrite=False, resume=False)
+    assert json.loads((target / MARKER_FILE).read_text())["written_by"] == "mtl"
+
+
 def test_failed_run_cleanup_removes_only_what_the_run_created(tmp_path):
     created = tmp_path / "new"
     clean_failed_run(created, prepare_output_dir(created, overwrite=False, resume=False))

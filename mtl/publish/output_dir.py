@@ -106,7 +106,7 @@ def prepare_output_dir(directory: Path, *, overwrite: bool, resume: bool,
     created = not directory.exists()
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        mark_as_output(directory, previous)
+        mark_as_output(directory, previous, claim=True)
     except OSError as error:
         raise OutputExistsError(f"output.dir {directory}: cannot write there ({error.strerror}); choose a folder "
                                 "you can write to") from None
@@ -156,11 +156,18 @@ def clean_failed_run(directory: Path, prepared: PreparedOutput) -> None:
                        directory)
 
 
-def mark_as_output(directory: Path, previous: Path | None = None) -> None:
+def mark_as_output(directory: Path, previous: Path | None = None, claim: bool = False) -> None:
     """Write mtl's marker into ``directory``: from now on ``--overwrite`` may replace it. ``previous``: the output
-    this run replaces (set aside by --overwrite), so that a resumed run that finishes deletes it too."""
+    this run replaces (set aside by --overwrite), so that a resumed run that finishes deletes it too. ``claim``:
+    the marker must be new (created exclusively), so that of two runs started into one folder only one writes."""
     marker = {"written_by": "mtl", "pid": os.getpid(), **({"replacing": previous.name} if previous else {})}
-    (directory / MARKER_FILE).write_text(json.dumps(marker) + "\n")
+    try:
+        with open(directory / MARKER_FILE, "x" if claim else "w") as handle:
+            handle.write(json.dumps(marker) + "\n")
+    except FileExistsError:
+        raise OutputExistsError(f"output.dir {directory}: another run started writing there a moment ago (its "
+                                "marker appeared after this run checked the folder); let it finish, or set "
+                                "output.dir to another folder") from None
 
 
 def record_contents(directory: Path) -> None:
