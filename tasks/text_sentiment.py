@@ -65,9 +65,10 @@ MEDIA = {"image": (IMAGE_SUFFIXES, "images", "an image task (ImageClassification
          "audio": (AUDIO_SUFFIXES, "audio clips", "the keyword-spotting task (KeywordSpotting, recipes/keywords.yaml)")}
 
 
-def _refuse_media(texts: Sequence[Any], where: str) -> None:
+def _refuse_non_texts(texts: Sequence[Any], where: str) -> None:
     """A DataError when the input column holds images or audio (decoded, or nine in ten of its first 1,000 values
-    file paths ending like them) rather than texts: a model trained on file names learns nothing it can use."""
+    file paths ending like them), objects or lists rather than texts: a model trained on file names or on an
+    object's printed form learns nothing it can use."""
     sample = texts[:1000]
     for kind, (suffixes, plural, task) in MEDIA.items():
         files = [text for text in sample if isinstance(text, str) and text.strip().lower().endswith(suffixes)]
@@ -77,6 +78,11 @@ def _refuse_media(texts: Sequence[Any], where: str) -> None:
             example = files[0] if files else (decoded[0].get("path") or f"a decoded {kind}")
             raise DataError(f"{where}: the input column holds {plural} ({example}, ...), not texts; text-sentiment "
                             f"classifies text: for {plural} use {task}, or set data.input_column to the text column")
+    nested = next(((row, text) for row, text in enumerate(sample, 1) if isinstance(text, (dict, list))), None)
+    if nested is not None:
+        kind = "an object" if isinstance(nested[1], dict) else "a list"
+        raise DataError(f"{where} row {nested[0]}: the input is {kind} ({str(nested[1])[:60]}), not a text; put the "
+                        "text itself in the input column (a nested field: flatten it first, e.g. pandas.json_normalize)")
 
 
 @register_task("text-sentiment")
@@ -131,7 +137,7 @@ class TextSentiment(Task):
         """Every text is non-empty, as :meth:`inputs_to_dataset` requires at predict time: empty, blank or
         missing texts are one DataError naming the first rows (counted from 1, as label errors count them)."""
         texts = split.with_format("arrow")[:][column].to_pylist()  # fast on 100k rows, unlike split[column]
-        _refuse_media(texts, where)
+        _refuse_non_texts(texts, where)
         blank = [row for row, text in enumerate(texts, start=1) if _is_blank(text)]
         if not blank:
             return

@@ -30,6 +30,9 @@ def world(tmp_path_factory, tiny_bert):
     (root / "no-header.tsv").write_text("a gorgeous, moving film\t1\nflat and dull\t0\n")
     (root / "label-lists.jsonl").write_text("".join(json.dumps({"text": r["sentence"], "label": [i % 2]})
                                                     + "\n" for i, r in enumerate(make_sentences(20))))
+    (root / "nested.jsonl").write_text("".join(json.dumps({"text": {"body": r["sentence"]}, "label": r["sentiment"]})
+                                               + "\n" for r in make_sentences(20)))
+    (root / "short-no-header.tsv").write_text("dull\t0\nfine film\t1\n")
     (root / "columnar.json").write_text(json.dumps({"text": [r["sentence"] for r in make_sentences(20)],
                                                     "label": [r["sentiment"] for r in make_sentences(20)]}))
     (root / "header-only.csv").write_text("sentence,sentiment\n")
@@ -130,6 +133,9 @@ RUN_CASES = [  # (extra arguments, fragments of the one message); "{w}" is the w
                                                              "looks like an example, not a header", "text<TAB>label"]),
     (["{w}/recipe.yaml", "data.source={w}/label-lists.jsonl"], ["the label column 'label' holds lists (e.g. [0])",
                                                                 "give each row one label"]),
+    (["{w}/recipe.yaml", "data.source={w}/nested.jsonl"], ["nested.jsonl) row 1: the input is an object ({'body': ",
+                                                           "not a text", "json_normalize"]),
+    (["{w}/recipe.yaml", "data.source={w}/short-no-header.tsv"], ["its first line ('dull\\t0') looks like an example"]),
     (["{w}/recipe.yaml", "data.source={w}/columnar.json"], ["one record whose every value is a list",
                                                             "orient='records'"]),
     (["{w}/recipe.yaml", "data.source={w}/mixed.jsonl"], ["mixed.jsonl): column 'label' mixes value types"]),

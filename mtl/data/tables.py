@@ -191,10 +191,9 @@ def check_table_layout(path: Path) -> None:
 
 def _looks_like_data(names: Sequence[str]) -> bool:
     """Whether a table's first line is an example rather than a header: a cell that is a number (a label such as
-    0 or 1) beside a cell of several words (a sentence)."""
-    number = any(re.fullmatch(r"-?\d+(\.\d+)?", name) for name in names)
-    sentence = any(len(name.split()) >= 4 for name in names)
-    return number and sentence
+    0 or 1) beside a cell of words (a sentence; a header names its columns with words, not numbers)."""
+    numbers = [bool(re.fullmatch(r"-?\d+(\.\d+)?", name)) for name in names]
+    return any(numbers) and any(not number and re.search(r"[^\W\d]", name) for number, name in zip(numbers, names))
 
 
 def check_row_widths(path: Path) -> None:
