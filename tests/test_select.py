@@ -75,6 +75,8 @@ def test_rank_checkpoints_orders_by_the_chosen_score_and_reports_costs(two_tiny_
         TextSentiment().rank_checkpoints(make_sentences(40), candidates=[two_tiny_berts[0]], score="accuracy")
     one = TextSentiment(max_length=32).rank_checkpoints(make_sentences(40), candidates=two_tiny_berts[0])
     assert [row.checkpoint for row in one] == [two_tiny_berts[0]]  # a single id, not its characters
+    with pytest.raises(MtlError, match="rank_checkpoints: candidates is empty; name at least one checkpoint"):
+        TextSentiment().rank_checkpoints(make_sentences(40), candidates=[])
 
 
 def test_a_candidate_of_another_modality_is_refused_by_name(two_tiny_berts):

@@ -191,6 +191,9 @@ class Task(TaskHooks):
         for ``train`` by frozen-feature scores on capped samples, best first (see :mod:`mtl.task.ranking`)."""
         if isinstance(candidates, (str, os.PathLike)):  # one id or folder, not its characters
             candidates = [str(candidates)]
+        if candidates is not None and not list(candidates):
+            raise MtlError("rank_checkpoints: candidates is empty; name at least one checkpoint, or leave it out "
+                           "(None) to rank the task's own list")
         train_set, validation_set = self._labelled_pair(train, validation)
         return rank_checkpoints(type(self), train_set, validation_set, list(candidates or self.spec.candidates),
                                 options=self.options, score=score, sample=sample,
