@@ -27,6 +27,26 @@ from .images import IMAGE_SUFFIXES
 logger = logging.getLogger(__name__)
 
 
+NOTES = {".txt", ".md", ".csv", ".tsv", ".json", ".jsonl", ".yaml", ".yml", ".xml", ".html", ".log", ".pdf", ".db",
+         ".ini"}  # files that sit beside data as notes or listings: left out without a word
+
+
+def warn_left_out_files(folder: Path, suffixes: Sequence[str], kind: str, leave_out: Sequence[Path] = ()) -> None:
+    """Warn about files of other formats than ``suffixes`` in a folder of ``kind`` (SVGs among PNGs, .m4a among
+    .wav): they are not read, and a user whose data they are would lose them without a word."""
+    counts: dict[str, int] = {}
+    for path in folder.rglob("*"):
+        suffix = path.suffix.lower()
+        if not suffix or suffix in suffixes or suffix in NOTES or path.name.startswith(".") or not path.is_file() \
+                or any(out in path.parents for out in leave_out):  # LICENSE, README: no suffix, not data
+            continue
+        counts[suffix] = counts.get(suffix, 0) + 1
+    if counts:
+        shown = first_few([f"{count} {suffix}" for suffix, count in sorted(counts.items(), key=lambda kv: -kv[1])], 4)
+        logger.warning("data.source: %d files are not %s mtl reads and are left out (%s); mtl reads %s: convert "
+                       "them if they are data", sum(counts.values()), kind, shown, ", ".join(suffixes))
+
+
 def warn_empty_label_folders(folder: Path, suffixes: Sequence[str], kind: str) -> None:
     """Warn about folders without subfolders that hold none of ``suffixes`` (an empty ``rose/``, or one holding
     only notes and .DS_Store): their labels silently drop out of the data otherwise."""

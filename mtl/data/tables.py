@@ -22,7 +22,7 @@ from .columns import holds_text
 from .audio import AUDIO_SUFFIXES, read_audio_folder, without_audio_decoding
 from .builtin import builtin_names, load_builtin
 from .folders import (SPLIT_WORDS, holds_media, mtl_output_folders, read_image_folder, refuse_mtl_outputs,
-                      tables_named_by_split, warn_empty_label_folders)
+                      tables_named_by_split, warn_empty_label_folders, warn_left_out_files)
 from .idx import idx_pairs, read_idx_folder
 from .images import IMAGE_SUFFIXES, eight_bit_array
 from .pixels import looks_like_pixel_csv, read_pixel_csv
@@ -250,10 +250,12 @@ def read_source(source: str, config: str | None = None) -> DatasetDict:
         if holds_media(path, IMAGE_SUFFIXES, outputs):
             refuse_mtl_outputs(path, outputs)
             warn_empty_label_folders(path, IMAGE_SUFFIXES, "images")
+            warn_left_out_files(path, IMAGE_SUFFIXES, "images", outputs)
             return read_image_folder(path)
         if holds_media(path, AUDIO_SUFFIXES, outputs):
             refuse_mtl_outputs(path, outputs)
             warn_empty_label_folders(path, AUDIO_SUFFIXES, "audio files")
+            warn_left_out_files(path, AUDIO_SUFFIXES, "audio files", outputs)
             return read_audio_folder(path)  # <split>/<label>/x.wav or <label>/x.wav, audio kept as paths
         refuse_mtl_outputs(path, [output for output in outputs if output == path])
         return read_files(tables_named_by_split(path, list(found.values()), list(_READERS)))
