@@ -170,3 +170,18 @@ def _umask() -> int:
     umask = os.umask(0)
     os.umask(umask)
     return umask
+
+
+def walk_paths(folder: Path) -> Iterator[Path]:
+    """Every file and folder below ``folder``, following links to folders (``Path.rglob`` does not before Python
+    3.13, so a data folder whose label folders are links looked empty); each real folder is entered once."""
+    seen: set[tuple[int, int]] = set()
+    for root, folders, files in os.walk(folder, followlinks=True):
+        info = os.stat(root)
+        if (info.st_dev, info.st_ino) in seen:
+            folders[:] = []
+            continue
+        seen.add((info.st_dev, info.st_ino))
+        base = Path(root)
+        yield from (base / name for name in folders)
+        yield from (base / name for name in files)

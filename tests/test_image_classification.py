@@ -135,6 +135,16 @@ def test_other_files_in_an_image_folder_change_no_split_and_output_folders_are_n
             load_labelled(DataConfig(source=str(source)), **options)
 
 
+def test_label_folders_that_are_links_are_read(tmp_path):
+    write_folder(tmp_path / "real", [""])
+    (tmp_path / "linked").mkdir()
+    for label in ("dark", "red"):
+        (tmp_path / "linked" / label).symlink_to(tmp_path / "real" / label, target_is_directory=True)
+    options = dict(input_name="image", input_candidates=ImageClassification.spec.input_candidates)
+    data = load_labelled(DataConfig(source=str(tmp_path / "linked"), validation_size=0.25, test_size=0.25), **options)
+    assert sum(map(len, data.splits.values())) == 24 and data.label_names == ["dark", "red"]
+
+
 def test_evaluation_is_deterministic_and_training_is_augmented(tmp_path):
     task = ImageClassification(build_model("vit", tmp_path / "m"), rotation=20, horizontal_flip=True)
     task.prepare()

@@ -23,6 +23,7 @@ import torch
 from datasets import Audio, Dataset, DatasetDict, Value
 
 from ..errors import DataError, did_you_mean
+from ..fs import walk_paths
 from .columns import holds_text
 
 logger = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ _FRAGMENT = re.compile(r"^(?P<path>.+)#t=(?P<start>[0-9.]+),(?P<end>[0-9.]+)$")
 
 def audio_files(folder: Path) -> list[Path]:
     """The audio files under ``folder``, sorted."""
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+    return sorted(p for p in walk_paths(folder) if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
 
 
 def read_audio_folder(folder: Path) -> DatasetDict:

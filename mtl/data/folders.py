@@ -20,7 +20,7 @@ from datasets import DatasetDict, load_dataset
 from datasets.data_files import DataFilesDict, get_data_patterns
 
 from ..errors import DataError, describe, first_few
-from ..fs import MARKER_FILE
+from ..fs import MARKER_FILE, walk_paths
 from .audio import AUDIO_SUFFIXES
 from .images import IMAGE_SUFFIXES
 
@@ -35,7 +35,7 @@ def warn_left_out_files(folder: Path, suffixes: Sequence[str], kind: str, leave_
     """Warn about files of other formats than ``suffixes`` in a folder of ``kind`` (SVGs among PNGs, .m4a among
     .wav): they are not read, and a user whose data they are would lose them without a word."""
     counts: dict[str, int] = {}
-    for path in folder.rglob("*"):
+    for path in walk_paths(folder):
         suffix = path.suffix.lower()
         if not suffix or suffix in suffixes or suffix in NOTES or path.name.startswith(".") or not path.is_file() \
                 or any(out in path.parents for out in leave_out):  # LICENSE, README: no suffix, not data
@@ -50,7 +50,7 @@ def warn_left_out_files(folder: Path, suffixes: Sequence[str], kind: str, leave_
 def warn_empty_label_folders(folder: Path, suffixes: Sequence[str], kind: str) -> None:
     """Warn about folders without subfolders that hold none of ``suffixes`` (an empty ``rose/``, or one holding
     only notes and .DS_Store): their labels silently drop out of the data otherwise."""
-    empty = sorted(str(sub.relative_to(folder)) for sub in folder.rglob("*") if sub.is_dir()
+    empty = sorted(str(sub.relative_to(folder)) for sub in walk_paths(folder) if sub.is_dir()
                    and not any(part.startswith((".", "__")) for part in sub.relative_to(folder).parts)
                    and not any(entry.is_dir() or entry.suffix.lower() in suffixes for entry in sub.iterdir()))
     if len(empty) == 1:
@@ -82,7 +82,7 @@ def read_image_folder(folder: Path) -> DatasetDict:
     """``<label>/x.jpg`` or ``<split>/<label>/x.jpg``: the label is the folder right above each image (datasets'
     imagefolder). Images at other depths, or a layout where that folder is not the label (``<label>/<batch>/x.jpg``),
     are an error showing the layout wanted."""
-    images = sorted(p.relative_to(folder) for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in
+    images = sorted(p.relative_to(folder) for p in walk_paths(folder) if p.is_file() and p.suffix.lower() in
                     IMAGE_SUFFIXES and not any(part.startswith((".", "__")) for part in p.relative_to(folder).parts))
     wanted = "lay them out as <label>/<image> or <split>/<label>/<image> (split folders named train, validation or " \
              "test, in lower case), every image one folder below its label's"
@@ -181,7 +181,7 @@ def tables_named_by_split(folder: Path, tables: Sequence[Path], table_suffixes: 
     if tables:
         raise DataError(f"data.source: folder {folder} holds tables ({first_few([p.name for p in tables], 3)}) "
                         f"but no train file by name; name them train.csv, test.csv, ... or give {example}")
-    others = sorted({p.suffix.lower() for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")})
+    others = sorted({p.suffix.lower() for p in walk_paths(folder) if p.is_file() and not p.name.startswith(".")})
     held = f"it holds only {first_few(others, 6)} files" if others else "it is empty"
     raise DataError(f"data.source: folder {folder} holds nothing mtl reads ({held}); mtl reads tables named "
                     f"train.csv, test.csv, ... ({', '.join(table_suffixes)}), or images ({', '.join(IMAGE_SUFFIXES)}) "
@@ -191,4 +191,4 @@ def tables_named_by_split(folder: Path, tables: Sequence[Path], table_suffixes: 
 def holds_media(folder: Path, suffixes: Sequence[str], leave_out: Sequence[Path] = ()) -> bool:
     """Whether ``folder`` (recursively, but for the folders in ``leave_out``) holds a file ending in ``suffixes``."""
     return any(p.suffix.lower() in suffixes and p.is_file() and not any(out in p.parents for out in leave_out)
-               for p in folder.rglob("*"))
+               for p in walk_paths(folder))
