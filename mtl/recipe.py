@@ -15,6 +15,7 @@ task's own ``preprocess`` options and the checks that span sections are made her
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +117,11 @@ def _apply_override(raw: dict[str, Any], override: str, problems: list[str]) -> 
         parsed = parse_yaml(value) if value.strip() else None
     except yaml.YAMLError:
         parsed = value
+    if _colon_in_a_key(parsed):  # {gradual:{every:1}}: YAML reads "every:1" as one key
+        spaced = re.sub(r":(?=\S)", ": ", value.strip())
+        problems.append(f"override {override!r}: YAML needs a space after each colon of a mapping; write "
+                        f"'{key.strip()}={spaced}' (quoted in the shell)")
+        return
     node = raw
     parts = key.strip().split(".")
     for depth, part in enumerate(parts[:-1]):
@@ -133,6 +139,13 @@ def _apply_override(raw: dict[str, Any], override: str, problems: list[str]) -> 
             child = node[part] = dict(child)
         node = child
     node[parts[-1]] = parsed
+
+
+def _colon_in_a_key(value: Any) -> bool:
+    """Whether a parsed override holds a mapping key with a colon in it (a colon written without its space)."""
+    if isinstance(value, dict):
+        return any((isinstance(key, str) and ":" in key) or _colon_in_a_key(item) for key, item in value.items())
+    return isinstance(value, list) and any(_colon_in_a_key(item) for item in value)
 
 
 def _check_cross_fields(recipe: Recipe, problems: list[str]) -> None:
