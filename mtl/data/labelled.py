@@ -156,7 +156,8 @@ def _refuse_label_lists(split: Dataset, column: str, where: str) -> None:
     """A DataError when the label column holds lists: several labels per example (multi-label data), or a JSON
     file written column by column (one record whose every value is a list)."""
     feature = split.features[column]
-    if isinstance(feature, (ClassLabel, Value)) or not hasattr(feature, "feature") and not isinstance(feature, list):
+    lists = isinstance(feature, list) or hasattr(feature, "feature")  # datasets' List / Sequence, or [Value]
+    if isinstance(feature, (ClassLabel, Value)) or not lists:
         return
     if len(split) == 1 and all(not isinstance(f, (ClassLabel, Value)) for f in split.features.values()):
         raise DataError(f"{where}: one record whose every value is a list: the file is written column by column; "
