@@ -254,3 +254,13 @@ def test_quality_warnings_name_a_baseline_model_and_a_test_split_too_small_to_tr
     majority = quality_warnings({"confusion_matrix": [[150, 0], [50, 0]], "macro_f1": 0.43}, labels)
     assert majority[0].startswith("The model is no better than always answering the commonest label 'neg' (75.0%")
     assert majority[1] == "100% of the test predictions are 'neg': the model collapsed onto one label."
+
+
+def test_report_inputs_are_texts_or_paths_and_number_texts_are_shown_too():
+    from datasets import Dataset
+
+    from mtl.publish.reports import readable_inputs
+
+    assert readable_inputs(Dataset.from_dict({"text": ["a film", "dull"]}), "text") == ["a film", "dull"]
+    assert readable_inputs(Dataset.from_dict({"text": [7, 42]}), "text") == ["7", "42"]  # digits read as numbers
+    assert readable_inputs(Dataset.from_dict({"audio": [[0.1, 0.2], [0.3]]}), "audio") is None  # bare arrays

@@ -90,6 +90,8 @@ def readable_inputs(split: Any, column: str) -> list[Any] | None:
         paths = [v.get("path") if isinstance(v, dict) else None for v in values]
         return paths if any(paths) else None
     values = split[column]
+    if values and isinstance(values[0], (int, float)) and not isinstance(values[0], bool):
+        return [str(value) for value in values]  # texts a CSV reader took for numbers ("000" read as 0)
     return values if values and isinstance(values[0], str) else None
 
 
