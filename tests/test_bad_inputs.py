@@ -33,6 +33,8 @@ def world(tmp_path_factory, tiny_bert):
     (root / "nested.jsonl").write_text("".join(json.dumps({"text": {"body": r["sentence"]}, "label": r["sentiment"]})
                                                + "\n" for r in make_sentences(20)))
     (root / "short-no-header.tsv").write_text("dull\t0\nfine film\t1\n")
+    (root / "wrapped.json").write_text(json.dumps({"version": 1, "data": [{"text": r["sentence"], "label": r["sentiment"]}
+                                                                          for r in make_sentences(20)]}))
     (root / "columnar.json").write_text(json.dumps({"text": [r["sentence"] for r in make_sentences(20)],
                                                     "label": [r["sentiment"] for r in make_sentences(20)]}))
     (root / "header-only.csv").write_text("sentence,sentiment\n")
@@ -138,6 +140,7 @@ RUN_CASES = [  # (extra arguments, fragments of the one message); "{w}" is the w
     (["{w}/recipe.yaml", "data.source={w}/nested.jsonl"], ["nested.jsonl) row 1: the input is an object ({'body': ",
                                                            "not a text", "json_normalize"]),
     (["{w}/recipe.yaml", "data.source={w}/short-no-header.tsv"], ["its first line ('dull\\t0') looks like an example"]),
+    (["{w}/recipe.yaml", "data.source={w}/wrapped.json"], ["the records are wrapped in the field 'data'"]),
     (["{w}/recipe.yaml", "data.source={w}/columnar.json"], ["one record whose every value is a list",
                                                             "orient='records'"]),
     (["{w}/recipe.yaml", "data.source={w}/mixed.jsonl"], ["mixed.jsonl): column 'label' mixes value types"]),

@@ -193,6 +193,11 @@ def _find_column(split: Dataset, wanted: str | None, candidates: Sequence[str], 
     found = column_named(columns, candidates)
     if found is not None:
         return found
+    wrapped = [name for name in columns if isinstance(getattr(split.features[name], "feature", None), dict)]
+    if wrapped:  # {"data": [{"text": ..., "label": ...}, ...]}: the records sit inside one field
+        raise DataError(f"{where}: the records are wrapped in the field {wrapped[0]!r} (a list of objects); write "
+                        "the file as the list of records itself, one object per example (pandas: "
+                        f"pd.json_normalize(json.load(f)[{wrapped[0]!r}]).to_json(path, orient='records', lines=True))")
     raise DataError(f"{where}: cannot tell which column is the {role} (columns: {', '.join(columns)}; "
                     f"looked for {', '.join(candidates)}). Set data.{role}_column in the recipe; in Python, rename "
                     f"the column, e.g. df.rename(columns={{'YOUR_COLUMN': {candidates[0]!r}}}).")
