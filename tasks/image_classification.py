@@ -18,7 +18,7 @@ import torch
 from datasets import Dataset
 from PIL import Image
 
-from mtl.data.images import IMAGE_SUFFIXES, MIN_SIDE, eight_bit, eight_bit_array, unreadable, verify_images
+from mtl.data.images import IMAGE_SUFFIXES, MIN_SIDE, eight_bit, image_from_array, unreadable, verify_images
 from mtl.errors import DataError, RecipeError, describe
 from mtl.task import Task, TaskSpec, register_task
 from mtl.task.decoding import decoded_inputs, is_decoded
@@ -63,10 +63,7 @@ def to_rgb(image: Any, where: str = "image") -> Image.Image:
             raise DataError(f"{where}: an image array is HxW or HxWxC (C = 1, 3 or 4), got shape {array.shape}")
         if not np.issubdtype(array.dtype, np.number) or not np.isfinite(array).all():
             raise DataError(f"{where}: the image array holds NaN, infinite or non-numeric values; fix the array")
-        array = eight_bit_array(array, where)
-        if array.ndim == 3 and array.shape[-1] == 1:
-            array = array[..., 0]
-        image = Image.fromarray(array)
+        image = image_from_array(array, where)
     if not isinstance(image, Image.Image):
         raise DataError(f"{where}: expected a PIL image, numpy array or file path, got {type(image).__name__}")
     if min(image.size) < MIN_SIDE:

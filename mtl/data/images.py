@@ -97,6 +97,13 @@ def eight_bit_array(values: np.ndarray, where: str = "image") -> np.ndarray:
     return _float_pixels(values.astype(np.float64), where)
 
 
+def image_from_array(values: np.ndarray, where: str = "image") -> Image.Image:
+    """A PIL image from an HxW or HxWxC numpy image, its pixels scaled to 8 bits by :func:`eight_bit_array` (a
+    single channel becomes a grey image)."""
+    pixels = eight_bit_array(values, where)
+    return Image.fromarray(pixels[..., 0] if pixels.ndim == 3 and pixels.shape[-1] == 1 else pixels)
+
+
 def _integer_pixels(values: np.ndarray, where: str) -> np.ndarray:
     if values.size and (values.min() < 0 or values.max() > SIXTEEN_BIT_MAX):
         raise DataError(f"{where}: the image holds 32-bit integer pixels ({values.min()}..{values.max()}); only "

@@ -24,7 +24,7 @@ from .builtin import builtin_names, load_builtin
 from .folders import (SPLIT_WORDS, holds_media, mtl_output_folders, read_image_folder, refuse_mtl_outputs,
                       tables_named_by_split, warn_empty_label_folders, warn_left_out_files)
 from .idx import idx_pairs, read_idx_folder
-from .images import IMAGE_SUFFIXES, eight_bit_array
+from .images import IMAGE_SUFFIXES, image_from_array
 from .pixels import looks_like_pixel_csv, read_pixel_csv
 
 logger = logging.getLogger(__name__)
@@ -327,8 +327,7 @@ def _mixed_images_column(values: Any) -> bool:
 def _image_of(value: np.ndarray | Image.Image | None, where: str) -> Image.Image | None:
     if value is None or isinstance(value, Image.Image):
         return value
-    pixels = eight_bit_array(value, where)
-    return Image.fromarray(pixels[..., 0] if pixels.ndim == 3 and pixels.shape[-1] == 1 else pixels)
+    return image_from_array(value, where)
 
 
 def _value_kind(value: Any) -> str:
