@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import logging
 
+import pytest
+
 import mtl.data.images as images
 from mtl.config import DataConfig
 from mtl.data import load_labelled
+from mtl.errors import OutputExistsError
 from mtl.tasks import ImageClassification
 
 from test_image_classification import build_model, colour_images, write_folder
@@ -49,3 +52,17 @@ def test_resume_does_not_repeat_the_head_first_stage(tmp_path, caplog):
     assert not any("head first:" in r.getMessage() for r in caplog.records)
     assert resumed.resumed_from_epoch == 2 and resumed.history == done.history
     assert resumed.train_seconds == done.train_seconds  # the head-first time was kept in the checkpoint
+
+
+def test_a_new_fit_never_writes_over_an_earlier_runs_checkpoints(tmp_path):
+    train, validation = colour_images(32, 0), colour_images(16, 1)
+    options = dict(epochs=1, batch_size=16, learning_rate=1e-2, warmup_ratio=0.0)
+    first = ImageClassification(build_model("resnet", tmp_path / "resnet"), random_resized_crop=False)
+    first.fit(train, validation, output_dir=tmp_path / "run", **options)
+    kept = (tmp_path / "run" / "checkpoints" / "epoch-1")
+    before = {p.name: p.stat().st_mtime_ns for p in kept.rglob("*")}
+    again = ImageClassification(build_model("resnet", tmp_path / "resnet"), random_resized_crop=False)
+    with pytest.raises(OutputExistsError, match=r"holds an earlier run's checkpoints \(epoch-1\).*resume=True"):
+        again.fit(train, validation, output_dir=tmp_path / "run", **options)
+    assert {p.name: p.stat().st_mtime_ns for p in kept.rglob("*")} == before  # untouched
+    again.fit(train, validation, output_dir=tmp_path / "other", **options)  # another folder is fine

@@ -44,6 +44,7 @@ from ..publish.model_folder import read_task_folder, push_task, save_task, write
 from ..sources import ResolvedCheckpoint, resolve_checkpoint
 from ..training import FitResult, Predictions, make_accelerator, predict_loader
 from ..training.batching import INDEX_KEY, eval_loader
+from ..training.state import refuse_earlier_checkpoints
 from ..training.layout import fast_layout, has_2d_convolutions, inference_batch_size, pixels_per_example
 from .features import task_features
 from .fitting import fit_stages
@@ -113,6 +114,9 @@ class Task(TaskHooks):
         ...); ``output_dir`` receives the JSONL log and per-epoch checkpoints.
         """
         config = _train_config(config, train_options)
+        run_dir = Path(output_dir).expanduser() if output_dir else None
+        if run_dir is not None and not resume:
+            refuse_earlier_checkpoints(run_dir)
         head = _head_config(head)
         metrics = list(metrics or self.spec.metrics)
         require_metrics(metrics)  # a misspelt metric is named as such, before metric_for_best is matched to it
@@ -141,10 +145,10 @@ class Task(TaskHooks):
         try:
             if config.strategy == "auto":
                 self.strategy_choice = choose_strategy(self, train_set, validation_set, config, metrics,
-                                                       Path(output_dir) if output_dir else None, given=spec)
+                                                       run_dir, given=spec)
                 spec, config = self.strategy_choice.apply(config, given=spec)
             self.fit_result = fit_stages(self, train_set, validation_set, spec, config, metrics,
-                                         Path(output_dir) if output_dir else None, resume)
+                                         run_dir, resume)
         finally:
             self._head_inputs = None
         return self.fit_result

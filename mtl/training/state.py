@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, OutputExistsError
 from ..fs import STAGING_PREFIX, atomic_file, clean_orphans, swap_in
 
 STATE_FILE = "trainer_state.json"
@@ -79,6 +79,16 @@ def checkpoint_folders(folder: Path) -> list[Path]:
         return []
     return [p for p in folder.iterdir() if p.is_dir() and p.name.partition("-")[0] in ("epoch", "step")
             and p.name.partition("-")[2].isdigit()]
+
+
+def refuse_earlier_checkpoints(run_dir: Path) -> None:
+    """A new (not resumed) run must not write over the checkpoints an earlier run left in ``run_dir``: they are
+    what ``resume=True`` continues from, and a new run would replace them epoch by epoch."""
+    found = sorted(p.name for p in checkpoint_folders(run_dir / "checkpoints"))
+    if found:
+        raise OutputExistsError(f"fit: output_dir {run_dir} holds an earlier run's checkpoints ({', '.join(found)}); "
+                                "pass resume=True to continue that run, or give another output_dir (delete "
+                                f"{run_dir / 'checkpoints'} to start afresh there)")
 
 
 def random_states() -> tuple[Any, ...]:
