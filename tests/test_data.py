@@ -200,6 +200,20 @@ def test_split_files_are_found_by_name_and_a_folder_of_nothing_readable_says_wha
         load_labelled(DataConfig(source=str(phone)), **TEXT)
 
 
+def test_numbers_in_a_csv_that_reading_as_numbers_would_change_are_kept_as_written(tmp_path, caplog):
+    table = tmp_path / "r.csv"  # labels "01" and "1" (one number), texts with leading zeros: pandas makes them ints
+    table.write_text("text,label\n" + "".join(f"{['02134', '0089', '4567'][i % 3]}{i},{['01', '1', '2'][i % 3]}\n"
+                                                for i in range(30)))
+    with caplog.at_level("WARNING", logger="mtl"):
+        data = load_labelled(DataConfig(source=str(table)), **TEXT)
+    assert data.label_names == ["01", "1", "2"]  # three classes, not "01" and "1" merged into one
+    assert "021340" in [text for split in data.splits.values() for text in split["text"]]
+    assert any("labels '01' and '1' are one number written differently" in r.getMessage() for r in caplog.records)
+    plain = tmp_path / "plain.csv"  # numbers written as numbers stay numbers (names in numeric order)
+    plain.write_text("text,label\n" + "".join(f"film {i},{[0, 1, 2, 10][i % 4]}\n" for i in range(40)))
+    assert load_labelled(DataConfig(source=str(plain)), **TEXT).label_names == ["0", "1", "2", "10"]
+
+
 def test_labels_alike_but_for_case_and_spaces_are_a_warning(tmp_path, caplog):
     rows = [{"sentence": f"review {i}", "sentiment": ["pos", "POS ", "neg"][i % 3]} for i in range(30)]
     with caplog.at_level("WARNING", logger="mtl"):

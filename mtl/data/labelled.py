@@ -331,15 +331,26 @@ def _check_near_duplicates(names: Sequence[str], train_key: str) -> None:
         raise DataError(f"{train_key}: labels that differ only in spaces before or after them: {shown}; they would "
                         "be trained as different classes. Strip the label column (e.g. df['label'] = "
                         "df['label'].str.strip() in pandas)")
+    for group in _alike(names, _as_number):
+        logger.warning("data: labels %s are one number written differently and are trained as different classes; if "
+                       "they are one class, write them alike", " and ".join(map(repr, group)))
     for group in _alike(names, lambda name: name.strip().casefold()):
         logger.warning("data: labels %s differ only in letter case%s and are trained as different classes; if they "
                        "are one class, write them alike", " and ".join(map(repr, group)),
                        " and spaces" if any(name != name.strip() for name in group) else "")
 
 
-def _alike(names: Sequence[str], key: Callable[[str], str]) -> list[list[str]]:
+def _as_number(name: str) -> Any:
+    """A label's number, or the label itself when it is not one ("01" and "1.0" are both 1.0)."""
+    try:
+        return float(name)
+    except ValueError:
+        return name
+
+
+def _alike(names: Sequence[str], key: Callable[[str], Any]) -> list[list[str]]:
     """Groups of two or more names that ``key`` makes equal."""
-    groups: dict[str, list[str]] = {}
+    groups: dict[Any, list[str]] = {}
     for name in names:
         groups.setdefault(key(name), []).append(name)
     return [group for group in groups.values() if len(group) > 1]

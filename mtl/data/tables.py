@@ -14,7 +14,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
-from datasets import Dataset, DatasetDict, load_dataset
+from datasets import Dataset, DatasetDict, Value, load_dataset
 from PIL import Image
 
 from ..errors import DataError, describe, first_few
@@ -70,8 +70,65 @@ def read_files(files: Mapping[str, str | Path]) -> DatasetDict:
         if len(paths) > 1:
             _refuse_differing_columns(paths, builder, options)
         raise DataError(f"cannot read {names}: {describe(error)}; check the file's format and delimiter") from None
+    if builder == "csv":
+        loaded = _numbers_as_written(loaded, paths, options)
     SOURCE_FILES.update({split._fingerprint: str(paths[name]) for name, split in loaded.items()})
     return loaded
+
+
+_LEADING_ZERO = re.compile(r"^\s*[+-]?0\d")
+
+
+def _numbers_as_written(tables: DatasetDict, paths: Mapping[str, Path], options: dict[str, Any]) -> DatasetDict:
+    """Number columns of a CSV/TSV that the numbers would change, kept as the text written: values that read as one
+    number ("01" and "1", "1" and "1.0": labels merged without a word) or with leading zeros (codes, zip codes,
+    digit-only texts such as "007"). Every other number column stays numbers."""
+    import pandas as pd
+
+    first = next(iter(tables.values()))
+    numeric = [name for name, feature in first.features.items()
+               if isinstance(feature, Value) and feature.dtype.startswith(("int", "uint", "float"))]
+    if not numeric:
+        return tables
+    try:
+        written = {split: pd.read_csv(path, usecols=numeric, dtype=str, **options) for split, path in paths.items()}
+    except (ValueError, OSError, pd.errors.ParserError):  # rows datasets read alike: nothing to compare against
+        return tables
+    reasons = {name: _numbers_lose_writing([value for frame in written.values() for value in frame[name].dropna()],
+                                           integer=not first.features[name].dtype.startswith("float"))
+               for name in numeric}
+    changed = [name for name, reason in reasons.items() if reason]
+    if not changed:
+        return tables
+    kept = {}
+    for split, table in tables.items():
+        if len(written[split]) != len(table):
+            return tables
+        order = table.column_names
+        for name in changed:
+            values = [None if pd.isna(value) else value for value in written[split][name]]
+            table = table.remove_columns(name).add_column(name, values, feature=Value("string"))
+        kept[split] = table.select_columns(order)
+    for name in changed:
+        logger.info("%s: column %r is read as text, as written (read as numbers, %s)",
+                    ", ".join(p.name for p in paths.values()), name, reasons[name])
+    return DatasetDict(kept)
+
+
+def _numbers_lose_writing(values: Sequence[str], *, integer: bool) -> str | None:
+    """What reading ``values`` as numbers loses (two texts become one number, or a leading zero goes), or None."""
+    for value in values:
+        if _LEADING_ZERO.match(value):
+            return f"{value.strip()!r} would lose its leading zero"
+    numbers: dict[float | int, str] = {}
+    for value in values:
+        try:
+            number = int(value) if integer else float(value)
+        except ValueError:
+            return None
+        if numbers.setdefault(number, value.strip()) != value.strip():
+            return f"{numbers[number]!r} and {value.strip()!r} would be one number"
+    return None
 
 
 def _refuse_differing_columns(paths: Mapping[str, Path], builder: str, options: dict[str, Any]) -> None:
