@@ -367,6 +367,24 @@ def test_rows_duplicated_across_splits_are_one_warning_with_counts(tmp_path, cap
     assert "training rows also repeat another training row" in warnings[0]
 
 
+def test_the_python_api_warns_once_when_validation_rows_repeat_training_rows(tmp_path, caplog, tiny_bert):
+    from mtl.tasks import TextSentiment
+
+    rows = make_sentences(40, seed=3)
+    task = TextSentiment(tiny_bert, max_length=16)
+    options = dict(epochs=1, batch_size=16, max_steps=1)
+    with caplog.at_level("WARNING", logger="mtl"):
+        task.fit(rows, rows[:8] + make_sentences(4, seed=9), **options)
+    shared = [r.getMessage() for r in caplog.records if "as a training row" in r.getMessage()]
+    assert len(shared) == 1 and "8 of 12 validation rows have the same text as a training row" in shared[0]
+    caplog.clear()
+    data, warnings = shared_input_warnings(caplog, DataConfig(source=str(write(rows + rows[:10], tmp_path / "r.csv"))))
+    assert len(warnings) == 1
+    with caplog.at_level("WARNING", logger="mtl"):  # splits load_labelled checked: warned there, not again by fit
+        task.fit(data.splits["train"], data.splits["validation"], **options)
+    assert sum("as a training row" in r.getMessage() for r in caplog.records) == 1
+
+
 def test_distinct_texts_images_and_speech_files_give_no_duplicate_warning(tmp_path, caplog):
     import numpy as np
     import soundfile

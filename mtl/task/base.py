@@ -27,13 +27,13 @@ import numpy as np
 import torch
 import transformers
 from accelerate.utils import set_seed
-from datasets import Dataset
+from datasets import Dataset, DatasetDict
 
 from ..config import schema
 from ..config.freeze import FreezeSpec, parse_freeze
 from ..config.sections import FINE_TUNING_RATE, HEAD_ONLY_RATE, HeadConfig, TrainConfig
 from ..data.labelled import labelled_split, require_trainable_labels
-from ..data.splits import hold_out
+from ..data.splits import STANDARDISED, hold_out, warn_shared_inputs
 from ..errors import CheckpointError, MtlError, describe
 from ..metrics import classification_details, require_metrics, scores_from_logits
 from ..modeling import attach_mlp_head, build_classifier
@@ -310,6 +310,8 @@ class Task(TaskHooks):
     def _labelled_pair(self, train: Any, validation: Any) -> tuple[Dataset, Dataset]:
         kwargs = dict(input_name=self.spec.input_column, input_candidates=self.spec.input_candidates,
                       check=self.check_inputs)
+        warned = all(isinstance(split, Dataset) and split._fingerprint in STANDARDISED  # by load_labelled already
+                     for split in (train, validation) if split is not None)
         train_set, names = labelled_split(train, label_names=None, what="train data", **kwargs)
         require_trainable_labels(train_set, names)
         if validation is None:
@@ -317,6 +319,9 @@ class Task(TaskHooks):
         else:
             validation_set, _ = labelled_split(validation, label_names=names, what="validation data",
                                                known_as="the training labels", **kwargs)
+        if not warned:
+            warn_shared_inputs(DatasetDict({"train": train_set, "validation": validation_set}),
+                               self.spec.input_column, self.spec.input_column)
         self.label_names = list(names)
         return train_set, validation_set
 
