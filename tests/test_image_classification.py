@@ -300,6 +300,26 @@ def test_frozen_backbone_runs_once_per_example_with_the_feature_cache(cache, tmp
     assert task.evaluate(colour_images(40, 2))["accuracy"] >= 0.9
 
 
+def test_image_files_named_for_their_split_and_folders_with_glob_characters_are_read_whole(tmp_path):
+    from mtl.data.tables import read_source
+
+    data = colour_images(24, 4)
+    for i, (image, label) in enumerate(zip(data["image"], data["label"])):
+        folder = tmp_path / "flat" / f"{label} [v2]*"  # a label folder whose name reads as a glob pattern
+        folder.mkdir(parents=True, exist_ok=True)
+        image.save(folder / f"{['train', 'test'][i % 2]}_{i}.png")  # the split in each file's name
+        image.convert("L").save(folder / f"{['train', 'test'][i % 2]}_{i}.JPG")
+    splits = read_source(str(tmp_path / "flat"))
+    assert {name: len(split) for name, split in splits.items()} == {"train": 24, "test": 24}
+    assert sorted(splits["train"].features["label"].names) == ["dark [v2]*", "red [v2]*"]
+    for i, (image, label) in enumerate(zip(data["image"], data["label"])):  # folders of one split: a pattern each
+        folder = tmp_path / "split" / ["train", "test"][i % 2] / f"{label} [v2]*"
+        folder.mkdir(parents=True, exist_ok=True)
+        image.save(folder / f"{i}.png")
+    assert {name: len(split) for name, split in read_source(str(tmp_path / "split")).items()} == {"train": 12,
+                                                                                                   "test": 12}
+
+
 def test_bad_images_are_named_each_with_its_reason_then_counted(tmp_path):
     write_folder(tmp_path / "photos", ["train"])
     red = tmp_path / "photos" / "train" / "red"
