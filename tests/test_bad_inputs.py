@@ -216,6 +216,22 @@ def saved_text_model(world, tiny_bert):
     return task.save(world / "saved-text")
 
 
+def test_predict_given_a_table_reads_its_input_column(saved_text_model):
+    import pandas as pd
+    from datasets import Dataset
+    from mtl.tasks import TextSentiment
+
+    task = TextSentiment.load(saved_text_model)
+    texts = ["a fine film", "dull and long", "great", "awful acting", "so so"]
+    expected = task.predict(texts)
+    frame = pd.DataFrame({"Review": texts, "rating": [1, 0, 1, 0, 1]})  # iterating it gives column names
+    assert task.predict(frame) == expected
+    assert task.predict(Dataset.from_pandas(frame)) == expected
+    assert task.predict(pd.DataFrame({"whatever": texts})) == expected  # one column: the inputs
+    with pytest.raises(MtlError, match=r"cannot tell which column of the table holds the inputs \(columns: a, b;"):
+        task.predict(pd.DataFrame({"a": texts, "b": texts}))
+
+
 def test_predict_command_rejects(world, saved_text_model, capsys):
     from mtl.predict import main
 

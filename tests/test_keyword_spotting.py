@@ -149,6 +149,15 @@ def test_resampling_mixdown_and_other_inputs_predict_alike(trained, tmp_path):
     assert len(clip) == RATE and abs(np.argmax(spectrum) - TONES["high"]) <= 2  # 1 s at 16 kHz: bin = Hz
 
 
+def test_a_2d_array_given_to_predict_is_refused_and_a_list_of_its_rows_predicts_each(trained):
+    task, rng = trained["whisper"], np.random.default_rng(5)
+    stacked = np.stack([tone("high", rng), tone("low", rng)])
+    with pytest.raises(MtlError, match=r"one 2 x 16000 array: several clips, or one clip of several channels\? "
+                                       r"Pass a list: list\(array\) predicts each row"):
+        task.predict(stacked)
+    assert [p["label"] for p in task.predict(list(stacked))] == ["high", "low"]
+
+
 def test_predict_says_when_it_cuts_inputs_longer_than_the_window(trained, caplog):
     task, rng = trained["whisper"], np.random.default_rng(4)
     long = np.concatenate([tone("_silence_", rng), tone("high", rng), tone("_silence_", rng)])  # 3 s

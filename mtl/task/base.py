@@ -32,7 +32,7 @@ from datasets import Dataset, DatasetDict
 from ..config import schema
 from ..config.freeze import FreezeSpec, parse_freeze
 from ..config.sections import FINE_TUNING_RATE, HEAD_ONLY_RATE, HeadConfig, TrainConfig
-from ..data.labelled import labelled_split, require_trainable_labels
+from ..data.labelled import column_named, labelled_split, require_trainable_labels
 from ..data.splits import STANDARDISED, hold_out, warn_shared_inputs
 from ..errors import CheckpointError, MtlError, describe
 from ..metrics import classification_details, require_metrics, scores_from_logits
@@ -184,7 +184,7 @@ class Task(TaskHooks):
         whole = isinstance(batch_size, int) and not isinstance(batch_size, bool)
         if batch_size is not None and not (whole and batch_size >= 1):
             raise MtlError(f"predict: batch_size must be a whole number of at least 1 (or None), got {batch_size!r}")
-        inputs = as_input_list(inputs)
+        inputs = as_input_list(self._column_of_table(inputs), several_arrays=self.spec.modality == "audio")
         logits = self.run_model(self.features(self.inputs_to_dataset(inputs)), batch_size).logits
         return torch.softmax(torch.from_numpy(logits), -1).numpy()
 
@@ -325,15 +325,34 @@ class Task(TaskHooks):
         self.label_names = list(names)
         return train_set, validation_set
 
+    def _column_of_table(self, inputs: Any) -> Any:
+        """A pandas DataFrame or a datasets Dataset given to predict: its input column, found by name as training
+        finds it (iterating a DataFrame would give its column names, predicted as texts)."""
+        if not (isinstance(inputs, Dataset) or type(inputs).__name__ == "DataFrame"):
+            return inputs
+        columns = list(inputs.column_names if isinstance(inputs, Dataset) else inputs.columns)
+        found = column_named(columns, self.spec.input_candidates) or (columns[0] if len(columns) == 1 else None)
+        if found is None:
+            raise MtlError(f"predict: cannot tell which column of the table holds the inputs (columns: "
+                           f"{', '.join(map(str, columns))}; looked for {', '.join(self.spec.input_candidates)}); pass "
+                           "that column, e.g. task.predict(df['YOUR_COLUMN'])")
+        return list(inputs[found]) if isinstance(inputs, Dataset) else inputs[found]
+
     def _require_model(self, action: str) -> None:
         if self.model is None or self.label_names is None:
             raise MtlError(f"cannot {action}: no trained model yet; call fit() first or use {type(self).__name__}.load(folder)")
 
 
-def as_input_list(inputs: Any) -> list[Any]:
-    """``inputs`` as a list: one text, path, mapping, array or image is one input, not a sequence of them."""
+def as_input_list(inputs: Any, *, several_arrays: bool = False) -> list[Any]:
+    """``inputs`` as a list: one text, path, mapping, array or image is one input, not a sequence of them.
+    ``several_arrays`` (audio): a 2-D array could be several clips or one clip of several channels, so it is
+    refused with the two ways to say which."""
     if inputs is None:
         raise MtlError("predict: got None; pass one input or a list of inputs")
+    if several_arrays and isinstance(inputs, (np.ndarray, torch.Tensor)) and inputs.ndim == 2:
+        rows, columns = inputs.shape
+        raise MtlError(f"predict: got one {rows} x {columns} array: several clips, or one clip of several channels? "
+                       "Pass a list: list(array) predicts each row as a clip, [array] predicts one multi-channel clip")
     if isinstance(inputs, np.ndarray) and inputs.dtype.kind in "US":  # an array of texts or paths
         inputs = inputs.reshape(-1).tolist()
     elif isinstance(inputs, collections.abc.Iterator):  # a generator of inputs
