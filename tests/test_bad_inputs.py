@@ -308,3 +308,17 @@ def test_python_api_rejects(world, saved_text_model, tiny_bert):
             load_clip(given, 16_000, 16_000, where="input 1")
     with pytest.raises(MtlError, match="clip_seconds must be in"):
         KeywordSpotting(clip_seconds=0)
+
+
+def test_a_checkpoint_of_another_modality_is_named_as_such(tiny_bert, tmp_path):
+    from mtl.errors import CheckpointError
+    from mtl.tasks import ImageClassification, KeywordSpotting, TextSentiment
+    from test_image_classification import build_model
+
+    with pytest.raises(CheckpointError, match=r"is a text model \(bert\); this task classifies image inputs, so it "
+                                              r"needs an image checkpoint such as timm/"):
+        ImageClassification(tiny_bert).prepare()
+    with pytest.raises(CheckpointError, match=r"is a text model \(bert\); this task classifies audio inputs"):
+        KeywordSpotting(tiny_bert).prepare()
+    with pytest.raises(CheckpointError, match=r"is an image model \(resnet\); this task classifies text inputs"):
+        TextSentiment(build_model("resnet", tmp_path / "resnet")).prepare()

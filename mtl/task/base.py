@@ -37,6 +37,7 @@ from ..data.splits import STANDARDISED, hold_out, warn_shared_inputs
 from ..errors import CheckpointError, MtlError, describe
 from ..metrics import classification_details, require_metrics, scores_from_logits
 from ..modeling import attach_mlp_head, build_classifier
+from ..modeling.modality import refuse_other_modality
 from ..modeling.fusion import has_inference_rewrites, inference_copy, weights_key
 from ..modeling.pooling import apply_pooling, current_pooling, resolve_pooling
 from .strategy import choose_strategy
@@ -229,6 +230,8 @@ class Task(TaskHooks):
         if self.source is None:
             self.source = resolve_checkpoint(self.checkpoint, self.revision)
         if self.processor is None:
+            refuse_other_modality(self.source.path, self.spec.modality, str(self.checkpoint),
+                                  self.spec.default_checkpoint)
             try:
                 self.processor = self.load_processor(self.source.path)
             except MtlError:
