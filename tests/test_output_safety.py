@@ -4,6 +4,7 @@ a failed run leaves nothing that needs a flag."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -122,6 +123,31 @@ def test_of_two_runs_started_into_one_new_folder_only_the_first_writes(tmp_path,
     with pytest.raises(OutputExistsError, match="another run started writing there a moment ago"):
         prepare_output_dir(target, overwrite=False, resume=False)
     assert json.loads((target / MARKER_FILE).read_text())["written_by"] == "mtl"
+
+
+def test_a_folder_another_live_run_is_writing_is_refused_even_with_overwrite_or_resume(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    prepare_output_dir(out, overwrite=False, resume=False)
+    (out / "checkpoints" / "epoch-1").mkdir(parents=True)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        marker = json.loads((out / MARKER_FILE).read_text())
+        (out / MARKER_FILE).write_text(json.dumps({**marker, "pid": other.pid}))  # as the other run wrote it
+        for flags in ({"overwrite": True, "resume": False}, {"overwrite": False, "resume": True}):
+            with pytest.raises(OutputExistsError, match=rf"a run \(pid {other.pid}\) is writing there now; wait"):
+                prepare_output_dir(out, **flags)
+        shutil.rmtree(out / "checkpoints")  # just started (marker only): not replaced without a flag either
+        with pytest.raises(OutputExistsError, match="is writing there now"):
+            prepare_output_dir(out, overwrite=False, resume=False)
+        (out / "config.json").write_text("{}")
+        (out / MARKER_FILE).write_text(json.dumps({**marker, "pid": other.pid, "contents": ["config.json"]}))
+        assert prepare_output_dir(out, overwrite=True, resume=False).previous is not None  # finished: replaceable
+    finally:
+        other.kill()
+        other.wait()
 
 
 def test_failed_run_cleanup_removes_only_what_the_run_created(tmp_path):

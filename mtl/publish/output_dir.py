@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,9 @@ def check_output_dir(directory: Path, *, overwrite: bool, resume: bool, protecte
     if directory.exists() and not directory.is_dir():
         raise OutputExistsError(f"output.dir {directory} is a file; choose a folder path")
     _require_writable(directory)
+    if running := running_in(directory):
+        raise OutputExistsError(f"output.dir {directory}: a run ({running}) is writing there now; wait for it to "
+                                "finish (or stop it), or set output.dir=another/folder")
     if resume:
         if not checkpoint_folders(directory / "checkpoints"):
             if (directory / METRICS_FILE).is_file():
@@ -102,6 +106,8 @@ def prepare_output_dir(directory: Path, *, overwrite: bool, resume: bool,
         logger.warning("%s holds an output that an interrupted --overwrite run set aside; it is left as it is",
                        previous_output(directory))
     if resume:
+        if (marker := _read_marker(directory)) is not None:  # the resumed run writes here now
+            write_text_atomic(directory / MARKER_FILE, json.dumps({**marker, **_this_process()}) + "\n")
         return PreparedOutput(False, _replacing(directory))
     created = not directory.exists()
     try:
@@ -160,7 +166,7 @@ def mark_as_output(directory: Path, previous: Path | None = None, claim: bool = 
     """Write mtl's marker into ``directory``: from now on ``--overwrite`` may replace it. ``previous``: the output
     this run replaces (set aside by --overwrite), so that a resumed run that finishes deletes it too. ``claim``:
     the marker must be new (created exclusively), so that of two runs started into one folder only one writes."""
-    marker = {"written_by": "mtl", "pid": os.getpid(), **({"replacing": previous.name} if previous else {})}
+    marker = {"written_by": "mtl", **_this_process(), **({"replacing": previous.name} if previous else {})}
     try:
         with open(directory / MARKER_FILE, "x" if claim else "w") as handle:
             handle.write(json.dumps(marker) + "\n")
@@ -194,6 +200,36 @@ def output_owning(path: Path) -> Path | None:
             kept = (_read_marker(folder) or {}).get("contents")
             return folder if top == MARKER_FILE or not isinstance(kept, list) or top in kept else None
     return None
+
+
+def _this_process() -> dict[str, Any]:
+    return {"pid": os.getpid(), "host": socket.gethostname()}
+
+
+def running_in(directory: Path) -> str | None:
+    """The process (``pid N``) of a run on this machine that is writing ``directory`` now, or None: the folder's
+    marker names a process that is alive and a python program, and the output is not finished (a finished one
+    lists its contents)."""
+    marker = _read_marker(directory) if directory.is_dir() else None
+    if not marker or "contents" in marker or marker.get("host", socket.gethostname()) != socket.gethostname():
+        return None
+    pid = marker.get("pid")
+    if not isinstance(pid, int) or pid == os.getpid():
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:  # alive, another user's
+        pass
+    except OSError:
+        return None
+    try:  # a reused process id: another program now
+        if b"python" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+            return None
+    except OSError:
+        pass
+    return f"pid {pid}"
 
 
 def _read_marker(directory: Path) -> dict[str, Any] | None:
