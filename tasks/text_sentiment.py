@@ -38,13 +38,15 @@ def _is_blank(text: Any) -> bool:
 
 
 def _position_limit(folder: Path, tokenizer: Any) -> int | None:
-    """The most tokens the checkpoint reads: the tokenizer's limit, else the config's position embeddings."""
+    """The most tokens the checkpoint reads: the tokenizer's limit (for a folder mtl saved, the limit its checkpoint
+    had), else the config's position embeddings."""
     import json
 
-    limit = getattr(tokenizer, "model_max_length", None)
+    config = json.loads((Path(folder) / "config.json").read_text())
+    saved = config.get("mtl_token_limit")  # a folder mtl saved: its tokenizer's limit is the length trained with
+    limit = saved if isinstance(saved, int) else getattr(tokenizer, "model_max_length", None)
     if isinstance(limit, int) and 0 < limit < 1_000_000:
         return limit
-    config = json.loads((Path(folder) / "config.json").read_text())
     positions = config.get("max_position_embeddings")
     return positions if isinstance(positions, int) and positions > 0 else None
 
@@ -147,6 +149,19 @@ class TextSentiment(Task):
         raise DataError(f"{where} rows {first_few([str(row) for row in blank])}: the text is empty or missing "
                         f"({len(blank)} of {len(split)} rows); fill them in or remove those rows (predict refuses "
                         "empty texts too)")
+
+    def write_model(self, directory: Path) -> Path:
+        """The plain transformers folder, its tokenizer limited to the tokens mtl kept per text, so that
+        ``pipeline(..., truncation=True)`` cuts long texts where :meth:`predict` does (the checkpoint's own limit is
+        kept in the config, for training on from the folder)."""
+        tokenizer, config = self.processor, self.model.config
+        limit = getattr(config, "mtl_token_limit", None) or _position_limit(self.source.path, tokenizer)
+        kept = tokenizer.model_max_length
+        tokenizer.model_max_length, config.mtl_token_limit = self.max_length, limit
+        try:
+            return super().write_model(directory)
+        finally:
+            tokenizer.model_max_length = kept
 
     def load_processor(self, folder: Path) -> Any:
         """The tokenizer; ``max_length`` above the checkpoint's position limit is an error, not a crash later."""

@@ -322,3 +322,20 @@ def test_a_checkpoint_of_another_modality_is_named_as_such(tiny_bert, tmp_path):
         KeywordSpotting(tiny_bert).prepare()
     with pytest.raises(CheckpointError, match=r"is an image model \(resnet\); this task classifies text inputs"):
         TextSentiment(build_model("resnet", tmp_path / "resnet")).prepare()
+
+
+def test_the_saved_tokenizer_cuts_texts_where_predict_does_and_training_on_may_read_more(saved_text_model):
+    import json
+    from transformers import pipeline
+    from mtl.tasks import TextSentiment
+
+    assert json.loads((saved_text_model / "tokenizer_config.json").read_text())["model_max_length"] == 16
+    long = " ".join(["good", "bad", "film", "fine"] * 30)  # 120 words, cut to 16 tokens by mtl
+    task = TextSentiment.load(saved_text_model)
+    classify = pipeline("text-classification", model=str(saved_text_model), top_k=None)
+    scores = {row["label"]: row["score"] for row in classify([long], truncation=True)[0]}
+    expected = task.predict_proba([long])[0]
+    assert [scores[name] for name in task.label_names] == pytest.approx(expected.tolist(), abs=1e-5)
+    TextSentiment(saved_text_model, max_length=64).prepare()  # the checkpoint's own 64 positions, not 16
+    with pytest.raises(MtlError, match="more than the 64 tokens"):
+        TextSentiment(saved_text_model, max_length=65).prepare()
