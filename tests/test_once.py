@@ -66,3 +66,20 @@ def test_a_new_fit_never_writes_over_an_earlier_runs_checkpoints(tmp_path):
         again.fit(train, validation, output_dir=tmp_path / "run", **options)
     assert {p.name: p.stat().st_mtime_ns for p in kept.rglob("*")} == before  # untouched
     again.fit(train, validation, output_dir=tmp_path / "other", **options)  # another folder is fine
+
+
+def test_a_run_folder_fit_created_can_take_the_saved_model_with_overwrite(tmp_path):
+    train, validation = colour_images(32, 0), colour_images(16, 1)
+    task = ImageClassification(build_model("resnet", tmp_path / "resnet"), random_resized_crop=False)
+    task.fit(train, validation, output_dir=tmp_path / "run", epochs=1, batch_size=16)
+    with pytest.raises(OutputExistsError, match="is not empty; choose another folder or pass overwrite=True"):
+        task.save(tmp_path / "run")
+    task.save(tmp_path / "run", overwrite=True)  # the folder fit made is mtl's: replaced as the message says
+    assert (tmp_path / "run" / "config.json").is_file() and not (tmp_path / "run" / "checkpoints").exists()
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")  # a folder holding the user's files is never marked by fit
+    task.fit(train, validation, output_dir=mine, epochs=1, batch_size=16)
+    with pytest.raises(OutputExistsError, match="did not write it"):
+        task.save(mine, overwrite=True)
+    assert (mine / "notes.txt").read_text() == "keep"

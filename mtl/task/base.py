@@ -26,6 +26,7 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 import torch
 import transformers
+from accelerate import PartialState
 from accelerate.utils import set_seed
 from datasets import Dataset, DatasetDict
 
@@ -41,6 +42,7 @@ from ..modeling.modality import refuse_other_modality
 from ..modeling.fusion import has_inference_rewrites, inference_copy, weights_key
 from ..modeling.pooling import apply_pooling, current_pooling, resolve_pooling
 from .strategy import choose_strategy
+from ..publish.output_dir import mark_as_output, record_contents
 from ..publish.model_folder import read_task_folder, push_task, save_task, write_model_files
 from ..sources import ResolvedCheckpoint, resolve_checkpoint
 from ..training import FitResult, Predictions, make_accelerator, predict_loader
@@ -118,6 +120,7 @@ class Task(TaskHooks):
         run_dir = Path(output_dir).expanduser() if output_dir else None
         if run_dir is not None and not resume:
             refuse_earlier_checkpoints(run_dir)
+        marked = _mark_new_run_folder(run_dir)
         head = _head_config(head)
         metrics = list(metrics or self.spec.metrics)
         require_metrics(metrics)  # a misspelt metric is named as such, before metric_for_best is matched to it
@@ -152,6 +155,8 @@ class Task(TaskHooks):
                                          run_dir, resume)
         finally:
             self._head_inputs = None
+            if marked:  # done with it (or stopped): no longer a run writing there; save(..., overwrite=True) may
+                record_contents(run_dir)  # replace it, as a folder mtl wrote
         return self.fit_result
 
     def evaluate(self, data: Any, *, batch_size: int | None = None,
@@ -344,6 +349,16 @@ class Task(TaskHooks):
     def _require_model(self, action: str) -> None:
         if self.model is None or self.label_names is None:
             raise MtlError(f"cannot {action}: no trained model yet; call fit() first or use {type(self).__name__}.load(folder)")
+
+
+def _mark_new_run_folder(run_dir: Path | None) -> bool:
+    """Mark ``run_dir`` as mtl's when this fit creates it (or finds it empty), on the main process; whether it did.
+    A folder holding anything else is left unmarked, so that ``overwrite`` never replaces a user's files."""
+    if run_dir is None or (run_dir.exists() and any(run_dir.iterdir())) or not PartialState().is_main_process:
+        return False
+    run_dir.mkdir(parents=True, exist_ok=True)
+    mark_as_output(run_dir)
+    return True
 
 
 def as_input_list(inputs: Any, *, several_arrays: bool = False) -> list[Any]:
