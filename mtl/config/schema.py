@@ -130,11 +130,16 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
         return float(value)
     if hint is int and isinstance(value, float) and value.is_integer():
         return int(value)
+    if hint is int and isinstance(value, str) and _FLOAT_TEXT.fullmatch(value.strip()) \
+            and float(value).is_integer():  # 1e3: YAML 1.1 reads it as text (it wants 1.0e3)
+        return int(float(value))
     if isinstance(hint, type) and isinstance(value, hint) and not (hint is int and isinstance(value, bool)):
         return value
     hint_text = ""
     if hint in (int, float) and isinstance(value, str) and _is_number(value):
-        hint_text = "; write the number without quotes" if math.isfinite(float(value)) else "; give a finite number"
+        number = float(value)
+        hint_text = ("; give a finite number" if not math.isfinite(number) else "; give a whole number"
+                     if hint is int and not number.is_integer() else "; write the number without quotes")
     return _Problem(f"{where}: expected {_describe(hint)}, got {_show(value)}{hint_text}")
 
 

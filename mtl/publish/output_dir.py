@@ -70,7 +70,8 @@ def check_output_dir(directory: Path, *, overwrite: bool, resume: bool, protecte
         previous = previous_output(directory)
         if not _unfinished(directory) and previous.exists():
             raise OutputExistsError(f"output.dir {directory}: {previous} already holds an output that an interrupted "
-                                    "--overwrite run set aside; move or delete it, then run again")
+                                    f"--overwrite run set aside; --resume finishes that run (and then deletes "
+                                    f"{previous.name}), or move or delete {previous} to start afresh with --overwrite")
     return existed
 
 

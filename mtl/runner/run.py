@@ -78,6 +78,8 @@ def prepare_run(recipe: Recipe, *, overwrite: bool = False, resume: bool = False
     task_cls = get_task(recipe.task)
     require_metrics(recipe.metrics)
     require_trackers(recipe.train.report_to)
+    if overwrite and resume:
+        raise MtlError("--overwrite and --resume contradict each other; give one")
     _check_resumed_recipe(out, recipe, resume)
     check_output_dir(out, overwrite=overwrite, resume=resume, protected=recipe_inputs(recipe))
     auto = recipe.model.checkpoint == AUTO
