@@ -32,6 +32,8 @@ def test_misspelled_key_gives_one_line_with_the_right_spelling():
     message = str(info.value)
     assert "\n" not in message
     assert "train.epoch: unknown key; did you mean 'epochs'?" in message
+    with pytest.raises(RecipeError, match="epochs: unknown key; did you mean 'train.epochs'"):
+        recipe_from_dict({**MINIMAL, "epochs": 2})  # `epochs=2` on the command line: a key of a section
     with pytest.raises(RecipeError, match="train.lr: unknown key; did you mean 'learning_rate'"):
         recipe_from_dict({**MINIMAL, "train": {"lr": 1e-3}})  # what other libraries call it
 

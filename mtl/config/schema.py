@@ -45,7 +45,7 @@ def build(cls: type, raw: Any, path: str, problems: list[str],
     for key, value in raw.items():
         where = f"{path}.{key}" if path else str(key)
         if key not in fields:
-            hint = did_you_mean(str(key), list(fields))
+            hint = _section_holding(str(key), fields, hints) or did_you_mean(str(key), list(fields))
             if unknown is not None:
                 problems.append(unknown(str(key), hint or f" (valid: {', '.join(fields)})"))
             else:
@@ -141,6 +141,16 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
         hint_text = ("; give a finite number" if not math.isfinite(number) else "; give a whole number"
                      if hint is int and not number.is_integer() else "; write the number without quotes")
     return _Problem(f"{where}: expected {_describe(hint)}, got {_show(value)}{hint_text}")
+
+
+def _section_holding(key: str, fields: dict[str, Any], hints: dict[str, Any]) -> str:
+    """``"; did you mean 'train.epochs'?"`` when ``key`` is not a section of the recipe but a key of one of them
+    (``epochs=2`` on the command line), else an empty string."""
+    for name in fields:
+        section = hints.get(name)
+        if dataclasses.is_dataclass(section) and key in {f.name for f in dataclasses.fields(section) if f.init}:
+            return f"; did you mean '{name}.{key}'?"
+    return ""
 
 
 def _same_shape(hint: Any, value: Any) -> bool:
