@@ -319,7 +319,12 @@ try:
     error = None
 except CheckpointError as e:
     error = str(e)
-print(json.dumps({"source": resolved.source, "files": sorted(p.name for p in resolved.path.iterdir()), "error": error}))
+try:
+    resolve_checkpoint("Someone/Tiny-BERT")
+except CheckpointError as e:
+    cased = str(e)
+print(json.dumps({"source": resolved.source, "files": sorted(p.name for p in resolved.path.iterdir()), "error": error,
+                  "cased": cased}))
 """
 
 
@@ -338,3 +343,5 @@ def test_offline_hub_falls_back_to_the_mirror_and_unknown_ids_fail_clearly(env, 
     reason = "The Hub is unreachable" if env is UNREACHABLE_HUB else "Offline mode is on"
     assert reason in out["error"]
     assert "No offline mirror is known for it" in out["error"] and "hf download someone/unknown-model" in out["error"]
+    assert "'someone/unknown-model' could not be found. " in out["error"]
+    assert "'Someone/Tiny-BERT' could not be found; did you mean 'someone/tiny-bert'?" in out["cased"]

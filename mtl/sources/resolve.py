@@ -21,7 +21,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, did_you_mean
 from .artifacts import fetch_artifact
 from .cache import cache_root
 from .catalog import MIRRORS, Mirror
@@ -65,8 +65,11 @@ def resolve_checkpoint(checkpoint: str | os.PathLike, revision: str | None = Non
     if mirror is not None:
         return _served(_from_mirror(mirror))
     known = ", ".join(sorted(MIRRORS)) or "none"
+    named = next((mirror for mirror in sorted(MIRRORS) if mirror.lower().split("/")[-1] ==
+                  requested.lower().split("/")[-1]), None)  # the case, or the owner, left out or different
+    hint = f"; did you mean {named!r}?" if named else did_you_mean(requested, MIRRORS)
     raise CheckpointError(
-        f"checkpoint {requested!r} could not be found. {hub_reason} No offline mirror is known for it "
+        f"checkpoint {requested!r} could not be found{hint or '.'} {hub_reason} No offline mirror is known for it "
         f"(mirrors exist for: {known}). Download it where the Hub is reachable "
         f"(`hf download {requested} --local-dir DIR`), copy DIR here and give that folder in place of the id "
         "(model.checkpoint=DIR, or in --candidates)."
