@@ -308,6 +308,10 @@ def test_whole_number_labels_keep_their_names_whether_ints_floats_or_text():
 def test_missing_file_and_unknown_source_are_clear(tmp_path, monkeypatch):
     with pytest.raises(DataError, match="data.files.train: file .* does not exist"):
         load_labelled(DataConfig(files={"train": str(tmp_path / "nope.csv")}), **TEXT)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataError, match=r"data.source: \.\./reviews.csv does not exist .*; a relative path is read "
+                                        r"from the working directory \(.*\), not from the recipe's folder"):
+        load_labelled(DataConfig(source="../reviews.csv"), **TEXT)
     import datasets.config
     import huggingface_hub.constants
 

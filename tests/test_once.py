@@ -83,3 +83,14 @@ def test_a_run_folder_fit_created_can_take_the_saved_model_with_overwrite(tmp_pa
     with pytest.raises(OutputExistsError, match="did not write it"):
         task.save(mine, overwrite=True)
     assert (mine / "notes.txt").read_text() == "keep"
+
+
+def test_resume_without_a_run_folder_and_an_empty_table_are_named(tmp_path):
+    import pandas as pd
+    from mtl.errors import DataError, MtlError
+
+    task = ImageClassification(build_model("resnet", tmp_path / "resnet"), random_resized_crop=False)
+    with pytest.raises(MtlError, match="resume=True needs output_dir"):
+        task.fit(colour_images(16, 0), resume=True)
+    with pytest.raises(DataError, match=r"train: the data holds no examples \(0 rows\)"):
+        task.fit(pd.DataFrame({"image": [], "label": []}))

@@ -265,6 +265,8 @@ def encode_labels(splits: DatasetDict, label_names: Sequence[str] | None = None,
 
 def require_trainable_labels(train: Dataset, names: Sequence[str], named_by: str = "the data") -> None:
     """A classifier needs examples of at least two labels, and of every label it is to predict."""
+    if len(train) == 0:
+        raise DataError(f"train: {named_by} holds no examples (0 rows); give the rows to train on")
     counts = np.bincount(np.asarray(train["label"], dtype=np.int64), minlength=len(names))
     present = [name for name, count in zip(names, counts) if count]
     if len(present) < 2:

@@ -317,7 +317,10 @@ def read_source(source: str, config: str | None = None) -> DatasetDict:
         refuse_mtl_outputs(path, [output for output in outputs if output == path])
         return read_files(tables_named_by_split(path, list(found.values()), list(_READERS)))
     if source.startswith((".", "/", "~")) or Path(source).suffix.lower() in _READERS:
-        raise DataError(f"data.source: {source} does not exist (looked in {path.resolve().parent}); check the path")
+        relative = "" if path.is_absolute() or source.startswith("~") else \
+            f"; a relative path is read from the working directory ({Path.cwd()}), not from the recipe's folder"
+        raise DataError(f"data.source: {source} does not exist (looked in {path.resolve().parent}){relative}; check "
+                        "the path")
     return _read_hub(source, config)
 
 

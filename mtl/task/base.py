@@ -118,6 +118,8 @@ class Task(TaskHooks):
         """
         config = _train_config(config, train_options)
         run_dir = Path(output_dir).expanduser() if output_dir else None
+        if resume and run_dir is None:
+            raise MtlError("fit: resume=True needs output_dir, the folder of the run to continue")
         if run_dir is not None and not resume:
             refuse_earlier_checkpoints(run_dir)
         marked = _mark_new_run_folder(run_dir)
