@@ -65,7 +65,8 @@ def _select(args: argparse.Namespace) -> int:
     score = [f"select.score={args.score}"] if args.score else []
     check_overrides(args.overrides, args.recipe)
     recipe = load_recipe(args.recipe, [*args.overrides, *score])
-    selection = select_checkpoint(recipe, candidates=args.candidates, overwrite=args.overwrite)
+    selection = select_checkpoint(recipe, candidates=args.candidates, overwrite=args.overwrite,
+                                  log_table=False)  # printed below, once
     print(selection.table())
     print(f"best: {selection.winner} ({selection.seconds:.0f} s in all); "
           f"wrote {', '.join(str(selection.report_dir / name) for name in selection.files)}")

@@ -110,6 +110,7 @@ def test_select_command_prints_the_table_and_writes_csv_and_png(recipe, tmp_path
     done = _select_cli(str(recipe), "--score", "knn")
     assert done.returncode == 0, done.stderr
     assert "ranked by knn" in done.stdout and f"best: {two_tiny_berts[0]}" in done.stdout
+    assert (done.stdout + done.stderr).count("ranked by knn") == 1  # the table once, not in the log as well
     table = pd.read_csv(tmp_path / "out-selection" / "ranking.csv")
     assert list(table["checkpoint"]) == list(two_tiny_berts) and list(table["rank"]) == [1, 2]
     assert (table["score"] == table["knn"]).all()

@@ -75,11 +75,12 @@ def checkpoint_table(task_name: str) -> str:
 
 
 def select_checkpoint(recipe: Recipe, candidates: list[str] | None = None, data: Any = None,
-                      write_report: bool = True, overwrite: bool = False) -> Selection:
+                      write_report: bool = True, overwrite: bool = False, log_table: bool = True) -> Selection:
     """Rank ``candidates`` (else ``recipe.select.candidates``, else the task's list) on the recipe's data.
 
     ``data`` reuses splits already loaded by the caller. The report goes to :func:`report_dir` (checked before
-    anything is ranked; ``overwrite`` False: refused if it holds an earlier ranking).
+    anything is ranked; ``overwrite`` False: refused if it holds an earlier ranking). ``log_table``: the ranking
+    table in the log too (``python -m mtl.select`` prints it instead).
     """
     folder = report_dir(recipe)
     if write_report:
@@ -108,8 +109,8 @@ def select_checkpoint(recipe: Recipe, candidates: list[str] | None = None, data:
     if write_report:
         selection.report_dir = folder
         selection.files = write_ranking(selection.report_dir, selection.rows, selection.score)
-    logger.info("select: %s ranks first by %s among %d candidates (%.0f s)\n%s", selection.winner,
-                selection.score, len(rows), selection.seconds, selection.table())
+    logger.info("select: %s ranks first by %s among %d candidates (%.0f s)%s", selection.winner,
+                selection.score, len(rows), selection.seconds, f"\n{selection.table()}" if log_table else "")
     return selection
 
 
