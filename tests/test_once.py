@@ -94,3 +94,19 @@ def test_resume_without_a_run_folder_and_an_empty_table_are_named(tmp_path):
         task.fit(colour_images(16, 0), resume=True)
     with pytest.raises(DataError, match=r"train: the data holds no examples \(0 rows\)"):
         task.fit(pd.DataFrame({"image": [], "label": []}))
+
+
+def test_a_resumed_fit_given_other_settings_names_them(tmp_path):
+    from mtl.errors import MtlError
+
+    train, validation = colour_images(32, 0), colour_images(16, 1)
+    options = dict(epochs=2, batch_size=16, learning_rate=1e-2, warmup_ratio=0.0, max_steps=2)
+    first = ImageClassification(build_model("resnet", tmp_path / "resnet"), random_resized_crop=False)
+    first.fit(train, validation, output_dir=tmp_path / "run", **options)
+    again = ImageClassification(build_model("resnet", tmp_path / "resnet"), random_resized_crop=False)
+    with pytest.raises(MtlError, match=r"resume: the settings differ .*train.learning_rate: 0.01 -> 0.001; "
+                                       r"train.max_steps: 2 -> 4\)"):
+        again.fit(train, validation, output_dir=tmp_path / "run", resume=True,
+                  **{**options, "max_steps": 4, "learning_rate": 1e-3})
+    resumed = again.fit(train, validation, output_dir=tmp_path / "run", resume=True, **{**options, "log_every": 1})
+    assert resumed.global_step == 2  # the same settings (how often it logs may change) resume

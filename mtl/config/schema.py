@@ -200,3 +200,14 @@ def validated(cls: type, values: dict[str, Any], where: str, unknown: Callable[[
     if problems:
         raise MtlError("; ".join(problems))
     return built
+
+
+def flat_keys(section: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested mapping as ``{"train.epochs": 3, ...}`` (an empty mapping kept as a value)."""
+    if not isinstance(section, dict):
+        return {prefix: section}
+    flat: dict[str, Any] = {}
+    for key, value in section.items():
+        flat.update(flat_keys(value, f"{prefix}{key}.") if isinstance(value, dict) and value else
+                    {f"{prefix}{key}": value})
+    return flat

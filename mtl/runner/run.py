@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from ..config.schema import flat_keys
 from ..config.sections import Recipe
 from ..data import load_labelled
 from ..errors import MtlError
@@ -226,7 +227,7 @@ def _check_resumed_recipe(out: Path, recipe: Recipe, resume: bool) -> None:
     saved = out / RECIPE_FILE
     if not resume or not saved.is_file():
         return
-    before, now = _flat(_as_validated(yaml.safe_load(saved.read_text()))), _flat(recipe.to_dict())
+    before, now = flat_keys(_as_validated(yaml.safe_load(saved.read_text()))), flat_keys(recipe.to_dict())
     changed = [f"{key}: {_shown(before.get(key))} -> {_shown(now.get(key))}" for key in sorted(set(before) | set(now))
                if before.get(key) != now.get(key) and not key.startswith(RESUMABLE_CHANGES)]
     if changed:
@@ -253,14 +254,3 @@ def _as_validated(saved: Any) -> Any:
         return recipe_from_dict(saved).to_dict()
     except MtlError:
         return saved
-
-
-def _flat(section: Any, prefix: str = "") -> dict[str, Any]:
-    """A nested recipe mapping as ``{"train.epochs": 3, ...}``."""
-    if not isinstance(section, dict):
-        return {prefix: section}
-    flat: dict[str, Any] = {}
-    for key, value in section.items():
-        flat.update(_flat(value, f"{prefix}{key}.") if isinstance(value, dict) and value else
-                    {f"{prefix}{key}": value})
-    return flat

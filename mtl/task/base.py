@@ -47,7 +47,8 @@ from ..publish.model_folder import read_task_folder, push_task, save_task, write
 from ..sources import ResolvedCheckpoint, resolve_checkpoint
 from ..training import FitResult, Predictions, make_accelerator, predict_loader
 from ..training.batching import INDEX_KEY, eval_loader
-from ..training.state import refuse_earlier_checkpoints
+from ..training.data_signature import check_resumed_settings
+from ..training.state import has_checkpoint, refuse_earlier_checkpoints
 from ..training.layout import fast_layout, has_2d_convolutions, inference_batch_size, pixels_per_example
 from .features import task_features
 from .fitting import fit_stages
@@ -133,6 +134,11 @@ class Task(TaskHooks):
         except ValueError as error:
             raise MtlError(f"freeze: {error}") from None
         config = with_learning_rate(config, spec)
+        if run_dir is not None:  # what a resumed fit must be given again (the command line compares its recipe)
+            settings = {"train": config, "freeze": spec, "head": head, "pooling": pooling, "metrics": metrics}
+            check_resumed_settings(run_dir / "checkpoints", settings,
+                                   resuming=resume and has_checkpoint(run_dir / "checkpoints"),
+                                   write=PartialState().is_main_process)
         if config.time_budget is not None and config.strategy != "auto":
             logger.warning("train.time_budget (%g minutes) applies to train.strategy auto only; this run trains for "
                            "train.epochs as given (train.max_seconds caps its training time)", config.time_budget)

@@ -1,4 +1,5 @@
-"""What a run was trained on, kept beside its checkpoints, so that ``--resume`` refuses other data.
+"""What a run was trained on, and with which settings, kept beside its checkpoints, so that ``--resume`` refuses
+other data and, in Python, other settings (the command line compares the recipe itself).
 
 A checkpoint holds the model, the optimizer and how far through the epoch the run was; resumed on other
 examples (a file edited since, rows added or dropped, labels changed) it would skip the wrong batches and end with
@@ -12,6 +13,7 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import pickle
@@ -21,10 +23,13 @@ from typing import Any, Mapping
 
 from datasets import Dataset
 
+from ..config.schema import flat_keys
 from ..errors import MtlError
 from ..fs import write_json
 
 SIGNATURE_FILE = "data.json"
+SETTINGS_FILE = "settings.json"
+RESUMABLE_SETTINGS = ("train.num_workers", "train.log_every", "train.report_to")  # how batches are read and logged
 BATCH = 256  # rows hashed at a time: embedded images are copied twice per batch (to Python, then pickled)
 
 
@@ -69,3 +74,31 @@ def _difference(name: str, kept: Mapping[str, Any], now: Mapping[str, Any]) -> s
         return f"{name}: label counts {kept['labels']} then, {now['labels']} now"
     return (f"{name}: the same number of examples and labels, but other inputs (texts, files, or the files' paths: "
             "a data folder that moved) or another order")
+
+
+def check_resumed_settings(folder: Path, settings: Mapping[str, Any], *, resuming: bool, write: bool = True) -> None:
+    """Keep a fit's ``settings`` (``{"train": TrainConfig, "freeze": ..., ...}``) in ``folder`` for a fresh run;
+    on a resumed one, an :class:`~mtl.errors.MtlError` naming those that changed (a resumed run given more steps or
+    another rate ends unlike any whole run). Checkpoints written before settings were kept resume unchecked."""
+    path = folder / SETTINGS_FILE
+    now = flat_keys(json.loads(json.dumps(settings, default=_plain)))
+    if not resuming:
+        if write:
+            folder.mkdir(parents=True, exist_ok=True)
+            write_json(path, now)
+        return
+    try:
+        kept = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    changed = [f"{key}: {kept.get(key)!r} -> {now.get(key)!r}" for key in sorted(set(kept) | set(now))
+               if kept.get(key) != now.get(key) and not key.startswith(RESUMABLE_SETTINGS)]
+    if changed:
+        raise MtlError(f"resume: the settings differ from those the run started with ({'; '.join(changed[:5])}"
+                       f"{'; ...' if len(changed) > 5 else ''}); resume with the same settings, or start afresh "
+                       "in another output_dir")
+
+
+def _plain(value: Any) -> Any:
+    """A dataclass as its fields, anything else JSON cannot hold as its text."""
+    return dataclasses.asdict(value) if dataclasses.is_dataclass(value) else str(value)
