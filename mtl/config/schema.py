@@ -211,3 +211,16 @@ def flat_keys(section: Any, prefix: str = "") -> dict[str, Any]:
         flat.update(flat_keys(value, f"{prefix}{key}.") if isinstance(value, dict) and value else
                     {f"{prefix}{key}": value})
     return flat
+
+
+def changed_keys(before: dict[str, Any], now: dict[str, Any], may_change: tuple[str, ...] = ()) -> str:
+    """The flat keys (:func:`flat_keys`) whose values differ, as ``"train.epochs: 2 -> 3; ..."`` (five at most),
+    leaving out keys that start with one of ``may_change``; an empty string when none differ."""
+    changed = [f"{key}: {_shown(before.get(key))} -> {_shown(now.get(key))}" for key in sorted(set(before) | set(now))
+               if before.get(key) != now.get(key) and not key.startswith(may_change)]
+    return "; ".join(changed[:5]) + ("; ..." if len(changed) > 5 else "")
+
+
+def _shown(value: Any) -> str:
+    """A value as written in a recipe: whole-number floats without their point (train.epochs: 2 -> 3)."""
+    return f"{value:g}" if isinstance(value, float) and value.is_integer() else repr(value)

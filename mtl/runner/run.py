@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from ..config.schema import flat_keys
+from ..config.schema import changed_keys, flat_keys
 from ..config.sections import Recipe
 from ..data import load_labelled
 from ..errors import MtlError
@@ -228,23 +228,15 @@ def _check_resumed_recipe(out: Path, recipe: Recipe, resume: bool) -> None:
     if not resume or not saved.is_file():
         return
     before, now = flat_keys(_as_validated(yaml.safe_load(saved.read_text()))), flat_keys(recipe.to_dict())
-    changed = [f"{key}: {_shown(before.get(key))} -> {_shown(now.get(key))}" for key in sorted(set(before) | set(now))
-               if before.get(key) != now.get(key) and not key.startswith(RESUMABLE_CHANGES)]
-    if changed:
-        raise MtlError(f"--resume: the recipe differs from the one this run started with ({'; '.join(changed[:5])}"
-                       f"{'; ...' if len(changed) > 5 else ''}); resume with the same recipe and overrides, or start "
-                       "afresh with --overwrite")
+    if changed := changed_keys(before, now, RESUMABLE_CHANGES):
+        raise MtlError(f"--resume: the recipe differs from the one this run started with ({changed}); resume with "
+                       "the same recipe and overrides, or start afresh with --overwrite")
 
 
 # keys a resumed run may change: where the folder is, how batches are read and logged, what is kept and pushed,
 # and the transfer-versus-scratch comparison (it trains other models after the main one)
 RESUMABLE_CHANGES = ("output.dir", "output.keep_checkpoints", "train.num_workers", "train.log_every",
                      "train.report_to", "hub.", "compare.")
-
-
-def _shown(value: Any) -> str:
-    """A recipe value as written in a recipe: whole-number floats without their point (train.epochs: 2 -> 3)."""
-    return f"{value:g}" if isinstance(value, float) and value.is_integer() else repr(value)
 
 
 def _as_validated(saved: Any) -> Any:

@@ -23,7 +23,7 @@ from typing import Any, Mapping
 
 from datasets import Dataset
 
-from ..config.schema import flat_keys
+from ..config.schema import changed_keys, flat_keys
 from ..errors import MtlError
 from ..fs import write_json
 
@@ -91,12 +91,9 @@ def check_resumed_settings(folder: Path, settings: Mapping[str, Any], *, resumin
         kept = json.loads(path.read_text())
     except (OSError, ValueError):
         return
-    changed = [f"{key}: {kept.get(key)!r} -> {now.get(key)!r}" for key in sorted(set(kept) | set(now))
-               if kept.get(key) != now.get(key) and not key.startswith(RESUMABLE_SETTINGS)]
-    if changed:
-        raise MtlError(f"resume: the settings differ from those the run started with ({'; '.join(changed[:5])}"
-                       f"{'; ...' if len(changed) > 5 else ''}); resume with the same settings, or start afresh "
-                       "in another output_dir")
+    if changed := changed_keys(kept, now, RESUMABLE_SETTINGS):
+        raise MtlError(f"resume: the settings differ from those the run started with ({changed}); resume with the "
+                       "same settings, or start afresh in another output_dir")
 
 
 def _plain(value: Any) -> Any:
