@@ -54,7 +54,7 @@ def test_a_run_stopped_inside_an_epoch_resumes_to_the_same_weights(name, tmp_pat
     finally:
         handle.remove()
     kept = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir() if p.name[0] != ".")
-    assert kept == ["best-model.safetensors", "data.json", "step-12"], kept  # data.json: what --resume must get
+    assert kept == ["best-model.safetensors", "data.json", "settings.json", "step-12"], kept  # what resume must get
     state = json.loads((tmp_path / "run" / "checkpoints" / "step-12" / "trainer_state.json").read_text())
     assert state["in_epoch"]["epoch"] == 1 and state["in_epoch"]["batches"] == 4
 
