@@ -83,13 +83,28 @@ def test_a_failed_overwrite_puts_the_replaced_output_back_or_keeps_both(tmp_path
     clean_failed_run(out, prepared)  # failed after a checkpoint: both stay, the new run can be resumed
     assert (out / "checkpoints" / "epoch-0").is_dir()
     assert (previous_output(out) / "model.safetensors").read_bytes() == b"old"
-    with pytest.raises(OutputExistsError, match=r"out.previous already holds an output .* move or delete it"):
+    with pytest.raises(OutputExistsError, match=r"out.previous already holds an output .* --resume finishes that run "
+                                                r"\(and then deletes out.previous\), or move or delete"):
         prepare_output_dir(out, overwrite=True, resume=False)
     assert (out / "checkpoints" / "epoch-0").is_dir() and (previous_output(out) / "model.safetensors").is_file()
     resumed = prepare_output_dir(out, overwrite=False, resume=True)  # --resume, and the resumed run finishes:
     assert resumed.previous == previous_output(out)
     finish_output(resumed)  # what the interrupted --overwrite set aside goes too
     assert not previous_output(out).exists() and (out / "checkpoints" / "epoch-0").is_dir()
+
+
+def test_a_run_stopped_after_its_output_was_complete_keeps_it(tmp_path):
+    from mtl.publish.output_dir import record_contents
+
+    out = tmp_path / "out"
+    prepare_output_dir(out, overwrite=False, resume=False)
+    (out / "model.safetensors").write_bytes(b"old")
+    record_contents(out)
+    prepared = prepare_output_dir(out, overwrite=True, resume=False)
+    (out / "model.safetensors").write_bytes(b"new")  # the new output, swapped in whole, then Ctrl-C
+    record_contents(out)
+    clean_failed_run(out, prepared)
+    assert (out / "model.safetensors").read_bytes() == b"new" and not previous_output(out).exists()
 
 
 def test_resume_of_a_finished_run_says_it_finished(tmp_path):

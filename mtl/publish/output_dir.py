@@ -146,6 +146,12 @@ def clean_failed_run(directory: Path, prepared: PreparedOutput) -> None:
     output it was replacing; a run that wrote a checkpoint (after an epoch, or ``train.save_every_steps``) keeps
     its folder for ``--resume``, and then the replaced output stays in ``<folder>.previous``."""
     directory = Path(directory).expanduser()
+    marker = _read_marker(directory) if directory.is_dir() else None
+    if marker is not None and "contents" in marker:  # stopped after the finished output was swapped in: keep it
+        finish_output(prepared)
+        logger.warning("the run stopped after its output was complete: %s holds it%s", directory,
+                       f" ({prepared.previous} it replaced is removed)" if prepared.previous else "")
+        return
     resumable = directory.is_dir() and bool(checkpoint_folders(directory / "checkpoints"))
     if directory.is_dir() and not resumable:
         if prepared.created:
