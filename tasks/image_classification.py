@@ -199,6 +199,9 @@ class ImageClassification(Task):
             verify_images(split, column, where)
             decoded_inputs(self, split, column)
 
+    def check_files(self, paths: list[str], where: str) -> None:
+        verify_images(Dataset.from_dict({"image": paths}), "image", where)
+
     def sample_inputs(self, count: int = 4, seed: int = 0) -> list[Any]:
         rng = np.random.default_rng(seed)
         return [Image.fromarray(rng.integers(0, 256, (48 + 16 * i, 64, 3), dtype=np.uint8)) for i in range(count)]

@@ -165,6 +165,9 @@ class KeywordSpotting(Task):
             check_readable(split, column, where)
         self._warn_long_clips(decoded_inputs(self, split, column), split[column], where)  # from the cache: no file
 
+    def check_files(self, paths: list[str], where: str) -> None:
+        check_readable(Dataset.from_dict({"audio": paths}), "audio", where)
+
     def _warn_long_clips(self, decoded: Dataset, sources: Sequence[Any], where: str) -> None:
         """One warning when clips run well past the model's window: training reads one window of each, so a word
         elsewhere in the clip is trained as if that window held it."""

@@ -205,6 +205,29 @@ def test_predict_names_a_file_of_another_modality(saved_models, tmp_path, capsys
                      "image-classification")
 
 
+def test_predict_names_every_bad_image_of_a_folder_at_once(saved_models, tmp_path, capsys):
+    from PIL import Image
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(3):
+        Image.new("RGB", (32, 32), (40 * i, 0, 0)).save(folder / f"good{i}.png")
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    Image.new("RGB", (1, 300)).save(folder / "thin.png")
+    code, _, err = predict(capsys, saved_models[1], folder)
+    assert_one_error(code, err, "predict inputs row 1 (")
+    assert "broken.jpg) cannot be decoded" in err and "thin.png) is 1x300 pixels" in err
+
+
+def test_predict_on_a_folder_says_which_files_it_left_out(saved_models, tmp_path, capsys, caplog):
+    (tmp_path / "a.txt").write_text("a good film\n")
+    (tmp_path / "b.csv").write_text("text\nfine\n")
+    with caplog.at_level("WARNING", logger="mtl"):
+        code, out, _ = predict(capsys, saved_models[0], tmp_path)
+    assert code == 0 and out.count("\n") == 2  # the header and a.txt's line
+    assert any("1 files left out, not .txt files (b.csv)" in r.getMessage() for r in caplog.records)
+
+
 def test_predict_names_inputs_that_are_not_utf8_text(saved_models, tmp_path, capsys):
     binary = tmp_path / "bin.dat"
     binary.write_bytes(bytes(range(128, 256)) * 16)

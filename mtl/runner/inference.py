@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import re
 import sys
@@ -23,9 +24,11 @@ from typing import Any, NamedTuple, Sequence
 
 from ..data.labelled import column_named
 from ..data.tables import check_row_widths, not_utf8
-from ..errors import DataError, MtlError, OutputExistsError
+from ..errors import DataError, MtlError, OutputExistsError, first_few
 from ..fs import write_text_atomic
 from ..registry import get_task, known_tasks, load_saved_task
+
+logger = logging.getLogger(__name__)
 
 TABLES = (".csv", ".tsv", ".jsonl", ".json", ".parquet")  # files read as tables of inputs (a row each)
 ROWS_SUFFIXES = (".csv", ".json")  # what mtl.predict --output writes
@@ -53,9 +56,13 @@ def collect_inputs(task: Any, arguments: Sequence[str], column: str | None = Non
         path = user_path(argument)
         kind = _kind(path)
         if kind == "folder":
-            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
+            files = [p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")]
+            found = sorted(p for p in files if p.suffix.lower() in suffixes)
             if not found:
                 raise DataError(f"{path}: no input files ({', '.join(suffixes)}) in this folder")
+            if skipped := sorted(p.name for p in files if p.suffix.lower() not in suffixes):
+                logger.warning("%s: %d files left out, not %s files (%s); give a table of inputs by its own name",
+                               path, len(skipped), "/".join(suffixes), first_few(skipped, 3))
             for file in found:
                 items += _from_file(task, file)
         elif kind == "file" and path.suffix.lower() in TABLES:
@@ -69,6 +76,9 @@ def collect_inputs(task: Any, arguments: Sequence[str], column: str | None = Non
             raise DataError(f"input {argument}: no such file or folder; give files, folders or a CSV")
     if not items:
         raise DataError("no inputs: the files given hold nothing to predict")
+    files = [item.value for item in items if isinstance(item.value, str) and item.value == item.where]
+    if files:  # every bad file named at once, not one per run
+        task.check_files(files, "predict inputs")
     return items
 
 

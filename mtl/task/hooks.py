@@ -62,6 +62,10 @@ class TaskHooks:
         """Raise a :class:`~mtl.errors.DataError` for a task option that cannot work (a file it names is missing);
         called before a run reads its data, and by ``--dry-run``. Nothing to check by default."""
 
+    def check_files(self, paths: list[str], where: str) -> None:
+        """Raise one :class:`~mtl.errors.DataError` naming every input file in ``paths`` that cannot be read (as
+        training checks its data), before ``python -m mtl.predict`` predicts any. Nothing by default."""
+
     def check_model(self) -> None:
         """Raise a :class:`~mtl.errors.RecipeError` when the model just built cannot take the task's options (an
         image size a ViT's position embeddings do not cover); called once per model built. Nothing by default."""
