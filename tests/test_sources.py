@@ -74,6 +74,9 @@ def test_missing_local_folder_and_invalid_id_are_clear(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(CheckpointError, match="has no config.json"):
         resolve_checkpoint(str(tmp_path / "empty"))
+    (tmp_path / "reviews.csv").write_text("text,label\n")
+    with pytest.raises(CheckpointError, match=r"reviews.csv is a file; a checkpoint is a model folder"):
+        resolve_checkpoint(str(tmp_path / "reviews.csv"))
 
 
 def test_artifact_is_extracted_verified_and_cached(tmp_path, isolated_cache):
@@ -343,5 +346,5 @@ def test_offline_hub_falls_back_to_the_mirror_and_unknown_ids_fail_clearly(env, 
     reason = "The Hub is unreachable" if env is UNREACHABLE_HUB else "Offline mode is on"
     assert reason in out["error"]
     assert "No offline mirror is known for it" in out["error"] and "hf download someone/unknown-model" in out["error"]
-    assert "'someone/unknown-model' could not be found. " in out["error"]
+    assert "'someone/unknown-model' could not be found (nor is there a folder someone/unknown-model in " in out["error"]
     assert "'Someone/Tiny-BERT' could not be found; did you mean 'someone/tiny-bert'?" in out["cased"]

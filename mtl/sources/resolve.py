@@ -46,6 +46,9 @@ def resolve_checkpoint(checkpoint: str | os.PathLike, revision: str | None = Non
     requested = str(checkpoint)
     local = Path(requested).expanduser()
     if local.exists():
+        if local.is_file():
+            raise CheckpointError(f"checkpoint {local} is a file; a checkpoint is a model folder (written by "
+                                  "save_pretrained or mtl) or a Hub id")
         if not (local / "config.json").is_file():
             raise CheckpointError(f"checkpoint folder {local} has no config.json; point model.checkpoint at a "
                                   "folder written by save_pretrained, or at a Hub id")
@@ -68,8 +71,9 @@ def resolve_checkpoint(checkpoint: str | os.PathLike, revision: str | None = Non
     named = next((mirror for mirror in sorted(MIRRORS) if mirror.lower().split("/")[-1] ==
                   requested.lower().split("/")[-1]), None)  # the case, or the owner, left out or different
     hint = f"; did you mean {named!r}?" if named else did_you_mean(requested, MIRRORS)
+    hint = hint or f" (nor is there a folder {local} in {Path.cwd()})."
     raise CheckpointError(
-        f"checkpoint {requested!r} could not be found{hint or '.'} {hub_reason} No offline mirror is known for it "
+        f"checkpoint {requested!r} could not be found{hint} {hub_reason} No offline mirror is known for it "
         f"(mirrors exist for: {known}). Download it where the Hub is reachable "
         f"(`hf download {requested} --local-dir DIR`), copy DIR here and give that folder in place of the id "
         "(model.checkpoint=DIR, or in --candidates)."
