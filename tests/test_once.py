@@ -110,3 +110,23 @@ def test_a_resumed_fit_given_other_settings_names_them(tmp_path):
                   **{**options, "max_steps": 4, "learning_rate": 1e-3})
     resumed = again.fit(train, validation, output_dir=tmp_path / "run", resume=True, **{**options, "log_every": 1})
     assert resumed.global_step == 2  # the same settings (how often it logs may change) resume
+
+
+def test_predicting_or_saving_after_a_fit_that_stopped_says_the_weights_are_half_trained(tmp_path, caplog):
+    from test_step_checkpoints import Stop, _stop_at_training_step
+
+    task = ImageClassification(build_model("resnet", tmp_path / "resnet"), random_resized_crop=False)
+    handle = _stop_at_training_step(2)
+    try:
+        with pytest.raises(Stop):
+            task.fit(colour_images(32, 0), colour_images(16, 1), epochs=1, batch_size=8)
+    finally:
+        handle.remove()
+    with caplog.at_level("WARNING", logger="mtl"):
+        task.predict(colour_images(2, 3)["image"])
+    assert any("predict: the last fit stopped before it finished (Stop)" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    task.fit(colour_images(32, 0), colour_images(16, 1), epochs=1, batch_size=8)
+    with caplog.at_level("WARNING", logger="mtl"):
+        task.predict(colour_images(2, 3)["image"])
+    assert not any("half-trained" in r.getMessage() for r in caplog.records)

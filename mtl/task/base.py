@@ -91,6 +91,7 @@ class Task(TaskHooks):
         self.strategy_choice = None  # what train.strategy auto chose, when it did
         self.lora_adapter = None  # the LoRA adapters and head alone (lora save_adapter), written as adapter/ on save
         self._folded: tuple[tuple, torch.nn.Module] | None = None  # (weights_key, inference copy) of the model
+        self._stopped_fit: str | None = None  # why the last fit stopped before it finished (its weights half-trained)
 
     _RUNTIME_STATE: ClassVar[tuple[str, ...]] = ("model", "_accelerator", "fit_result", "lora_adapter", "_folded",
                                                    "_head_inputs")
@@ -154,6 +155,7 @@ class Task(TaskHooks):
         self.strategy_choice = None
         self.lora_adapter = None
         self._head_inputs = None  # the frozen backbone's outputs, shared by this fit's stages (see fitting.py)
+        self._stopped_fit = None
         try:
             if config.strategy == "auto":
                 self.strategy_choice = choose_strategy(self, train_set, validation_set, config, metrics,
@@ -161,6 +163,9 @@ class Task(TaskHooks):
                 spec, config = self.strategy_choice.apply(config, given=spec)
             self.fit_result = fit_stages(self, train_set, validation_set, spec, config, metrics,
                                          run_dir, resume)
+        except BaseException as error:  # Ctrl-C or an error in training: the model holds half-trained weights
+            self._stopped_fit = type(error).__name__
+            raise
         finally:
             self._head_inputs = None
             if marked:  # done with it (or stopped): no longer a run writing there; save(..., overwrite=True) may
@@ -357,6 +362,10 @@ class Task(TaskHooks):
     def _require_model(self, action: str) -> None:
         if self.model is None or self.label_names is None:
             raise MtlError(f"cannot {action}: no trained model yet; call fit() first or use {type(self).__name__}.load(folder)")
+        if self._stopped_fit:
+            logger.warning("%s: the last fit stopped before it finished (%s), so the model holds its half-trained "
+                           "weights; fit again (resume=True continues a run given an output_dir)", action,
+                           self._stopped_fit)
 
 
 def _mark_new_run_folder(run_dir: Path | None) -> bool:
