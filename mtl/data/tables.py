@@ -160,9 +160,27 @@ def refuse_raw_json(split: Dataset, columns: Sequence[str], where: str) -> None:
     """A DataError naming the first of ``columns`` (the input and label) that :func:`holds_raw_json`."""
     mixed = [column for column in columns if holds_raw_json(split, column)]
     if mixed:
-        raise DataError(f"{where}: column {mixed[0]!r} mixes value types from row to row (e.g. \"0\" in quotes in "
-                        "some rows and 0 without in others, or objects with different keys); write every value of "
-                        "the column the same way, e.g. all labels as text")
+        source = SOURCE_FILES.get(split._fingerprint)
+        first = _first_differing_row(Path(source), mixed[0]) if source else None
+        example = first or ' (e.g. "0" in quotes in some rows and 0 without in others, or objects with different keys)'
+        raise DataError(f"{where}: column {mixed[0]!r} mixes value types from row to row{example}; write every value "
+                        "of the column the same way, e.g. all labels as text")
+
+
+def _first_differing_row(path: Path, column: str) -> str | None:
+    """``" (row 1: int, row 2: str in data.jsonl)"``: the first record of a JSON or JSON Lines file whose
+    ``column`` holds another type of value than the first record's; None when the file cannot tell."""
+    import json
+
+    try:
+        text = path.read_text()
+        records = json.loads(text) if path.suffix.lower() == ".json" else \
+            [json.loads(line) for line in text.splitlines() if line.strip()]
+    except (OSError, ValueError):
+        return None
+    kinds = [type(record.get(column)).__name__ for record in records if isinstance(record, dict)]
+    row = next((row for row, kind in enumerate(kinds[1:], start=2) if kind != kinds[0]), None)
+    return f" (row 1: {kinds[0]}, row {row}: {kinds[row - 1]} in {path.name})" if row else None
 
 
 DELIMITERS = {".csv": ",", ".tsv": "\t"}
