@@ -61,7 +61,7 @@ def to_rgb(image: Any, where: str = "image") -> Image.Image:
             raise DataError(f"{where}: the image's rows have different lengths; give an HxW or HxWxC array") from None
         if array.ndim not in (2, 3) or array.size == 0 or (array.ndim == 3 and array.shape[-1] not in (1, 3, 4)):
             raise DataError(f"{where}: an image array is HxW or HxWxC (C = 1, 3 or 4), got shape {array.shape}")
-        if not np.issubdtype(array.dtype, np.number) or not np.isfinite(array).all():
+        if array.dtype != bool and (not np.issubdtype(array.dtype, np.number) or not np.isfinite(array).all()):
             raise DataError(f"{where}: the image array holds NaN, infinite or non-numeric values; fix the array")
         image = image_from_array(array, where)
     if not isinstance(image, Image.Image):

@@ -381,6 +381,8 @@ def test_16_bit_integer_and_float_arrays_read_like_the_8_bit_array():
     expected = np.asarray(to_rgb(grey))
     for array in (grey.astype(np.uint16) * 257, grey.astype(np.int64), grey / 255.0, grey.astype(np.float32)):
         assert np.array_equal(np.asarray(to_rgb(array)), expected), array.dtype
+    mask = grey > 127  # a boolean mask reads as PIL reads a 1-bit image: black and white
+    assert np.array_equal(np.asarray(to_rgb(mask))[..., 0], np.where(mask, 255, 0))
     for array, message in ((grey.astype(np.int64) * 1000, "32-bit integer pixels"), (grey - 300.0, "float pixels")):
         with pytest.raises(DataError, match=message):
             to_rgb(array, "input 1")

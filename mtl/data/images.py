@@ -84,14 +84,15 @@ def eight_bit(image: Image.Image, where: str = "image") -> Image.Image:
 
 
 def eight_bit_array(values: np.ndarray, where: str = "image") -> np.ndarray:
-    """A numpy image as uint8 by the rules of :func:`eight_bit`: uint8 as it is; uint16 divided by 257; other
-    integer arrays (e.g. from Python lists) kept when within 0..255, else read as 16-bit; floats in 0..1 times
-    255, in 0..255 kept. Other values are a :class:`DataError` naming ``where``."""
+    """A numpy image as uint8 by the rules of :func:`eight_bit`: uint8 as it is; booleans 0 or 255; uint16 divided
+    by 257; other integer arrays (e.g. from Python lists) kept when within 0..255, else read as 16-bit; floats in
+    0..1 times 255, in 0..255 kept. Other values are a :class:`DataError` naming ``where``."""
     if values.dtype == np.uint8:
         return values
-    if values.dtype.kind in "iub":
-        if values.dtype.kind == "b" or (values.dtype != np.uint16 and values.size and values.min() >= 0
-                                        and values.max() <= 255):
+    if values.dtype.kind == "b":  # a mask: False black, True white, as PIL reads a 1-bit image
+        return values.astype(np.uint8) * 255
+    if values.dtype.kind in "iu":
+        if values.dtype != np.uint16 and values.size and values.min() >= 0 and values.max() <= 255:
             return values.astype(np.uint8)
         return _integer_pixels(values, where)
     return _float_pixels(values.astype(np.float64), where)
