@@ -124,7 +124,7 @@ class Task(TaskHooks):
             raise MtlError("fit: resume=True needs output_dir, the folder of the run to continue")
         if run_dir is not None and not resume:
             refuse_earlier_checkpoints(run_dir)
-        marked = _mark_new_run_folder(run_dir)
+        fresh = run_dir is not None and not (run_dir.exists() and any(run_dir.iterdir()))
         head = _head_config(head)
         metrics = list(metrics or self.spec.metrics)
         require_metrics(metrics)  # a misspelt metric is named as such, before metric_for_best is matched to it
@@ -135,11 +135,6 @@ class Task(TaskHooks):
         except ValueError as error:
             raise MtlError(f"freeze: {error}") from None
         config = with_learning_rate(config, spec)
-        if run_dir is not None:  # what a resumed fit must be given again (the command line compares its recipe)
-            settings = {"train": config, "freeze": spec, "head": head, "pooling": pooling, "metrics": metrics}
-            check_resumed_settings(run_dir / "checkpoints", settings,
-                                   resuming=resume and has_checkpoint(run_dir / "checkpoints"),
-                                   write=PartialState().is_main_process)
         if config.time_budget is not None and config.strategy != "auto":
             logger.warning("train.time_budget (%g minutes) applies to train.strategy auto only; this run trains for "
                            "train.epochs as given (train.max_seconds caps its training time)", config.time_budget)
@@ -156,6 +151,12 @@ class Task(TaskHooks):
         self.lora_adapter = None
         self._head_inputs = None  # the frozen backbone's outputs, shared by this fit's stages (see fitting.py)
         self._stopped_fit = None
+        marked = fresh and _mark_run_folder(run_dir)
+        if run_dir is not None:  # what a resumed fit must be given again (the command line compares its recipe)
+            settings = {"train": config, "freeze": spec, "head": head, "pooling": pooling, "metrics": metrics}
+            check_resumed_settings(run_dir / "checkpoints", settings,
+                                   resuming=resume and has_checkpoint(run_dir / "checkpoints"),
+                                   write=PartialState().is_main_process)
         try:
             if config.strategy == "auto":
                 self.strategy_choice = choose_strategy(self, train_set, validation_set, config, metrics,
@@ -368,10 +369,10 @@ class Task(TaskHooks):
                            self._stopped_fit)
 
 
-def _mark_new_run_folder(run_dir: Path | None) -> bool:
-    """Mark ``run_dir`` as mtl's when this fit creates it (or finds it empty), on the main process; whether it did.
-    A folder holding anything else is left unmarked, so that ``overwrite`` never replaces a user's files."""
-    if run_dir is None or (run_dir.exists() and any(run_dir.iterdir())) or not PartialState().is_main_process:
+def _mark_run_folder(run_dir: Path) -> bool:
+    """Mark ``run_dir``, which this fit creates (or found empty), as mtl's, on the main process; whether it did. A
+    folder that held anything else is left unmarked, so that ``overwrite`` never replaces a user's files."""
+    if not PartialState().is_main_process:
         return False
     run_dir.mkdir(parents=True, exist_ok=True)
     mark_as_output(run_dir)
