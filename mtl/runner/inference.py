@@ -77,7 +77,7 @@ def collect_inputs(task: Any, arguments: Sequence[str], column: str | None = Non
     if not items:
         raise DataError("no inputs: the files given hold nothing to predict")
     files = [item.value for item in items if isinstance(item.value, str) and item.value == item.where]
-    if files:  # every bad file named at once, not one per run
+    if len(files) > 1:  # every bad file named at once, not one per run (one file: named as it is read)
         task.check_files(files, "predict inputs")
     return items
 
