@@ -214,6 +214,17 @@ def test_numbers_in_a_csv_that_reading_as_numbers_would_change_are_kept_as_writt
     assert load_labelled(DataConfig(source=str(plain)), **TEXT).label_names == ["0", "1", "2", "10"]
 
 
+def test_a_table_named_with_brackets_is_read_itself_and_na_words_are_text(tmp_path):
+    (tmp_path / "r[1].csv").write_text("text,label\n" + "".join(f"NA film {i},{['NA', 'pos'][i % 2]}\n"
+                                                                for i in range(20)))
+    (tmp_path / "r1.csv").write_text("text,label\n" + "".join(f"other {i},{i % 5}\n" for i in range(20)))
+    data = load_labelled(DataConfig(source=str(tmp_path / "r[1].csv")), **TEXT)  # not r1.csv, which [1] matches
+    assert data.label_names == ["NA", "pos"]  # NA, null, None are words: only an empty cell is missing
+    tsv = tmp_path / "t.tsv"
+    tsv.write_text("text\tlabel\n" + "".join(f"{['null', 'None'][i % 2]}\t{i % 2}\n" for i in range(20)))
+    assert set(load_labelled(DataConfig(source=str(tsv)), **TEXT).splits["train"]["text"]) == {"null", "None"}
+
+
 def test_labels_alike_but_for_case_and_spaces_are_a_warning(tmp_path, caplog):
     rows = [{"sentence": f"review {i}", "sentiment": ["pos", "POS ", "neg"][i % 3]} for i in range(30)]
     with caplog.at_level("WARNING", logger="mtl"):

@@ -107,6 +107,19 @@ def test_a_run_stopped_after_its_output_was_complete_keeps_it(tmp_path):
     assert (out / "model.safetensors").read_bytes() == b"new" and not previous_output(out).exists()
 
 
+def test_the_output_an_overwrite_run_set_aside_is_not_replaced_by_another_run(tmp_path):
+    from mtl.publish.output_dir import record_contents
+
+    out = tmp_path / "out"
+    prepare_output_dir(out, overwrite=False, resume=False)
+    (out / "model.safetensors").write_bytes(b"old")
+    record_contents(out)
+    prepare_output_dir(out, overwrite=True, resume=False)  # the old output waits in out.previous
+    with pytest.raises(OutputExistsError, match=r"out.previous is the output that a --overwrite run of .*out set aside"):
+        prepare_output_dir(previous_output(out), overwrite=True, resume=False)
+    assert (previous_output(out) / "model.safetensors").read_bytes() == b"old"
+
+
 def test_resume_of_a_finished_run_says_it_finished(tmp_path):
     out = tmp_path / "out"
     prepare_output_dir(out, overwrite=False, resume=False)

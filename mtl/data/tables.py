@@ -6,6 +6,7 @@ Local files are read with ``datasets``' own builders, so every later ``map`` is 
 from __future__ import annotations
 
 import csv
+import glob
 import logging
 import re
 import sys
@@ -30,8 +31,8 @@ from .pixels import looks_like_pixel_csv, read_pixel_csv
 logger = logging.getLogger(__name__)
 
 _READERS: dict[str, tuple[str, dict[str, Any]]] = {
-    ".csv": ("csv", {}),
-    ".tsv": ("csv", {"delimiter": "\t", "quoting": csv.QUOTE_NONE}),
+    ".csv": ("csv", {"keep_default_na": False, "na_values": [""]}),  # only an empty cell is missing: NA, null are text
+    ".tsv": ("csv", {"delimiter": "\t", "quoting": csv.QUOTE_NONE, "keep_default_na": False, "na_values": [""]}),
     ".json": ("json", {}),
     ".jsonl": ("json", {}),
     ".parquet": ("parquet", {}),
@@ -62,7 +63,7 @@ def read_files(files: Mapping[str, str | Path]) -> DatasetDict:
         require_utf8(path)
         check_table_layout(path)
     try:
-        loaded = load_dataset(builder, data_files={s: str(p) for s, p in paths.items()}, **options)
+        loaded = load_dataset(builder, data_files={s: glob.escape(str(p)) for s, p in paths.items()}, **options)
     except Exception as error:  # pyarrow / pandas parse errors carry the detail
         names = ", ".join(str(p) for p in paths.values())
         if "codec can't decode" in f"{error} {error.__cause__} {error.__context__}":
@@ -137,7 +138,7 @@ def _refuse_differing_columns(paths: Mapping[str, Path], builder: str, options: 
     kinds: dict[str, dict[str, str]] = {}
     for path in paths.values():
         try:
-            table = load_dataset(builder, data_files=str(path), **options)["train"]
+            table = load_dataset(builder, data_files=glob.escape(str(path)), **options)["train"]
         except Exception:
             return
         for column, feature in table.features.items():

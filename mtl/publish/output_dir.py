@@ -67,6 +67,10 @@ def check_output_dir(directory: Path, *, overwrite: bool, resume: bool, protecte
                                 f"--resume to continue its run, or set output.dir=another/folder")
     if existed:
         refuse_to_replace(directory, protected)
+        owner = directory.with_name(directory.name.removesuffix(PREVIOUS_SUFFIX))
+        if owner != directory and (_read_marker(owner) or {}).get("replacing") == directory.name:
+            raise OutputExistsError(f"output.dir {directory} is the output that a --overwrite run of {owner} set "
+                                    f"aside (it comes back if that run fails); set output.dir=another/folder")
         previous = previous_output(directory)
         if not _unfinished(directory) and previous.exists():
             raise OutputExistsError(f"output.dir {directory}: {previous} already holds an output that an interrupted "
