@@ -78,11 +78,12 @@ def test_a_run_folder_fit_created_can_take_the_saved_model_with_overwrite(tmp_pa
     assert (tmp_path / "run" / "config.json").is_file() and not (tmp_path / "run" / "checkpoints").exists()
     mine = tmp_path / "mine"
     mine.mkdir()
-    (mine / "notes.txt").write_text("keep")  # a folder holding the user's files is never marked by fit
-    task.fit(train, validation, output_dir=mine, epochs=1, batch_size=16)
-    with pytest.raises(OutputExistsError, match="did not write it"):
-        task.save(mine, overwrite=True)
-    assert (mine / "notes.txt").read_text() == "keep"
+    (mine / "notes.txt").write_text("keep")  # a folder holding the user's files is not a run folder
+    (mine / "train_log.jsonl").write_text("{}\n")
+    with pytest.raises(OutputExistsError, match=r"output_dir .*mine already holds files \(notes.txt, "
+                                                r"train_log.jsonl\); give a new or empty folder"):
+        task.fit(train, validation, output_dir=mine, epochs=1, batch_size=16)
+    assert (mine / "train_log.jsonl").read_text() == "{}\n" and not (mine / "checkpoints").exists()
 
 
 def test_resume_without_a_run_folder_and_an_empty_table_are_named(tmp_path):
@@ -108,6 +109,9 @@ def test_a_resumed_fit_given_other_settings_names_them(tmp_path):
                                        r"train.max_steps: 2 -> 4\)"):
         again.fit(train, validation, output_dir=tmp_path / "run", resume=True,
                   **{**options, "max_steps": 4, "learning_rate": 1e-3})
+    other = ImageClassification(build_model("resnet", tmp_path / "resnet"), random_resized_crop=True)
+    with pytest.raises(MtlError, match=r"preprocess.random_resized_crop: False -> True"):
+        other.fit(train, validation, output_dir=tmp_path / "run", resume=True, **options)
     resumed = again.fit(train, validation, output_dir=tmp_path / "run", resume=True, **{**options, "log_every": 1})
     assert resumed.global_step == 2  # the same settings (how often it logs may change) resume
 

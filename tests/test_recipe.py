@@ -46,6 +46,8 @@ def test_wrong_type_names_the_expected_type():
     assert recipe_from_dict({**MINIMAL, "train": {"batch_size": "1e3"}}).train.batch_size == 1000  # YAML reads 1e3 as text
     with pytest.raises(RecipeError, match=r"train.batch_size: expected an integer, got '2.5e0' \(str\); give a whole"):
         recipe_from_dict({**MINIMAL, "train": {"batch_size": "2.5e0"}})
+    with pytest.raises(RecipeError, match=r"train.epochs: expected a number, got '1e400' \(str\); give a finite"):
+        recipe_from_dict({**MINIMAL, "train": {"epochs": "1e400"}})
     with pytest.raises(RecipeError, match=r"train.time_budget: expected a number, got 'inf' \(str\); give a finite"):
         recipe_from_dict({**MINIMAL, "train": {"time_budget": "inf"}})  # what `train.time_budget=inf` gives
     with pytest.raises(RecipeError, match=r"train.class_weights.pos: expected a number, got 'abc' \(str\)"):

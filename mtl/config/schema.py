@@ -126,7 +126,8 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
         return _Problem(nested[0]) if nested else built
     if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
-    if hint is float and isinstance(value, str) and _FLOAT_TEXT.fullmatch(value.strip()):
+    if hint is float and isinstance(value, str) and _FLOAT_TEXT.fullmatch(value.strip()) and \
+            math.isfinite(float(value)):  # 1e400 is infinite: named below, as inf is
         return float(value)
     if hint is int and isinstance(value, float) and value.is_integer():
         return int(value)

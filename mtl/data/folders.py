@@ -137,6 +137,9 @@ def _image_files(folder: Path, images: Sequence[Path]) -> dict[str, list[str]]:
                             "or use no split folders at all")
     if outside or not by_split:
         by_split = {"train": list(images)}
+    elif list(by_split) != ["train"]:
+        logger.info("data.source: splits from the %s names: %s", "folder" if any(len(p.parts) > 2 for p in images)
+                    else "file", ", ".join(f"{split} {len(found):,}" for split, found in by_split.items()))
     return _as_patterns(folder.resolve(), by_split)  # datasets gives absolute paths, whatever form folder takes
 
 

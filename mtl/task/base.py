@@ -35,14 +35,15 @@ from ..config.freeze import FreezeSpec, parse_freeze
 from ..config.sections import FINE_TUNING_RATE, HEAD_ONLY_RATE, HeadConfig, TrainConfig
 from ..data.labelled import column_named, labelled_split, require_trainable_labels
 from ..data.splits import STANDARDISED, hold_out, warn_shared_inputs
-from ..errors import CheckpointError, MtlError, describe
+from ..errors import CheckpointError, MtlError, OutputExistsError, describe, first_few
 from ..metrics import classification_details, require_metrics, scores_from_logits
 from ..modeling import attach_mlp_head, build_classifier
 from ..modeling.modality import refuse_other_modality
 from ..modeling.fusion import has_inference_rewrites, inference_copy, weights_key
 from ..modeling.pooling import apply_pooling, current_pooling, resolve_pooling
 from .strategy import choose_strategy
-from ..publish.output_dir import mark_as_output, record_contents
+from ..fs import MARKER_FILE
+from ..publish.output_dir import RECIPE_FILE, mark_as_output, record_contents
 from ..publish.model_folder import read_task_folder, push_task, save_task, write_model_files
 from ..sources import ResolvedCheckpoint, resolve_checkpoint
 from ..training import FitResult, Predictions, make_accelerator, predict_loader
@@ -124,6 +125,7 @@ class Task(TaskHooks):
             raise MtlError("fit: resume=True needs output_dir, the folder of the run to continue")
         if run_dir is not None and not resume:
             refuse_earlier_checkpoints(run_dir)
+            _refuse_used_folder(run_dir)
         fresh = run_dir is not None and not (run_dir.exists() and any(run_dir.iterdir()))
         head = _head_config(head)
         metrics = list(metrics or self.spec.metrics)
@@ -153,7 +155,8 @@ class Task(TaskHooks):
         self._stopped_fit = None
         marked = fresh and _mark_run_folder(run_dir)
         if run_dir is not None:  # what a resumed fit must be given again (the command line compares its recipe)
-            settings = {"train": config, "freeze": spec, "head": head, "pooling": pooling, "metrics": metrics}
+            settings = {"train": config, "freeze": spec, "head": head, "pooling": pooling, "metrics": metrics,
+                        "preprocess": self.options}
             check_resumed_settings(run_dir / "checkpoints", settings,
                                    resuming=resume and has_checkpoint(run_dir / "checkpoints"),
                                    write=PartialState().is_main_process)
@@ -367,6 +370,16 @@ class Task(TaskHooks):
             logger.warning("%s: the last fit stopped before it finished (%s), so the model holds its half-trained "
                            "weights; fit again (resume=True continues a run given an output_dir)", action,
                            self._stopped_fit)
+
+
+def _refuse_used_folder(run_dir: Path) -> None:
+    """A new fit writes its log and checkpoints into a new or empty folder (or one a recipe run just prepared:
+    marker and recipe), never among other files: a user's, or another run's model and log."""
+    held = sorted(p.name for p in run_dir.iterdir() if p.name not in {MARKER_FILE, RECIPE_FILE, "checkpoints"}
+                  and not p.name.startswith(".mtl-")) if run_dir.is_dir() else []
+    if held:
+        raise OutputExistsError(f"fit: output_dir {run_dir} already holds files ({first_few(held, 3)}); give a new or "
+                                "empty folder (resume=True continues a run kept there)")
 
 
 def _mark_run_folder(run_dir: Path) -> bool:
