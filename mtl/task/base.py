@@ -42,7 +42,7 @@ from ..modeling.modality import refuse_other_modality
 from ..modeling.fusion import has_inference_rewrites, inference_copy, weights_key
 from ..modeling.pooling import apply_pooling, current_pooling, resolve_pooling
 from .strategy import choose_strategy
-from ..fs import MARKER_FILE
+from ..fs import MARKER_FILE, STAGING_PREFIX
 from ..publish.output_dir import RECIPE_FILE, mark_as_output, record_contents
 from ..publish.model_folder import read_task_folder, push_task, save_task, write_model_files
 from ..sources import ResolvedCheckpoint, resolve_checkpoint
@@ -125,7 +125,8 @@ class Task(TaskHooks):
             raise MtlError("fit: resume=True needs output_dir, the folder of the run to continue")
         if run_dir is not None and not resume:
             refuse_earlier_checkpoints(run_dir)
-            _refuse_used_folder(run_dir)
+            if PartialState().is_main_process:  # the other processes of a launch may be writing there already
+                _refuse_used_folder(run_dir)
         fresh = run_dir is not None and not (run_dir.exists() and any(run_dir.iterdir()))
         head = _head_config(head)
         metrics = list(metrics or self.spec.metrics)
@@ -375,8 +376,9 @@ class Task(TaskHooks):
 def _refuse_used_folder(run_dir: Path) -> None:
     """A new fit writes its log and checkpoints into a new or empty folder (or one a recipe run just prepared:
     marker and recipe), never among other files: a user's, or another run's model and log."""
+    passing = (".mtl-", STAGING_PREFIX)  # a write probe; a file another process of the launch is writing
     held = sorted(p.name for p in run_dir.iterdir() if p.name not in {MARKER_FILE, RECIPE_FILE, "checkpoints"}
-                  and not p.name.startswith(".mtl-")) if run_dir.is_dir() else []
+                  and not p.name.startswith(passing)) if run_dir.is_dir() else []
     if held:
         raise OutputExistsError(f"fit: output_dir {run_dir} already holds files ({first_few(held, 3)}); give a new or "
                                 "empty folder (resume=True continues a run kept there)")
