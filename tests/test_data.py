@@ -275,6 +275,21 @@ def test_label_unseen_in_train_names_split_and_row(tmp_path):
         load_labelled(DataConfig(files={"train": str(train), "test": str(test)}), **TEXT)
 
 
+def test_a_split_label_written_unlike_a_training_label_is_named_with_the_label_it_matches(tmp_path):
+    train = tmp_path / "train.csv"
+    train.write_text("text,label\n" + "".join(f"review {i},{i % 2}\n" for i in range(20)))
+    validation = tmp_path / "validation.csv"
+    validation.write_text("text,label\n" + "".join(f"film {i},0{i % 2}\n" for i in range(6)))
+    with pytest.raises(DataError, match=r"validation row 1: label '00' is not among the training labels \(0, 1\); "
+                                        r"it is the same number as label '0'"):
+        load_labelled(DataConfig(files={"train": str(train), "validation": str(validation)}), **TEXT)
+    validation.write_text("text,label\n" + "".join(f"film {i},{'ONE' if i % 2 else 'zero'}\n" for i in range(6)))
+    train.write_text("text,label\n" + "".join(f"review {i},{'one' if i % 2 else 'zero'}\n" for i in range(20)))
+    with pytest.raises(DataError, match="label 'ONE' is not among .*; it is written in another letter case than "
+                                        "label 'one'"):
+        load_labelled(DataConfig(files={"train": str(train), "validation": str(validation)}), **TEXT)
+
+
 def test_limit_per_class_keeps_a_seeded_sample_of_each_class():
     ds = Dataset.from_dict({"text": [str(i) for i in range(30)], "label": [i % 3 for i in range(30)]})
     ds = ds.cast_column("label", ClassLabel(names=["a", "b", "c"]))

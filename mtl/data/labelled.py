@@ -247,8 +247,12 @@ def encode_labels(splits: DatasetDict, label_names: Sequence[str] | None = None,
                    "the model's labels": "fix the row (the model predicts only these labels)"}.get(
                 among, f"fix the row or add it to {among}")
             more = f"{rows} such rows, labels {', '.join(map(repr, unknown[:5]))}; " if rows > 1 else ""
+            alike = _written_alike(unknown[0], names)
+            hint = (f"; it is {alike[1]} label {alike[0]!r}: if they are one label, write them alike in every "
+                    "split" if alike else "")
             raise DataError(f"{split_name} row {row}: label {unknown[0]!r} is not among {among} "
-                            f"({', '.join(names[:20])}); {fix} ({more}rows counted from 1, the header not counted)")
+                            f"({', '.join(names[:20])}){hint}; {fix} ({more}rows counted from 1, the header not "
+                            "counted)")
     new_feature = ClassLabel(names=names)
 
     def encode(batch: dict[str, list[Any]]) -> dict[str, list[int]]:
@@ -340,6 +344,28 @@ def _check_near_duplicates(names: Sequence[str], train_key: str) -> None:
         logger.warning("data: labels %s differ only in letter case%s and are trained as different classes; if they "
                        "are one class, write them alike", " and ".join(map(repr, group)),
                        " and spaces" if any(name != name.strip() for name in group) else "")
+
+
+_WRITTEN_ALIKE: tuple[tuple[str, Callable[[str], Any]], ...] = (
+    ("written with other spaces than", str.strip),
+    ("the same number as", lambda name: _as_number(name.strip())),
+    ("written in another letter case than", lambda name: name.strip().casefold()),
+)
+
+
+def _written_alike(value: Any, names: Sequence[str]) -> tuple[str, str] | None:
+    """The known name that ``value`` differs from only in how it is written ("01" vs "1", " pos" vs "pos", "POS"
+    vs "pos"), with how they differ; None when no name is that close.
+
+    >>> _written_alike("01", ["0", "1"])
+    ('1', 'the same number as')
+    """
+    text = _label_text(value)
+    for how, key in _WRITTEN_ALIKE:
+        for name in names:
+            if key(name) == key(text):
+                return name, how
+    return None
 
 
 def _as_number(name: str) -> Any:
