@@ -137,8 +137,8 @@ def test_a_run_resumed_on_other_data_is_refused_and_says_how_they_differ(tiny_be
     for changed, message in ((train[:30], "train: 40 examples then, 30 now"),
                              (flipped[:-1] + train[-1:], "train: label counts"),
                              (reworded, "train: the same number of examples and labels, but other inputs")):
-        with pytest.raises(MtlError, match="--resume: the data differ from those the run started with") as error:
+        with pytest.raises(MtlError, match="resume: the data differ from those the run started with") as error:
             TextSentiment(tiny_bert, max_length=32).fit(changed, validation, resume=True, **options)
-        assert message in str(error.value) and "--overwrite" in str(error.value)
+        assert message in str(error.value) and "in Python, fit in another output_dir" in str(error.value)
     resumed = TextSentiment(tiny_bert, max_length=32).fit(train, validation, resume=True, **options)
     assert resumed.resumed_from_epoch == 1  # the same data: resumed (here: already at its end)

@@ -26,6 +26,7 @@ from datasets import Dataset
 from ..config.schema import changed_keys, flat_keys
 from ..errors import MtlError
 from ..fs import write_json
+from .state import START_AFRESH
 
 SIGNATURE_FILE = "data.json"
 SETTINGS_FILE = "settings.json"
@@ -62,9 +63,9 @@ def check_resumed_data(folder: Path, splits: Mapping[str, Dataset], *, resuming:
     now = {name: data_signature(split) for name, split in splits.items() if name in kept}
     changes = [_difference(name, kept[name], now[name]) for name in now if kept[name] != now[name]]
     if changes:
-        raise MtlError(f"--resume: the data differ from those the run started with ({'; '.join(changes)}); its "
+        raise MtlError(f"resume: the data differ from those the run started with ({'; '.join(changes)}); its "
                        "checkpoint would continue on other examples and end unlike any whole run. Resume with the "
-                       "data as they were, or start afresh with --overwrite")
+                       f"data as they were, or start afresh ({START_AFRESH})")
 
 
 def _difference(name: str, kept: Mapping[str, Any], now: Mapping[str, Any]) -> str:

@@ -60,8 +60,8 @@ def latest_checkpoint(folder: Path) -> tuple[Path, dict[str, Any]] | None:
                 state = json.loads(state_file.read_text())
                 found.append((int(state["result"]["global_step"]), candidate, state))
             except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as error:
-                raise CheckpointError(f"--resume: {state_file} is damaged ({error}); delete {candidate} to resume "
-                                      "from an earlier checkpoint, or start afresh with --overwrite") from None
+                raise CheckpointError(f"resume: {state_file} is damaged ({error}); delete {candidate} to resume "
+                                      f"from an earlier checkpoint, or start afresh ({START_AFRESH})") from None
     if not found:
         return None
     _, newest, state = max(found, key=lambda item: item[0])
@@ -79,6 +79,10 @@ def checkpoint_folders(folder: Path) -> list[Path]:
         return []
     return [p for p in folder.iterdir() if p.is_dir() and p.name.partition("-")[0] in ("epoch", "step")
             and p.name.partition("-")[2].isdigit()]
+
+
+START_AFRESH = "--overwrite on the command line; in Python, fit in another output_dir"  # how a stopped run's messages
+# say to start over, for both ways a run is started
 
 
 def refuse_earlier_checkpoints(run_dir: Path) -> None:
