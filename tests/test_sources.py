@@ -326,8 +326,12 @@ try:
     resolve_checkpoint("Someone/Tiny-BERT")
 except CheckpointError as e:
     cased = str(e)
+try:  # a task suggests among its own checkpoints, not the closest mirror of another kind
+    resolve_checkpoint("someone/tiny-berd", suggest=("someone/tiny-bert-large", "someone/other"))
+except CheckpointError as e:
+    own = str(e)
 print(json.dumps({"source": resolved.source, "files": sorted(p.name for p in resolved.path.iterdir()), "error": error,
-                  "cased": cased}))
+                  "cased": cased, "own": own}))
 """
 
 
@@ -348,3 +352,4 @@ def test_offline_hub_falls_back_to_the_mirror_and_unknown_ids_fail_clearly(env, 
     assert "No offline mirror is known for it" in out["error"] and "hf download someone/unknown-model" in out["error"]
     assert "'someone/unknown-model' could not be found (nor is there a folder someone/unknown-model in " in out["error"]
     assert "'Someone/Tiny-BERT' could not be found; did you mean 'someone/tiny-bert'?" in out["cased"]
+    assert "'someone/tiny-berd' could not be found; did you mean 'someone/tiny-bert-large'?" in out["own"]

@@ -20,6 +20,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 from ..errors import CheckpointError, did_you_mean
 from .artifacts import fetch_artifact
@@ -41,8 +42,12 @@ class ResolvedCheckpoint:
     source: str
 
 
-def resolve_checkpoint(checkpoint: str | os.PathLike, revision: str | None = None) -> ResolvedCheckpoint:
-    """Find a local folder for ``checkpoint`` (a folder path or a Hub id); raise CheckpointError if none can."""
+def resolve_checkpoint(checkpoint: str | os.PathLike, revision: str | None = None,
+                       suggest: Sequence[str] | None = None) -> ResolvedCheckpoint:
+    """Find a local folder for ``checkpoint`` (a folder path or a Hub id); raise CheckpointError if none can.
+
+    ``suggest``: the ids a misspelt one is compared with (a task's own checkpoints; default every mirror), so that
+    a text task is not pointed at a speech model whose name is closer."""
     requested = str(checkpoint)
     local = Path(requested).expanduser()
     if local.exists():
@@ -68,9 +73,10 @@ def resolve_checkpoint(checkpoint: str | os.PathLike, revision: str | None = Non
     if mirror is not None:
         return _served(_from_mirror(mirror))
     known = ", ".join(sorted(MIRRORS)) or "none"
-    named = next((mirror for mirror in sorted(MIRRORS) if mirror.lower().split("/")[-1] ==
+    choices = sorted(suggest if suggest is not None else MIRRORS)
+    named = next((choice for choice in choices if choice.lower().split("/")[-1] ==
                   requested.lower().split("/")[-1]), None)  # the case, or the owner, left out or different
-    hint = f"; did you mean {named!r}?" if named else did_you_mean(requested, MIRRORS)
+    hint = f"; did you mean {named!r}?" if named else did_you_mean(requested, choices)
     hint = hint or f" (nor is there a folder {local} in {Path.cwd()})."
     raise CheckpointError(
         f"checkpoint {requested!r} could not be found{hint} {hub_reason} No offline mirror is known for it "

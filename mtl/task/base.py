@@ -251,7 +251,7 @@ class Task(TaskHooks):
     def prepare(self) -> None:
         """Resolve the checkpoint (log which source served it) and load its processor; no model yet."""
         if self.source is None:
-            self.source = resolve_checkpoint(self.checkpoint, self.revision)
+            self.source = resolve_checkpoint(self.checkpoint, self.revision, suggest=self.spec.candidates)
         if self.processor is None:
             refuse_other_modality(self.source.path, self.spec.modality, str(self.checkpoint),
                                   self.spec.default_checkpoint)

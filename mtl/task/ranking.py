@@ -102,7 +102,7 @@ def check_candidates(task_cls: type, candidates: Sequence[str], *, skip_unavaila
     usable, problems = [], []
     for checkpoint in dict.fromkeys(candidates):
         try:
-            folder = resolve_checkpoint(checkpoint).path
+            folder = resolve_checkpoint(checkpoint, suggest=task_cls.spec.candidates).path
         except CheckpointError as error:
             if not skip_unavailable:
                 problems.append(error)
