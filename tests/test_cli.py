@@ -222,10 +222,14 @@ def test_predict_names_every_bad_image_of_a_folder_at_once(saved_models, tmp_pat
 def test_predict_on_a_folder_says_which_files_it_left_out(saved_models, tmp_path, capsys, caplog):
     (tmp_path / "a.txt").write_text("a good film\n")
     (tmp_path / "b.csv").write_text("text\nfine\n")
+    (tmp_path / "c.txt").symlink_to(tmp_path / "deleted.txt")
+    (tmp_path / "d.txt").symlink_to(tmp_path / "gone.txt")
     with caplog.at_level("WARNING", logger="mtl"):
         code, out, _ = predict(capsys, saved_models[0], tmp_path)
     assert code == 0 and out.count("\n") == 2  # the header and a.txt's line
     assert any("1 files left out, not .txt files (b.csv)" in r.getMessage() for r in caplog.records)
+    assert any(f"input: 2 links in {tmp_path} lead nowhere and are left out (c.txt -> {tmp_path / 'deleted.txt'}, "
+               f"d.txt -> {tmp_path / 'gone.txt'}); fix or remove them" in r.getMessage() for r in caplog.records)
 
 
 def test_predict_names_inputs_that_are_not_utf8_text(saved_models, tmp_path, capsys):

@@ -111,12 +111,15 @@ def test_other_files_in_an_image_folder_change_no_split_and_output_folders_are_n
     (tmp_path / "flat" / "red" / "LICENSE").write_text("CC BY 4.0")  # no suffix, notes: not warned about
     (tmp_path / "flat" / "tulip").mkdir()
     (tmp_path / "flat" / "tulip" / "notes.txt").write_text("to do: photograph tulips")
+    (tmp_path / "flat" / "red" / "moved.png").symlink_to(tmp_path / "elsewhere.png")  # its target moved away
     with caplog.at_level("WARNING", logger="mtl"):
         assert load_labelled(DataConfig(source=str(tmp_path / "flat")), **options).label_names == ["dark", "red"]
     assert any("folder tulip holds no images (.jpg" in r.getMessage() and "its label will not be in the data"
                in r.getMessage() for r in caplog.records)
     left_out = [r.getMessage() for r in caplog.records if "left out" in r.getMessage()]
-    assert left_out == ["data.source: 1 files are not images mtl reads and are left out (1 .svg); mtl reads .jpg, "
+    assert left_out == [f"data.source: 1 link in {tmp_path / 'flat'} leads nowhere and is left out (red/moved.png -> "
+                        f"{tmp_path / 'elsewhere.png'}); fix or remove it",
+                        "data.source: 1 files are not images mtl reads and are left out (1 .svg); mtl reads .jpg, "
                         ".jpeg, .png, .bmp, .gif, .webp, .tif, .tiff: convert them if they are data"]
     write_folder(tmp_path / "one", ["train"])
     for image in (tmp_path / "one" / "train" / "dark").iterdir():

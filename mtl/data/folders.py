@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import glob
 import logging
+import os
 import re
 from pathlib import Path
 from typing import Sequence
@@ -35,7 +36,9 @@ def warn_left_out_files(folder: Path, suffixes: Sequence[str], kind: str, leave_
     """Warn about files of other formats than ``suffixes`` in a folder of ``kind`` (SVGs among PNGs, .m4a among
     .wav): they are not read, and a user whose data they are would lose them without a word."""
     counts: dict[str, int] = {}
-    for path in walk_paths(folder):
+    paths = list(walk_paths(folder))
+    warn_broken_links(folder, paths, "data.source")
+    for path in paths:
         suffix = path.suffix.lower()
         if not suffix or suffix in suffixes or suffix in NOTES or path.name.startswith(".") or not path.is_file() \
                 or any(out in path.parents for out in leave_out):  # LICENSE, README: no suffix, not data
@@ -45,6 +48,18 @@ def warn_left_out_files(folder: Path, suffixes: Sequence[str], kind: str, leave_
         shown = first_few([f"{count} {suffix}" for suffix, count in sorted(counts.items(), key=lambda kv: -kv[1])], 4)
         logger.warning("data.source: %d files are not %s mtl reads and are left out (%s); mtl reads %s: convert "
                        "them if they are data", sum(counts.values()), kind, shown, ", ".join(suffixes))
+
+
+def warn_broken_links(folder: Path, paths: Sequence[Path], where: str) -> None:
+    """Warn about links among ``paths`` (found in ``folder``) that lead nowhere: their files are left out, and a
+    moved or deleted target would otherwise shrink the data without a word."""
+    broken = sorted(path for path in paths if path.is_symlink() and not path.exists() and not path.name.startswith("."))
+    if broken:
+        shown = first_few([f"{path.relative_to(folder)} -> {os.readlink(path)}" for path in broken], 3)
+        many = len(broken) > 1
+        logger.warning("%s: %d link%s in %s lead%s nowhere and %s left out (%s); fix or remove %s", where,
+                       len(broken), "s" if many else "", folder, "" if many else "s", "are" if many else "is",
+                       shown, "them" if many else "it")
 
 
 def warn_empty_label_folders(folder: Path, suffixes: Sequence[str], kind: str) -> None:

@@ -22,10 +22,11 @@ import sys
 from pathlib import Path
 from typing import Any, NamedTuple, Sequence
 
+from ..data.folders import warn_broken_links
 from ..data.labelled import column_named
 from ..data.tables import check_row_widths, not_utf8
 from ..errors import DataError, MtlError, OutputExistsError, first_few
-from ..fs import write_text_atomic
+from ..fs import walk_paths, write_text_atomic
 from ..registry import get_task, known_tasks, load_saved_task
 
 logger = logging.getLogger(__name__)
@@ -56,7 +57,9 @@ def collect_inputs(task: Any, arguments: Sequence[str], column: str | None = Non
         path = user_path(argument)
         kind = _kind(path)
         if kind == "folder":
-            files = [p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")]
+            paths = list(walk_paths(path))
+            warn_broken_links(path, paths, "input")
+            files = [p for p in paths if p.is_file() and not p.name.startswith(".")]
             found = sorted(p for p in files if p.suffix.lower() in suffixes)
             if not found:
                 raise DataError(f"{path}: no input files ({', '.join(suffixes)}) in this folder")
