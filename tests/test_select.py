@@ -79,6 +79,17 @@ def test_rank_checkpoints_orders_by_the_chosen_score_and_reports_costs(two_tiny_
         TextSentiment().rank_checkpoints(make_sentences(40), candidates=[])
 
 
+def test_a_label_with_one_training_example_stays_in_the_ranking_sample(two_tiny_berts):
+    from mtl.tasks import TextSentiment
+
+    rows = make_sentences(120)
+    train = [row for row in rows if row["sentiment"] == "negative"] + [rows[0]]  # one positive example among 60
+    for seed in range(8):  # a plain random sample of 10 from 61 misses the one positive 5 times in 6
+        ranked = TextSentiment(max_length=32).rank_checkpoints(train, make_sentences(20, seed=1), seed=seed,
+                                                               candidates=[two_tiny_berts[0]], sample=10)
+        assert ranked[0].train_examples == 10
+
+
 def test_a_candidate_of_another_modality_is_refused_by_name(two_tiny_berts):
     from mtl.tasks import ImageClassification
 

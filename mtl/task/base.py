@@ -214,9 +214,10 @@ class Task(TaskHooks):
 
     def rank_checkpoints(self, train: Any, validation: Any = None, candidates: Sequence[str] | None = None, *,
                          score: str = "linear_probe", sample: int = 300, validation_sample: int = 150,
-                         batch_size: int = 64) -> list[CandidateScore]:
+                         batch_size: int = 64, seed: int = 42) -> list[CandidateScore]:
         """Rank candidate checkpoints (default: the task's list, ``spec.candidates``, skipping those out of reach)
-        for ``train`` by frozen-feature scores on capped samples, best first (see :mod:`mtl.task.ranking`)."""
+        for ``train`` by frozen-feature scores on capped samples (drawn with ``seed``), best first (see
+        :mod:`mtl.task.ranking`)."""
         if isinstance(candidates, (str, os.PathLike)):  # one id or folder, not its characters
             candidates = [str(candidates)]
         if candidates is not None and not list(candidates):
@@ -225,7 +226,7 @@ class Task(TaskHooks):
         train_set, validation_set = self._labelled_pair(train, validation)
         return rank_checkpoints(type(self), train_set, validation_set, list(candidates or self.spec.candidates),
                                 options=self.options, score=score, sample=sample,
-                                validation_sample=validation_sample, batch_size=batch_size,
+                                validation_sample=validation_sample, batch_size=batch_size, seed=seed,
                                 skip_unavailable=candidates is None)
 
     def save(self, directory: str | os.PathLike, *, overwrite: bool = False) -> Path:

@@ -65,8 +65,25 @@ def capped(split: Dataset, cap: int, seed: int) -> Dataset:
         return split
     try:
         return split.train_test_split(train_size=cap, stratify_by_column="label", seed=seed)["train"]
-    except ValueError:  # a class too small to stratify
-        return split.shuffle(seed=seed).select(range(cap))
+    except ValueError:  # a class too small to stratify (one example): a random sample could miss it altogether
+        return split.select(every_class_first(split["label"], cap, seed))
+
+
+def every_class_first(labels: Sequence[int], cap: int, seed: int) -> list[int]:
+    """``cap`` row indices, seeded: one example of every label first (as far as ``cap`` allows), then the rest at
+    random, so that a rare label is never left out of a sample.
+
+    >>> every_class_first([0, 0, 0, 0, 1], 2, seed=0)[-1]   # the one example of label 1 is always kept
+    4
+    """
+    order = np.random.default_rng(seed).permutation(len(labels))
+    first: dict[int, int] = {}
+    for index in order:
+        first.setdefault(labels[index], int(index))
+    chosen = list(first.values())[:cap]
+    taken = set(chosen)
+    chosen += [int(index) for index in order if index not in taken][:cap - len(chosen)]
+    return sorted(chosen)
 
 
 def rank_checkpoints(task_cls: type, train: Dataset, validation: Dataset, candidates: Sequence[str], *,
